@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint engines venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## the real engines the tests start (llama-server, vLLM on CPU, infinity) and the tiny model they serve;
+## cached under ~/.cache/servewise-engines, built only when missing
+engines:
+	bash tests/engines/install.sh
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+test: venv engines lint
+	$(BIN)/pytest
+
+demo: venv
+	$(BIN)/servewise demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

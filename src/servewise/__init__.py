@@ -1,0 +1,3 @@
+"""servewise: evidence for taking model serving from prototype to production."""
+
+__version__ = "0.1.0"

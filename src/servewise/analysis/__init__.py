@@ -1,0 +1,1 @@
+"""Pure functions over stored data: metrics, goodput, diagnosis, gate statistics, stage assessment."""

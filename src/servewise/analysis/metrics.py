@@ -1,0 +1,220 @@
+"""Metrics exactly as DESIGN.md's glossary defines them, computed from request records.
+
+TTFT = first content chunk's arrival - t_send; E2E = last byte - t_send;
+TPOT = (E2E - TTFT) / (output_tokens - 1) per request (vLLM's definition; GuideLLM's "TPOT" includes
+the first token); ITL = every gap between consecutive content chunks, pooled over requests, divided by
+the tokens the later chunk carried when that is known. Latencies come from steady-state requests;
+throughput and goodput from the steady-state window only.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+
+from servewise.records import Phase, RequestRecord, TokenSource
+from servewise.spec.models import SloSpec, SloTarget
+
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+LATENCY_KEYS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
+
+
+def distribution(values: np.ndarray | Iterable[float]) -> dict[str, float | int | None]:
+    """count, p50/p90/p95/p99/p99.9, mean, min, max, std; every statistic None when there is no sample."""
+    data = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
+    if data.size == 0:
+        return {"count": 0} | dict.fromkeys([*PERCENTILES, "mean", "min", "max", "std"])
+    quantiles = np.percentile(data, list(PERCENTILES.values()))
+    stats: dict[str, float | int | None] = {"count": int(data.size)}
+    stats.update({name: float(q) for name, q in zip(PERCENTILES, quantiles, strict=True)})
+    stats.update(
+        mean=float(data.mean()), min=float(data.min()), max=float(data.max()), std=float(data.std(ddof=0))
+    )
+    return stats
+
+
+def tpot_ms(record: RequestRecord) -> float | None:
+    if record.t_first is None or record.t_end is None or not record.output_tokens or record.output_tokens < 2:
+        return None
+    return (record.t_end - record.t_first) * 1000 / (record.output_tokens - 1)
+
+
+def itl_gaps_ms(record: RequestRecord) -> list[float]:
+    times = record.chunk_times
+    if len(times) < 2:
+        return []
+    tokens = record.chunk_tokens
+    if tokens and len(tokens) == len(times):
+        return [(b - a) * 1000 / max(n, 1) for (a, b), n in zip(pairwise(times), tokens[1:], strict=True)]
+    return [(b - a) * 1000 for a, b in pairwise(times)]
+
+
+def meets_request_slo(record: RequestRecord, targets: list[SloTarget]) -> bool:
+    """Goodput's test: an OK request whose every per-request latency is within its limit."""
+    if not record.ok:
+        return False
+    for target in targets:
+        if target.metric == "ttft":
+            value = None if record.t_first is None else (record.t_first - record.t_send) * 1000
+        elif target.metric == "e2e":
+            value = None if record.t_end is None else (record.t_end - record.t_send) * 1000
+        else:
+            value = tpot_ms(record)
+        if value is not None and value > target.limit:
+            return False
+    return True
+
+
+@dataclass
+class _Columns:
+    ttft: array
+    tpot: array
+    itl: array
+    e2e: array
+    lag: array
+
+    @classmethod
+    def empty(cls) -> _Columns:
+        return cls(array("d"), array("d"), array("f"), array("d"), array("d"))
+
+
+class MetricsAccumulator:
+    """Folds records one at a time, so a million-request run is summarised in bounded memory."""
+
+    def __init__(self, slo: SloSpec | None = None) -> None:
+        self.slo = slo or SloSpec()
+        self._request_targets = self.slo.per_request()
+        self._cols = _Columns.empty()
+        self.ok = 0
+        self.failed = 0
+        self.errors: Counter[str] = Counter()
+        self.error_examples: dict[str, str] = {}
+        self.sources: Counter[str] = Counter()
+        self.good = 0
+        self.output_tokens = 0
+        self.input_tokens = 0
+        self.input_counted = 0
+        self.stopped_early = 0
+        self.busy_s = 0.0
+        self.first_send: float | None = None
+        self.last_end: float | None = None
+        self.steady_total = 0
+
+    def add(self, record: RequestRecord) -> None:
+        if record.t_send:
+            self._cols.lag.append((record.t_send - record.t_sched) * 1000)
+        if record.phase is not Phase.STEADY:
+            return
+        self.steady_total += 1
+        if self.first_send is None or record.t_send < self.first_send:
+            self.first_send = record.t_send
+        if record.t_end is not None and (self.last_end is None or record.t_end > self.last_end):
+            self.last_end = record.t_end
+        if not record.ok:
+            self.failed += 1
+            error = record.error.value if record.error else "unknown"
+            self.errors[error] += 1
+            self.error_examples.setdefault(error, record.error_detail)
+            return
+        self.ok += 1
+        cols = self._cols
+        if record.t_first is not None:
+            cols.ttft.append((record.t_first - record.t_send) * 1000)
+        if record.t_end is not None:
+            cols.e2e.append((record.t_end - record.t_send) * 1000)
+            self.busy_s += record.t_end - record.t_send
+        value = tpot_ms(record)
+        if value is not None:
+            cols.tpot.append(value)
+        cols.itl.extend(itl_gaps_ms(record))
+        self.sources[record.output_tokens_source.value] += 1
+        self.output_tokens += record.output_tokens or 0
+        if record.input_tokens is not None:
+            self.input_tokens += record.input_tokens
+            self.input_counted += 1
+        if (
+            record.max_tokens
+            and record.output_tokens is not None
+            and record.output_tokens < record.max_tokens
+            and record.output_tokens_source is TokenSource.USAGE
+        ):
+            self.stopped_early += 1
+        if meets_request_slo(record, self._request_targets):
+            self.good += 1
+
+    def add_all(self, records: Iterable[RequestRecord]) -> MetricsAccumulator:
+        for record in records:
+            self.add(record)
+        return self
+
+    def window_s(self, start: float | None = None) -> float:
+        begin = start if start is not None else self.first_send
+        if begin is None or self.last_end is None:
+            return 0.0
+        return max(self.last_end - begin, 1e-9)
+
+    def schedule_lag_ms(self) -> dict[str, float | int | None]:
+        return distribution(np.frombuffer(self._cols.lag, dtype=np.float64))
+
+    def result(self, window_start: float | None = None) -> dict:
+        """The ``metrics`` block of the run summary; rates over [window_start, last steady completion]."""
+        cols = self._cols
+        window = self.window_s(window_start)
+        per_s = (lambda n: n / window) if window > 0 else (lambda n: 0.0)
+        source = self.sources.most_common(1)[0][0] if self.sources else TokenSource.USAGE.value
+        if len(self.sources) > 1:
+            # the weakest source present decides how far the counts can be trusted
+            source = max(self.sources, key=[s.value for s in TokenSource].index)
+        return {
+            "ttft_ms": distribution(np.frombuffer(cols.ttft, dtype=np.float64)),
+            "tpot_ms": distribution(np.frombuffer(cols.tpot, dtype=np.float64)),
+            "itl_ms": distribution(np.frombuffer(cols.itl, dtype=np.float32)),
+            "e2e_ms": distribution(np.frombuffer(cols.e2e, dtype=np.float64)),
+            "requests_ok": self.ok,
+            "requests_failed": self.failed,
+            "requests_total": self.ok + self.failed,
+            "error_rate": self.failed / (self.ok + self.failed) if self.ok + self.failed else None,
+            "errors_by_class": dict(self.errors),
+            "error_examples": dict(self.error_examples),
+            "requests_per_s": per_s(self.ok),
+            "output_tokens_per_s": per_s(self.output_tokens),
+            "input_tokens_per_s": per_s(self.input_tokens),
+            "goodput_rps": per_s(self.good),
+            "output_tokens_source": source,
+            "mean_output_tokens": self.output_tokens / self.ok if self.ok else None,
+            "mean_input_tokens": self.input_tokens / self.input_counted if self.input_counted else None,
+            "stopped_early": self.stopped_early,
+            "concurrency_mean": self.busy_s / window if window > 0 else 0.0,
+            "window_s": window,
+        }
+
+
+def evaluate_slo(slo: SloSpec, metrics: dict) -> dict:
+    """Each target against the measured value; ``met`` is None when no SLO was given."""
+    results = []
+    for target in slo.targets:
+        if target.metric == "errors":
+            value = metrics.get("error_rate")
+            value = 1.0 if value is None else value
+        else:
+            value = metrics.get(f"{target.metric}_ms", {}).get(target.stat)
+        met = value is not None and value <= target.limit
+        results.append({"key": target.key, "limit": target.limit, "value": value, "met": met})
+    return {"met": all(r["met"] for r in results) if results else None, "targets": results}
+
+
+def request_latencies(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
+    """Per-request steady-state latency samples (ms) for statistics that compare whole distributions."""
+    acc = MetricsAccumulator().add_all(records)
+    cols = acc._cols
+    return {
+        "ttft_ms": np.frombuffer(cols.ttft, dtype=np.float64).copy(),
+        "tpot_ms": np.frombuffer(cols.tpot, dtype=np.float64).copy(),
+        "itl_ms": np.frombuffer(cols.itl, dtype=np.float32).astype(np.float64),
+        "e2e_ms": np.frombuffer(cols.e2e, dtype=np.float64).copy(),
+    }

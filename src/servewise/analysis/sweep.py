@@ -1,0 +1,58 @@
+"""Max-rate search as pure decisions: which rate to try next, and whether a step passed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from servewise.spec.models import SweepSpec
+
+MIN_ACHIEVED_FRACTION = 0.9
+MAX_ERROR_RATE_WITHOUT_SLO = 0.01
+
+
+def step_passed(summary: dict[str, Any], offered_rate: float) -> tuple[bool, str]:
+    """A step passes when it met the SLO (if any) and the server kept up with the offered rate."""
+    m = summary["metrics"]
+    if summary.get("early_stop"):
+        return False, summary["early_stop"]
+    if m["requests_ok"] == 0:
+        return False, "every request failed"
+    slo = summary.get("slo") or {}
+    if slo.get("met") is False:
+        missed = [t["key"] for t in slo["targets"] if not t["met"]]
+        return False, f"missed {', '.join(missed)}"
+    if not slo.get("targets") and (m.get("error_rate") or 0) > MAX_ERROR_RATE_WITHOUT_SLO:
+        return False, f"error rate {m['error_rate']:.1%}"
+    if m["requests_per_s"] < MIN_ACHIEVED_FRACTION * offered_rate:
+        return False, f"served {m['requests_per_s']:.2f} of {offered_rate:.2f} req/s offered"
+    return True, "met"
+
+
+def next_rate(steps: list[tuple[float, bool]], spec: SweepSpec) -> float | None:
+    """Double until a step fails (bracket), then bisect until the bracket is within ``precision``."""
+    if len(steps) >= spec.max_steps:
+        return None
+    if not steps:
+        return spec.start_rate
+    best_pass = max((rate for rate, ok in steps if ok), default=None)
+    first_fail = min(
+        (rate for rate, ok in steps if not ok and (best_pass is None or rate > best_pass)), default=None
+    )
+    if first_fail is None:
+        assert best_pass is not None
+        if best_pass >= spec.max_rate:
+            return None
+        return min(best_pass * 2, spec.max_rate)
+    if best_pass is None:
+        lowest = first_fail / 2
+        return lowest if lowest >= spec.start_rate / 64 else None
+    if (first_fail - best_pass) / best_pass <= spec.precision:
+        return None
+    return (best_pass + first_fail) / 2
+
+
+def sweep_result(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The curve sorted by rate, and the highest rate that passed (the knee of the curve)."""
+    curve = sorted(steps, key=lambda s: s["rate"])
+    passing = [s["rate"] for s in curve if s["slo_met"]]
+    return {"sweep": curve, "max_rate_meeting_slo": max(passing) if passing else None}

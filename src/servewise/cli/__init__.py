@@ -1,0 +1,1 @@
+"""The `servewise` command line: thin commands that parse, call and print."""

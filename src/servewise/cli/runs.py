@@ -1,0 +1,147 @@
+"""`servewise runs list|show|export`: the run history."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from servewise.analysis.metrics import itl_gaps_ms, tpot_ms
+from servewise.report.terminal import summary_view
+from servewise.spec import SpecError
+from servewise.store import RunStore
+
+runs_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=True)
+
+CSV_COLUMNS = (
+    "index", "worker", "phase", "t_sched", "t_send", "ttft_ms", "tpot_ms", "e2e_ms", "itl_mean_ms", "status",
+    "error", "error_detail", "max_tokens", "input_tokens", "output_tokens", "output_tokens_source", "finish_reason",
+)  # fmt: skip
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"--label must be KEY=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _fmt(value: Any, spec: str = ",.1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@runs_app.command("list")
+def list_runs(
+    label: list[str] = typer.Option([], "--label", help="Only runs with KEY=VALUE (repeatable)."),
+    kind: str | None = typer.Option(None, help="bench | sweep | coldstart ..."),
+    limit: int = typer.Option(20, help="How many (newest first)."),
+    store: Path | None = typer.Option(None, help="Run store path."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """The newest runs, optionally filtered by label."""
+    with RunStore(store) as run_store:
+        rows = run_store.list_runs(kind=kind, labels=_labels(label), limit=limit)
+    if as_json:
+        print(json.dumps([{"run_id": r.id, "kind": r.kind, "status": r.status, "created_at": r.created_at,
+                           "labels": r.labels, "target": r.target.get("url")} for r in rows], indent=2))  # fmt: skip
+        return
+    table = Table(title=f"{len(rows)} run(s)", title_justify="left")
+    for column in ("run", "kind", "when (UTC)", "status", "target", "load", "req/s", "TTFT p95 ms", "labels"):
+        table.add_column(column)
+    for r in rows:
+        metrics = (r.summary or {}).get("metrics", {})
+        table.add_row(
+            r.id,
+            r.kind,
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at)),
+            r.status,
+            str(r.target.get("url", "")),
+            str((r.summary or {}).get("load", "")),
+            _fmt(metrics.get("requests_per_s"), ",.2f"),
+            _fmt((metrics.get("ttft_ms") or {}).get("p95")),
+            " ".join(f"{k}={v}" for k, v in r.labels.items()),
+        )
+    Console().print(table)
+
+
+@runs_app.command("show")
+def show(
+    run_id: str = typer.Argument(..., help="Run id (or a unique part of it)."),
+    store: Path | None = typer.Option(None, help="Run store path."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stored summary as JSON."),
+) -> None:
+    """A stored run's summary, as `bench` printed it."""
+    with RunStore(store) as run_store:
+        run = run_store.get_run(run_id)
+    if as_json or not run.summary or run.kind not in ("bench", "sweep", "sweep-step"):
+        print(json.dumps(run.summary or {"run_id": run.id, "status": run.status}, indent=2, default=str))
+        return
+    Console().print(summary_view(run.summary))
+
+
+@runs_app.command("export")
+def export(
+    run_id: str = typer.Argument(..., help="Run id (or a unique part of it)."),
+    format: str = typer.Option(
+        "json", "--format", "-f", help="json (summary + records) | csv (one row per request)."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default stdout)."),
+    store: Path | None = typer.Option(None, help="Run store path."),
+) -> None:
+    """Every request of a run, for your own analysis. The API key is never part of a run."""
+    if format not in ("json", "csv"):
+        raise SpecError(f"--format must be json or csv, got {format!r}")
+    with RunStore(store) as run_store:
+        run = run_store.get_run(run_id)
+        out = output.open("w", newline="") if output else sys.stdout
+        try:
+            if format == "csv":
+                writer = csv.writer(out)
+                writer.writerow(CSV_COLUMNS)
+                for r in run_store.iter_records(run.id):
+                    gaps = itl_gaps_ms(r)
+                    writer.writerow([
+                        r.index, r.worker, r.phase.value, f"{r.t_sched:.6f}", f"{r.t_send:.6f}",
+                        _ms(None if r.t_first is None else (r.t_first - r.t_send) * 1000), _ms(tpot_ms(r)),
+                        _ms(None if r.t_end is None else (r.t_end - r.t_send) * 1000),
+                        _ms(sum(gaps) / len(gaps) if gaps else None), r.status or "",
+                        r.error.value if r.error else "", r.error_detail, r.max_tokens or "", r.input_tokens or "",
+                        r.output_tokens if r.output_tokens is not None else "", r.output_tokens_source.value,
+                        r.finish_reason or "",
+                    ])  # fmt: skip
+            else:
+                out.write('{"run": ')
+                json.dump({"run_id": run.id, "kind": run.kind, "status": run.status, "labels": run.labels,
+                           "spec": run.spec, "target": run.target, "environment": run.environment,
+                           "summary": run.summary}, out, default=str)  # fmt: skip
+                out.write(', "records": [')
+                for i, r in enumerate(run_store.iter_records(run.id)):
+                    out.write(("," if i else "") + "\n")
+                    json.dump({"index": r.index, "worker": r.worker, "phase": r.phase.value, "t_sched": r.t_sched,
+                               "t_send": r.t_send, "t_first": r.t_first, "t_end": r.t_end, "status": r.status,
+                               "error": r.error.value if r.error else None, "error_detail": r.error_detail,
+                               "max_tokens": r.max_tokens, "input_tokens": r.input_tokens,
+                               "output_tokens": r.output_tokens, "output_tokens_source": r.output_tokens_source.value,
+                               "finish_reason": r.finish_reason, "chunk_times": r.chunk_times}, out)  # fmt: skip
+                out.write("\n]}\n")
+        finally:
+            if output:
+                out.close()
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(runs_app, name="runs", rich_help_panel="History")

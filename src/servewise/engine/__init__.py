@@ -1,0 +1,1 @@
+"""The load engine: a precomputed schedule, paced by worker processes, measured at byte arrival."""

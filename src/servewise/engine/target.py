@@ -1,0 +1,114 @@
+"""Learning about the target before the run: is it up, which model, what server; and its API key."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from servewise.protocols.openai import api_base_path
+from servewise.spec.errors import SpecError
+from servewise.spec.models import TargetSpec
+
+
+class TargetUnreachable(RuntimeError):
+    """Nothing answered at the target URL (exit code 3)."""
+
+
+@dataclass
+class TargetInfo:
+    url: str
+    api: str
+    model: str
+    models: list[str] = field(default_factory=list)
+    server: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "api": self.api,
+            "model": self.model,
+            "models": self.models,
+            "server": self.server,
+        }
+
+
+def resolve_api_key(target: TargetSpec) -> str | None:
+    """From the named environment variable or file, else ``OPENAI_API_KEY``; never from the spec itself."""
+    if target.api_key_file:
+        try:
+            return Path(target.api_key_file).expanduser().read_text().strip() or None
+        except OSError as exc:
+            raise SpecError(
+                f"target.api_key_file: cannot read {target.api_key_file}: {exc.strerror}"
+            ) from None
+    if target.api_key_env:
+        value = os.environ.get(target.api_key_env)
+        if not value:
+            raise SpecError(f"target.api_key_env: environment variable {target.api_key_env} is not set")
+        return value
+    return os.environ.get("OPENAI_API_KEY") or None
+
+
+async def discover(target: TargetSpec, api_key: str | None, timeout_s: float = 10.0) -> TargetInfo:
+    """GET /v1/models (and the engine's version route when there is one) to fix the model name."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    parts = urlsplit(target.url)
+    api_path = api_base_path(target.url)
+    root = f"{parts.scheme}://{parts.netloc}{api_path.removesuffix('v1/').rstrip('/')}"
+    models_url = f"{parts.scheme}://{parts.netloc}{api_path}models"
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    server: dict[str, Any] = {}
+    models: list[str] = []
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+        try:
+            async with session.get(models_url) as resp:
+                server["server_header"] = resp.headers.get("Server")
+                server["models_status"] = resp.status
+                if resp.status == 200:
+                    body = await resp.json(content_type=None)
+                    data = body.get("data", []) if isinstance(body, dict) else []
+                    models = [str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id")]
+                    server["models"] = [
+                        {k: m.get(k) for k in ("id", "owned_by", "max_model_len", "created") if k in m}
+                        for m in data
+                        if isinstance(m, dict)
+                    ]
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise TargetUnreachable(f"nothing answers at {target.url} ({_reason(exc)})") from None
+        except (aiohttp.ClientError, ValueError):
+            pass
+        for path, key in (("/version", "version"), ("/props", "props")):
+            try:
+                async with session.get(root + path) as resp:
+                    if resp.status == 200 and "json" in resp.headers.get("Content-Type", ""):
+                        body = await resp.json()
+                        server[key] = _small(body)
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                continue
+    model = target.model or (models[0] if models else None)
+    if model is None:
+        raise SpecError(
+            f"target.model: the server at {target.url} lists no models at /v1/models; name one with --model"
+        )
+    return TargetInfo(url=target.url, api=target.api.value, model=model, models=models, server=server)
+
+
+def _small(body: Any) -> Any:
+    """Keep version info, drop bulk (llama.cpp's /props carries the whole chat template)."""
+    if not isinstance(body, dict):
+        return body
+    keep = {}
+    for key, value in body.items():
+        if isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) < 200):
+            keep[key] = value
+    return keep
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.split(" [")[0] if "Connect call failed" in text else text

@@ -1,0 +1,264 @@
+"""A load-generating worker process: paces its slice of the schedule and streams records back.
+
+The contract with the parent (and with any future remote worker, e.g. a Ray actor): the parent sends a
+``Job``; the worker answers with ``("records", rows)`` and ``("samples", rows)`` batches about four times
+a second and ends with ``("done", stats)``. A ``"stop"`` message from the parent cancels what is in
+flight. Nothing else is shared: each worker rebuilds its requests from the seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from time import perf_counter
+
+import numpy as np
+
+from servewise.engine.loop import run as run_loop
+from servewise.engine.transport import ConnectionPool
+from servewise.protocols.openai import OpenAIAdapter
+from servewise.records import Phase, RequestRecord, record_to_row
+from servewise.spec.models import LoadSpec, RunSpec
+from servewise.workload.arrivals import arrival_times
+from servewise.workload.plan import WorkloadPlan
+
+FLUSH_INTERVAL_S = 0.25
+LOOP_PROBE_S = 0.05
+MAX_SENDS_WITHOUT_YIELD = 32
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run (or one sweep step) for one worker; its start time ``t0`` follows once every worker is ready."""
+
+    spec: dict
+    model: str
+    api_key: str | None = field(repr=False)
+    worker_id: int
+    workers: int
+    load: dict
+    duration_s: float | None
+    max_requests: int | None
+    collect_text: bool = False
+
+
+@dataclass
+class WorkerStats:
+    worker_id: int
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    sent: int = 0
+    connections_opened: int = 0
+    cap_waits: int = 0
+    loop_lag_max_ms: float = 0.0
+    stopped: bool = False
+
+
+class _Worker:
+    def __init__(self, job: Job, t0: float, conn: Connection, plan: WorkloadPlan) -> None:
+        self.job = job
+        self.t0 = t0
+        self.conn = conn
+        self.spec = RunSpec.model_validate(job.spec)
+        self.load = LoadSpec.model_validate(job.load)
+        self.plan = plan
+        self.adapter = OpenAIAdapter(self.spec.target, job.model, job.api_key)
+        self.out: list[tuple] = []
+        self.samples: list[tuple] = []
+        self.stats = WorkerStats(job.worker_id)
+        self.stopping = False
+        self.in_flight_peak = 0
+        self.idle = asyncio.Event()
+        self.loop_lag_window = 0.0
+        self.end_at = t0 + job.duration_s if job.duration_s is not None else float("inf")
+        warmup, cooldown = self.spec.warmup_s, self.spec.cooldown_s
+        self.steady_from = t0 + warmup
+        self.steady_to = self.end_at - cooldown if job.duration_s is not None else float("inf")
+
+    def phase(self, t: float) -> Phase:
+        if t < self.steady_from:
+            return Phase.WARMUP
+        if t >= self.steady_to:
+            return Phase.COOLDOWN
+        return Phase.STEADY
+
+    def record(self, index: int, t_sched: float, max_tokens: int) -> RequestRecord:
+        return RequestRecord(
+            index=index,
+            t_sched=t_sched,
+            max_tokens=max_tokens,
+            worker=self.job.worker_id,
+            phase=self.phase(t_sched),
+        )
+
+    def on_complete(self, record: RequestRecord) -> None:
+        self.out.append(record_to_row(record))
+        if self.pool.in_flight == 0:
+            self.idle.set()
+
+    async def run(self) -> WorkerStats:
+        loop = asyncio.get_running_loop()
+        target = self.adapter
+        self.pool = ConnectionPool(
+            target.host,
+            target.port,
+            tls=target.tls,
+            timeout_s=self.spec.target.timeout_s,
+            on_complete=self.on_complete,
+            max_connections=self.load.max_concurrency if self.load.kind != "concurrency" else None,
+        )
+        loop.add_reader(self.conn.fileno(), self._on_parent_message)
+        cpu0, wall0 = time.process_time(), perf_counter()
+        flusher = loop.create_task(self._flush_forever())
+        prober = loop.create_task(self._probe_loop())
+        closed = self.load.kind == "concurrency"
+        self.sender = loop.create_task(self._closed_loop() if closed else self._open_loop())
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sender
+            if not self.stopping and self.pool.in_flight:
+                self.idle.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.idle.wait(), self.spec.target.timeout_s + 1)
+        finally:
+            self.pool.close("run stopped" if self.stopping else "run ended")
+            loop.remove_reader(self.conn.fileno())
+            os.set_blocking(self.conn.fileno(), True)
+            flusher.cancel()
+            prober.cancel()
+            self.stats.cpu_s = time.process_time() - cpu0
+            self.stats.wall_s = perf_counter() - wall0
+            self.stats.connections_opened = self.pool.opened
+            self.stats.cap_waits = self.pool.waited
+            self.stats.stopped = self.stopping
+            self._flush()
+        return self.stats
+
+    def _on_parent_message(self) -> None:
+        while self.conn.poll():
+            if self.conn.recv() == "stop":
+                self.stopping = True
+                self.sender.cancel()
+                self.idle.set()
+
+    async def _open_loop(self) -> None:
+        job = self.job
+        rng = np.random.default_rng([self.spec.workload.seed, 1])
+        offsets = arrival_times(self.load, rng, duration_s=job.duration_s, max_requests=job.max_requests)
+        in_a_row = 0
+        for index in range(job.worker_id, len(offsets), job.workers):
+            t_sched = self.t0 + float(offsets[index])
+            planned = self.plan.request(index)
+            request = self.adapter.request_bytes(planned)
+            delay = t_sched - perf_counter()
+            if delay > 0:
+                in_a_row = 0
+                await asyncio.sleep(delay)
+            elif in_a_row >= MAX_SENDS_WITHOUT_YIELD:
+                in_a_row = 0
+                await asyncio.sleep(0)
+            self.idle.clear()
+            record = self.record(index, t_sched, planned.max_tokens)
+            self.pool.submit(record, request, self.adapter.reader(job.collect_text))
+            self.stats.sent += 1
+            in_a_row += 1
+
+    async def _closed_loop(self) -> None:
+        """Each of this worker's users sends its next request the moment its last one completes."""
+        job = self.job
+        users = len(range(job.worker_id, self.load.concurrency or 1, job.workers))
+        next_index = job.worker_id
+        finished = asyncio.Event()
+
+        def issue() -> None:
+            nonlocal next_index
+            now = perf_counter()
+            out_of_requests = job.max_requests is not None and next_index >= job.max_requests
+            if now >= self.end_at or out_of_requests:
+                if self.pool.in_flight == 0:
+                    finished.set()
+                return
+            planned = self.plan.request(next_index)
+            record = self.record(next_index, now, planned.max_tokens)
+            next_index += job.workers
+            self.stats.sent += 1
+            self.pool.submit(
+                record, self.adapter.request_bytes(planned), self.adapter.reader(job.collect_text)
+            )
+
+        def on_complete(record: RequestRecord) -> None:
+            self.out.append(record_to_row(record))
+            if not self.stopping:
+                issue()
+
+        self.pool._on_complete = on_complete
+        await asyncio.sleep(max(0.0, self.t0 - perf_counter()))
+        for _ in range(users):
+            issue()
+        if users:
+            await finished.wait()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            now = perf_counter()
+            labels = (("worker", str(self.job.worker_id)),)
+            self.samples.append((now, "client", "in_flight", float(self.pool.in_flight), labels))
+            self.samples.append((now, "client", "loop_lag_ms", self.loop_lag_window * 1000, labels))
+            self.samples.append((now, "client", "connections", float(self.pool.connections), labels))
+            self.loop_lag_window = 0.0
+            self._flush()
+
+    async def _probe_loop(self) -> None:
+        """Event-loop lag: how late a timer fires. A busy client shows it before anything else does."""
+        while True:
+            expected = perf_counter() + LOOP_PROBE_S
+            await asyncio.sleep(LOOP_PROBE_S)
+            lag = max(0.0, perf_counter() - expected)
+            self.loop_lag_window = max(self.loop_lag_window, lag)
+            self.stats.loop_lag_max_ms = max(self.stats.loop_lag_max_ms, lag * 1000)
+
+    def _flush(self) -> None:
+        if self.out:
+            rows, self.out = self.out, []
+            self.conn.send(("records", rows))
+        if self.samples:
+            samples, self.samples = self.samples, []
+            self.conn.send(("samples", samples))
+
+
+def worker_main(conn: Connection) -> None:
+    """Entry point of a worker process: run jobs until the parent sends None or goes away.
+
+    Each job is two-phase: the worker builds its plan and adapter, answers ``ready``, and only then
+    gets the shared start time, so no worker starts late because another was still importing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    plans: dict[str, WorkloadPlan] = {}
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        if not isinstance(job, Job):
+            continue
+        try:
+            spec = RunSpec.model_validate(job.spec)
+            key = spec.workload.model_dump_json()
+            plan = plans.get(key) or plans.setdefault(key, WorkloadPlan(spec.workload))
+            conn.send(("ready", None))
+            go = conn.recv()
+            if not (isinstance(go, tuple) and go[0] == "go"):
+                conn.send(("done", WorkerStats(job.worker_id, stopped=True)))
+                continue
+            stats = run_loop(_Worker(job, go[1], conn, plan).run())
+            conn.send(("done", stats))
+        except Exception as exc:  # reported to the parent, which owns the message to the user
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,273 @@
+"""OpenAI-compatible APIs: chat completions, completions (streamed or not) and embeddings.
+
+The reader sees body bytes as they arrive, each call stamped with its arrival time by the transport
+before any parsing. On the streamed hot path only the first content event and the events without
+content (role, finish, usage) are JSON-decoded; later content events are recognised by a byte pattern,
+which keeps per-chunk cost to a regex search.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from servewise.protocols.sse import MalformedEvent, event_data, split_events
+from servewise.records import ErrorClass, RequestRecord, TokenSource
+from servewise.spec.models import Api, TargetSpec
+from servewise.workload.plan import PlannedRequest
+
+_CONTENT = re.compile(rb'"(?:content|text|reasoning_content|reasoning)"\s*:\s*"(?!")')
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"(\w+)"')
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_PATHS = {Api.CHAT: "chat/completions", Api.COMPLETIONS: "completions", Api.EMBEDDINGS: "embeddings"}
+_CHARS_PER_TOKEN = 4.0
+
+
+def api_base_path(url: str) -> str:
+    """``http://h:8000`` and ``http://h:8000/v1`` both mean the OpenAI routes under ``/v1/``."""
+    path = urlsplit(url).path.rstrip("/")
+    return path + "/" if path.endswith("/v1") else path + "/v1/"
+
+
+class ResponseReader:
+    """Turns one response body into the record's content timings, token counts and errors."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: tuple[ErrorClass, str] | None = None
+
+    def feed(self, data: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    def finish(self, record: RequestRecord) -> None:
+        raise NotImplementedError
+
+
+class StreamReader(ResponseReader):
+    __slots__ = (
+        "_done",
+        "_rest",
+        "_texts",
+        "_usage",
+        "_usage_tokens",
+        "chunk_times",
+        "chunk_tokens",
+        "finish_reason",
+    )
+
+    def __init__(self, collect_text: bool = False) -> None:
+        super().__init__()
+        self._rest = b""
+        self._texts: list[str] | None = [] if collect_text else None
+        self._usage: dict[str, Any] | None = None
+        self._usage_tokens = 0
+        self._done = False
+        self.chunk_times: list[float] = []
+        self.chunk_tokens: list[int] | None = None
+        self.finish_reason: str | None = None
+
+    def feed(self, data: bytes, now: float) -> None:
+        if self.error is not None:
+            return
+        buffer = self._rest + data if self._rest else data
+        if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
+            self._rest = buffer
+            return
+        events, self._rest = split_events(buffer)
+        for event in events:
+            try:
+                payload = event_data(event)
+            except MalformedEvent as exc:
+                self.error = (ErrorClass.PROTOCOL, str(exc))
+                return
+            if payload is None:
+                continue
+            if payload == b"[DONE]":
+                self._done = True
+                continue
+            content = _CONTENT.search(payload) is not None
+            if not content or not self.chunk_times or self._texts is not None or _USAGE.search(payload):
+                self._decode(payload, content)
+                if self.error is not None:
+                    return
+            elif b'"finish_reason":"' in payload or b'"finish_reason": "' in payload:
+                match = _FINISH.search(payload)
+                self.finish_reason = match.group(1).decode() if match else self.finish_reason
+            if content:
+                self.chunk_times.append(now)
+
+    def _decode(self, payload: bytes, content: bool) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            self.error = (ErrorClass.PROTOCOL, f"stream event is not JSON: {payload[:120]!r}")
+            return
+        if not isinstance(event, dict):
+            self.error = (ErrorClass.PROTOCOL, f"stream event is not a JSON object: {payload[:120]!r}")
+            return
+        if event.get("error") and not event.get("choices"):
+            self.error = (ErrorClass.PROTOCOL, f"server error inside the stream: {str(event['error'])[:300]}")
+            return
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            tokens = usage.get("completion_tokens")
+            if content and isinstance(tokens, int):
+                # per-chunk usage (vLLM's continuous_usage_stats) tells how many tokens each chunk carried
+                if self.chunk_tokens is None:
+                    self.chunk_tokens = [1] * len(self.chunk_times)
+                self.chunk_tokens.append(max(tokens - self._usage_tokens, 0))
+                self._usage_tokens = tokens
+            self._usage = usage
+        for choice in event.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+            if self._texts is not None and content:
+                delta = choice.get("delta") or {}
+                self._texts.append(str(delta.get("content") or choice.get("text") or ""))
+
+    def finish(self, record: RequestRecord) -> None:
+        if self.error is None and self._rest.strip():
+            # a last event without its blank line still counts (some servers end the body right after it)
+            self.feed(b"\n\n", record.t_end or 0.0)
+        if self.error is None and not (self.chunk_times or self._usage or self._done or self.finish_reason):
+            self.error = (ErrorClass.PROTOCOL, "the stream ended without a single event")
+        if self.error is not None:
+            record.error, record.error_detail = self.error
+        record.chunk_times = self.chunk_times
+        record.t_first = self.chunk_times[0] if self.chunk_times else None
+        record.finish_reason = self.finish_reason
+        if self.chunk_tokens is not None and len(self.chunk_tokens) == len(self.chunk_times):
+            record.chunk_tokens = self.chunk_tokens
+        _apply_usage(record, self._usage, len(self.chunk_times), self._texts)
+
+
+class BodyReader(ResponseReader):
+    """Non-streamed responses: the whole body is the one chunk."""
+
+    __slots__ = ("_api", "_body", "_first")
+
+    def __init__(self, api: Api) -> None:
+        super().__init__()
+        self._api = api
+        self._body = bytearray()
+        self._first: float | None = None
+
+    def feed(self, data: bytes, now: float) -> None:
+        if self._first is None:
+            self._first = now
+        self._body += data
+
+    def finish(self, record: RequestRecord) -> None:
+        try:
+            body = json.loads(self._body)
+        except ValueError:
+            record.error = ErrorClass.PROTOCOL
+            record.error_detail = f"response is not JSON: {bytes(self._body[:120])!r}"
+            return
+        if not isinstance(body, dict):
+            record.error, record.error_detail = ErrorClass.PROTOCOL, "response is not a JSON object"
+            return
+        record.t_first = self._first
+        record.chunk_times = [self._first] if self._first is not None else []
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+        if self._api is Api.EMBEDDINGS:
+            data = body.get("data")
+            if not isinstance(data, list) or not data:
+                record.error, record.error_detail = ErrorClass.PROTOCOL, "embeddings response has no data"
+                return
+            record.output_tokens = 0
+            record.output_tokens_source = TokenSource.USAGE
+            if usage and isinstance(usage.get("prompt_tokens"), int):
+                record.input_tokens = usage["prompt_tokens"]
+            return
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            record.error, record.error_detail = ErrorClass.PROTOCOL, "response has no choices"
+            return
+        choice = choices[0]
+        record.finish_reason = choice.get("finish_reason")
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        text = str(message.get("content") or choice.get("text") or "")
+        _apply_usage(record, usage, None, [text])
+
+
+def _apply_usage(
+    record: RequestRecord, usage: dict[str, Any] | None, chunks: int | None, texts: list[str] | None
+) -> None:
+    """Usage wins; else a character-based estimate of the text; else the chunk count (an estimate)."""
+    if usage and isinstance(usage.get("prompt_tokens"), int):
+        record.input_tokens = usage["prompt_tokens"]
+    if usage and isinstance(usage.get("completion_tokens"), int):
+        record.output_tokens = usage["completion_tokens"]
+        record.output_tokens_source = TokenSource.USAGE
+    elif chunks is not None:
+        record.output_tokens = chunks
+        record.output_tokens_source = TokenSource.CHUNKS
+    elif texts is not None:
+        record.output_tokens = round(len("".join(texts)) / _CHARS_PER_TOKEN)
+        record.output_tokens_source = TokenSource.CHUNKS
+
+
+class OpenAIAdapter:
+    """Builds raw HTTP/1.1 requests for one target once, so each request only adds its body."""
+
+    def __init__(self, target: TargetSpec, model: str, api_key: str | None) -> None:
+        self.target = target
+        self.model = model
+        self.api = target.api
+        self.stream = target.stream and target.api is not Api.EMBEDDINGS
+        parts = urlsplit(target.url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.tls = parts.scheme == "https"
+        self.path = api_base_path(target.url) + _PATHS[target.api]
+        host_header = parts.netloc.rsplit("@", 1)[-1]
+        headers = [
+            f"POST {self.path} HTTP/1.1",
+            f"Host: {host_header}",
+            "Content-Type: application/json",
+            "Accept: text/event-stream" if self.stream else "Accept: application/json",
+            "User-Agent: servewise",
+        ]
+        if api_key:
+            headers.append(f"Authorization: Bearer {api_key}")
+        self._head = ("\r\n".join(headers) + "\r\nContent-Length: ").encode("latin-1")
+
+    def body(self, request: PlannedRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model}
+        if self.api is Api.EMBEDDINGS:
+            body["input"] = request.prompt if request.prompt is not None else _messages_text(request.messages)
+            return body | self.target.extra_body
+        if self.api is Api.CHAT:
+            body["messages"] = request.messages or [{"role": "user", "content": request.prompt or ""}]
+        else:
+            body["prompt"] = (
+                request.prompt if request.prompt is not None else _messages_text(request.messages)
+            )
+        body["max_tokens"] = request.max_tokens
+        if self.target.ignore_eos:
+            body["ignore_eos"] = True
+        if self.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body | self.target.extra_body
+
+    def request_bytes(self, request: PlannedRequest) -> bytes:
+        payload = json.dumps(self.body(request), separators=(",", ":")).encode()
+        return self._head + str(len(payload)).encode() + b"\r\n\r\n" + payload
+
+    def reader(self, collect_text: bool = False) -> ResponseReader:
+        return StreamReader(collect_text) if self.stream else BodyReader(self.api)
+
+
+def _messages_text(messages: list[dict[str, str]] | None) -> str:
+    return "\n".join(str(m.get("content", "")) for m in messages or ())
+
+
+def build_adapter(target: TargetSpec, model: str, api_key: str | None) -> OpenAIAdapter:
+    return OpenAIAdapter(target, model, api_key)

@@ -1,0 +1,1 @@
+"""Outputs: terminal tables, the HTML report, exports."""

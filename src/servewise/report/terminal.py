@@ -1,0 +1,150 @@
+"""Rich renderables for the terminal: live progress and the end-of-run summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from servewise.engine.progress import LiveStats
+
+STATUS_STYLE = {
+    "ok": "bold green",
+    "slo_failed": "bold red",
+    "interrupted": "bold yellow",
+    "failed": "bold red",
+}
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def progress_line(stats: LiveStats, elapsed_s: float, duration_s: float | None, label: str) -> Text:
+    ttft = stats.ttft_p50_ms()
+    total = f"/{duration_s:.0f}s" if duration_s else "s"
+    line = Text.assemble(
+        (f"{label}  ", "bold"),
+        f"{elapsed_s:5.1f}{total}  ",
+        ("done ", "dim"),
+        f"{stats.done:,}  ",
+        ("in flight ", "dim"),
+        f"{stats.in_flight:,}  ",
+        ("rate ", "dim"),
+        f"{stats.rate():,.1f}/s  ",
+        ("errors ", "dim"),
+        (f"{stats.failed:,}", "red" if stats.failed else ""),
+        ("  TTFT p50 ", "dim"),
+        f"{_ms(ttft)} ms",
+    )
+    return line
+
+
+def latency_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="Latency (ms, steady state)", title_justify="left", expand=False)
+    table.add_column("metric")
+    for column in ("n", "p50", "p90", "p95", "p99", "p99.9", "mean", "max"):
+        table.add_column(column, justify="right")
+    names = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "itl_ms": "ITL", "e2e_ms": "E2E"}
+    for key, name in names.items():
+        dist = metrics.get(key) or {}
+        if not dist.get("count"):
+            continue
+        table.add_row(
+            name,
+            f"{dist['count']:,}",
+            *(_ms(dist.get(k)) for k in ("p50", "p90", "p95", "p99", "p99.9", "mean", "max")),
+        )
+    return table
+
+
+def throughput_table(summary: dict[str, Any]) -> Table:
+    m = summary["metrics"]
+    table = Table(title="Throughput", title_justify="left", show_header=False, expand=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("requests ok / failed", f"{m['requests_ok']:,} / {m['requests_failed']:,}")
+    table.add_row("requests/s", f"{m['requests_per_s']:,.2f}")
+    table.add_row("output tokens/s", f"{m['output_tokens_per_s']:,.1f}")
+    table.add_row("input tokens/s", f"{m['input_tokens_per_s']:,.1f}")
+    table.add_row("goodput (req/s meeting SLO)", f"{m['goodput_rps']:,.2f}")
+    table.add_row("mean concurrency", f"{m['concurrency_mean']:,.1f}")
+    tokens = m.get("mean_output_tokens")
+    source = m["output_tokens_source"]
+    note = "" if source == "usage" else f" (estimate: {source})"
+    table.add_row("mean output tokens", f"{tokens:,.1f}{note}" if tokens is not None else "-")
+    if m.get("mean_input_tokens") is not None:
+        table.add_row("mean input tokens (server count)", f"{m['mean_input_tokens']:,.1f}")
+    table.add_row("steady window", f"{summary['steady_s']:,.1f} s")
+    return table
+
+
+def summary_view(summary: dict[str, Any]) -> Group:
+    """Everything a person needs to read after a run, in the order they ask for it."""
+    parts: list[Any] = []
+    status = summary["status"]
+    target = summary.get("target", {})
+    parts.append(
+        Text.assemble(
+            ("run ", "dim"),
+            (summary["run_id"], "bold"),
+            ("  status ", "dim"),
+            (status.upper(), STATUS_STYLE.get(status, "bold")),
+            ("  target ", "dim"),
+            f"{target.get('url')} ({target.get('model')}, {target.get('api')})",
+            ("  load ", "dim"),
+            summary.get("load", ""),
+        )
+    )
+    m = summary["metrics"]
+    parts.append(latency_table(m))
+    parts.append(throughput_table(summary))
+    if m["errors_by_class"]:
+        errors = Table(title="Errors", title_justify="left", expand=False)
+        errors.add_column("class")
+        errors.add_column("count", justify="right")
+        errors.add_column("example")
+        for cls, count in sorted(m["errors_by_class"].items(), key=lambda kv: -kv[1]):
+            errors.add_row(cls, f"{count:,}", Text(m.get("error_examples", {}).get(cls, "")[:100]))
+        parts.append(errors)
+    if m.get("stopped_early"):
+        parts.append(
+            Text(
+                f"{m['stopped_early']:,} requests stopped before max_tokens: the server ignored ignore_eos "
+                "or hit a stop condition, so output lengths are shorter than planned.",
+                style="yellow",
+            )
+        )
+    slo = summary.get("slo") or {}
+    if slo.get("targets"):
+        table = Table(title="SLO", title_justify="left", expand=False)
+        for column in ("target", "limit", "measured", "met"):
+            table.add_column(column, justify="right" if column != "target" else "left")
+        for t in slo["targets"]:
+            is_errors = t["key"] == "errors"
+            fmt = (lambda v: f"{v:.2%}") if is_errors else (lambda v: f"{_ms(v)} ms")
+            value = "-" if t["value"] is None else fmt(t["value"])
+            table.add_row(
+                t["key"], fmt(t["limit"]), value, Text("yes", "green") if t["met"] else Text("NO", "bold red")
+            )
+        parts.append(table)
+    client = summary["client"]
+    lag = client["schedule_lag_ms"]
+    client_line = Text.assemble(
+        ("load generator: ", "dim"),
+        f"schedule lag p50 {_ms(lag.get('p50'))} ms, p99 {_ms(lag.get('p99'))} ms; CPU {client['cpu_percent']:.0f}% of a core",
+    )
+    parts.append(client_line)
+    if client["limited"]:
+        parts.append(
+            Text(
+                f"CLIENT-LIMITED: {client['reason']}. These numbers describe the load generator, not the server: "
+                "add --workers or lower the rate.",
+                style="bold red",
+            )
+        )
+    return Group(*parts)

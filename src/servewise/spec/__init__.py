@@ -1,0 +1,37 @@
+"""The run spec: what to send, to whom, how fast, and what counts as good enough."""
+
+from servewise.spec.errors import SpecError
+from servewise.spec.loading import load_spec_file, merge_spec
+from servewise.spec.models import (
+    Api,
+    DatasetSpec,
+    LengthSpec,
+    LoadSpec,
+    RunSpec,
+    SloSpec,
+    SloTarget,
+    SweepSpec,
+    TargetSpec,
+    WorkloadSpec,
+)
+from servewise.spec.parse import parse_duration, parse_length, parse_load, parse_slo
+
+__all__ = [
+    "Api",
+    "DatasetSpec",
+    "LengthSpec",
+    "LoadSpec",
+    "RunSpec",
+    "SloSpec",
+    "SloTarget",
+    "SpecError",
+    "SweepSpec",
+    "TargetSpec",
+    "WorkloadSpec",
+    "load_spec_file",
+    "merge_spec",
+    "parse_duration",
+    "parse_length",
+    "parse_load",
+    "parse_slo",
+]

@@ -1,0 +1,199 @@
+"""Pydantic models of a run: target, workload, load, SLOs. Pure data; no I/O."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Api(StrEnum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+
+class TargetSpec(_Strict):
+    """Where to send requests. The API key itself is never part of the spec: only where to find it."""
+
+    url: str = Field(description="Base URL of the server, e.g. http://127.0.0.1:8000")
+    api: Api = Api.CHAT
+    model: str | None = Field(default=None, description="Model name; default: the first from /v1/models")
+    stream: bool = True
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the API key")
+    api_key_file: str | None = Field(default=None, description="File holding the API key")
+    timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    ignore_eos: bool = Field(default=True, description="Send ignore_eos so outputs run to max_tokens")
+    extra_body: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _url_has_scheme(self) -> TargetSpec:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"target url must start with http:// or https://, got {self.url!r}")
+        return self
+
+
+class LengthSpec(_Strict):
+    """A token-length distribution, sampled with the run's seed."""
+
+    kind: Literal["fixed", "uniform", "normal", "lognormal", "empirical"] = "fixed"
+    value: Annotated[int, Field(ge=1)] | None = None
+    low: Annotated[int, Field(ge=1)] | None = None
+    high: Annotated[int, Field(ge=1)] | None = None
+    mean: Annotated[float, Field(gt=0)] | None = None
+    std: Annotated[float, Field(ge=0)] | None = None
+    values: list[Annotated[int, Field(ge=1)]] | None = None
+    min: Annotated[int, Field(ge=1)] = 1
+    max: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _params_match_kind(self) -> LengthSpec:
+        needed = {
+            "fixed": ("value",),
+            "uniform": ("low", "high"),
+            "normal": ("mean", "std"),
+            "lognormal": ("mean", "std"),
+            "empirical": ("values",),
+        }[self.kind]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} length needs {', '.join(missing)}")
+        if self.kind == "uniform" and self.low > self.high:  # type: ignore[operator]
+            raise ValueError(f"uniform length: low {self.low} is above high {self.high}")
+        if self.kind == "empirical" and not self.values:
+            raise ValueError("an empirical length needs at least one value")
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}")
+        return self
+
+    def describe(self) -> str:
+        match self.kind:
+            case "fixed":
+                return str(self.value)
+            case "uniform":
+                return f"uniform({self.low}..{self.high})"
+            case "normal" | "lognormal":
+                return f"{self.kind}(mean {self.mean:g}, std {self.std:g})"
+            case _:
+                return f"empirical({len(self.values or [])} values)"
+
+
+class DatasetSpec(_Strict):
+    """A JSONL file of prompts: each line has ``prompt`` or ``messages``, optionally ``output_tokens``."""
+
+    path: str
+    shuffle: bool = True
+
+
+class WorkloadSpec(_Strict):
+    input_tokens: LengthSpec = LengthSpec(kind="fixed", value=256)
+    output_tokens: LengthSpec = LengthSpec(kind="fixed", value=128)
+    dataset: DatasetSpec | None = None
+    tokenizer: str | None = Field(
+        default=None,
+        description="Path to a tokenizer.json (or a folder holding one) for exact prompt lengths",
+    )
+    seed: int = 42
+    system_prompt: str | None = None
+
+
+class LoadSpec(_Strict):
+    """How requests arrive. Open-loop kinds take a rate; closed-loop takes a concurrency."""
+
+    kind: Literal["constant", "poisson", "gamma", "concurrency", "sweep"] = "poisson"
+    rate: Annotated[float, Field(gt=0)] | None = None
+    burstiness: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="gamma shape: 1 is Poisson, below 1 burstier, above 1 smoother"
+    )
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+    max_concurrency: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Cap on requests in flight for open-loop kinds"
+    )
+
+    @model_validator(mode="after")
+    def _params_match_kind(self) -> LoadSpec:
+        if self.kind in ("constant", "poisson", "gamma") and self.rate is None:
+            raise ValueError(f"{self.kind} load needs a rate (requests per second), e.g. {self.kind}:4")
+        if self.kind == "concurrency" and self.concurrency is None:
+            raise ValueError("concurrency load needs a number of concurrent requests, e.g. concurrency:8")
+        return self
+
+    def describe(self) -> str:
+        match self.kind:
+            case "concurrency":
+                return f"closed loop, {self.concurrency} concurrent"
+            case "sweep":
+                return "sweep to the SLO knee"
+            case "gamma":
+                return f"gamma {self.rate:g} req/s (burstiness {self.burstiness:g})"
+            case _:
+                return f"{self.kind} {self.rate:g} req/s"
+
+
+class SweepSpec(_Strict):
+    """Max-rate search: bracket by doubling from ``start_rate``, then bisect to ``precision``."""
+
+    start_rate: Annotated[float, Field(gt=0)] = 1.0
+    max_rate: Annotated[float, Field(gt=0)] = 10_000.0
+    precision: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    step_duration_s: Annotated[float, Field(gt=0)] = 20.0
+    max_steps: Annotated[int, Field(ge=2)] = 12
+
+
+SloMetric = Literal["ttft", "tpot", "itl", "e2e", "errors", "throughput"]
+
+
+class SloTarget(_Strict):
+    """One SLO: ``stat`` of ``metric`` must be at or under ``limit`` (ms, or a fraction for errors)."""
+
+    metric: SloMetric
+    stat: Literal["p50", "p90", "p95", "p99", "p99.9", "mean", "max", "rate"] = "p95"
+    limit: float
+
+    @property
+    def key(self) -> str:
+        return "errors" if self.metric == "errors" else f"{self.metric}_{self.stat}"
+
+
+class SloSpec(_Strict):
+    targets: list[SloTarget] = Field(default_factory=list)
+
+    def per_request(self) -> list[SloTarget]:
+        """The latency targets each request can meet or miss on its own (goodput counts these)."""
+        return [t for t in self.targets if t.metric in ("ttft", "tpot", "e2e")]
+
+
+class RunSpec(_Strict):
+    """Everything that decides what a run sends. Stored with the run; hashed for like-for-like gates."""
+
+    target: TargetSpec
+    workload: WorkloadSpec = WorkloadSpec()
+    load: LoadSpec = LoadSpec(kind="poisson", rate=1.0)
+    duration_s: Annotated[float, Field(gt=0)] | None = 60.0
+    requests: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Stop after this many requests (whichever of duration and requests ends first)",
+    )
+    warmup_s: Annotated[float, Field(ge=0)] = 0.0
+    cooldown_s: Annotated[float, Field(ge=0)] = 0.0
+    slo: SloSpec = SloSpec()
+    sweep: SweepSpec = SweepSpec()
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    labels: dict[str, str] = Field(default_factory=dict)
+    sample_interval_s: Annotated[float, Field(gt=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> RunSpec:
+        if self.duration_s is None and self.requests is None:
+            raise ValueError("give a duration or a number of requests")
+        if self.duration_s is not None and self.warmup_s + self.cooldown_s >= self.duration_s:
+            raise ValueError(
+                f"warm-up ({self.warmup_s:g}s) plus cool-down ({self.cooldown_s:g}s) leave no steady state "
+                f"in a {self.duration_s:g}s run"
+            )
+        return self

@@ -1,0 +1,172 @@
+"""A small OpenAI-compatible server with exact, injected timing and faults, for the tests and benchmarks.
+
+Timing: the first content chunk is written ``ttft_ms`` after the request is read, then one chunk every
+``itl_ms``. Query or header ``X-Fault`` (or the model name ``fault:<name>``) picks a fault:
+reset, malformed, http429, http500, http503, hang, bigline, no-done, usage-on-finish, no-usage,
+multi-token, crlf, error-event, close-early.
+Run: python timing_server.py --port 8123 --ttft-ms 100 --itl-ms 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from aiohttp import web
+
+MODEL = "timing-model"
+
+
+def _chunk(
+    content: str | None, finish: str | None = None, usage: dict | None = None, role: bool = False
+) -> bytes:
+    delta: dict = {}
+    if role:
+        delta["role"] = "assistant"
+    if content is not None:
+        delta["content"] = content
+    event = {
+        "id": "cmpl-1",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    if usage is not None:
+        event["usage"] = usage
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _usage_only(prompt: int, completion: int) -> bytes:
+    event = {"id": "cmpl-1", "object": "chat.completion.chunk", "model": MODEL, "choices": [],
+             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}  # fmt: skip
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+class TimingServer:
+    def __init__(self, ttft_ms: float, itl_ms: float) -> None:
+        self.ttft = ttft_ms / 1000
+        self.itl = itl_ms / 1000
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "tests"}]}
+        )
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        text = body.get("input", "")
+        await asyncio.sleep(self.ttft)
+        return web.json_response({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1] * 384}],
+                                  "model": MODEL, "usage": {"prompt_tokens": len(str(text).split()), "total_tokens": 0}})  # fmt: skip
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        received = time.perf_counter()
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return web.json_response({"error": {"message": "bad json"}}, status=400)
+        fault = request.headers.get("X-Fault") or request.query.get("fault") or ""
+        model = str(body.get("model", ""))
+        if model.startswith("fault:"):
+            fault = model.split(":", 1)[1]
+        tokens = int(body.get("max_tokens") or 16)
+        prompt = str(body.get("messages", [{}])[-1].get("content", body.get("prompt", "")))
+        prompt_tokens = len(prompt.split())
+        if fault in ("http429", "http500", "http503"):
+            return web.json_response({"error": {"message": f"injected {fault}"}}, status=int(fault[4:]))
+        if fault == "hang":
+            await asyncio.sleep(3600)
+        if not body.get("stream"):
+            await asyncio.sleep(self.ttft + self.itl * (tokens - 1))
+            return web.json_response({
+                "id": "cmpl-1", "object": "chat.completion", "model": MODEL,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(["word"] * tokens)},
+                             "finish_reason": "length"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
+                          "total_tokens": prompt_tokens + tokens}})  # fmt: skip
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": tokens,
+            "total_tokens": prompt_tokens + tokens,
+        }
+        await response.write(
+            _chunk(None, role=True) if fault != "crlf" else _chunk(None, role=True).replace(b"\n", b"\r\n")
+        )
+        step = 4 if fault == "multi-token" else 1
+        sent = 0
+        deadline = received + self.ttft
+        while sent < tokens:
+            await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
+            n = min(step, tokens - sent)
+            sent += n
+            last = sent >= tokens
+            content = " ".join(["tok"] * n)
+            if fault == "bigline" and sent == n:
+                content = "x" * 1_000_000
+            if fault == "malformed" and sent == 2:
+                await response.write(b"data: {this is not json\n\n")
+                continue
+            if fault == "error-event" and sent == 2:
+                await response.write(b'data: {"error": {"message": "engine crashed", "code": 500}}\n\n')
+                break
+            if fault == "reset" and sent == 3:
+                request.transport.abort()
+                return response
+            if fault == "close-early" and sent == 3:
+                request.transport.close()
+                return response
+            finish = "length" if last else None
+            on_finish = fault == "usage-on-finish" and last
+            data = _chunk(content, finish=finish, usage=usage if on_finish else None)
+            await response.write(data.replace(b"\n", b"\r\n") if fault == "crlf" else data)
+            deadline += self.itl
+        if include_usage and fault not in ("no-usage", "usage-on-finish"):
+            await response.write(_usage_only(prompt_tokens, tokens))
+        if fault != "no-done":
+            await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+def make_app(ttft_ms: float = 100.0, itl_ms: float = 10.0) -> web.Application:
+    server = TimingServer(ttft_ms, itl_ms)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/v1/models", server.models)
+    app.router.add_get("/health", server.health)
+    app.router.add_post("/v1/chat/completions", server.chat)
+    app.router.add_post("/v1/completions", server.chat)
+    app.router.add_post("/v1/embeddings", server.embeddings)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ttft-ms", type=float, default=100.0)
+    parser.add_argument("--itl-ms", type=float, default=10.0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(
+        make_app(args.ttft_ms, args.itl_ms), host="127.0.0.1", port=args.port, print=None, access_log=None
+    )
+
+
+if __name__ == "__main__":
+    main()
