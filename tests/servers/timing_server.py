@@ -4,7 +4,7 @@ Timing: the first content chunk is written ``ttft_ms`` after the request is read
 ``itl_ms``. Query or header ``X-Fault`` (or the model name ``fault:<name>``) picks a fault:
 reset, malformed, http429, http500, http503, hang, bigline, no-done, usage-on-finish, no-usage,
 multi-token, crlf, error-event, close-early.
-Run: python timing_server.py --port 8123 --ttft-ms 100 --itl-ms 10
+Run: python timing_server.py --port 8123 --ttft-ms 100 --itl-ms 10 [--capacity N]
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ def _usage_only(prompt: int, completion: int) -> bytes:
 
 
 class TimingServer:
-    def __init__(self, ttft_ms: float, itl_ms: float) -> None:
+    def __init__(self, ttft_ms: float, itl_ms: float, capacity: int | None = None) -> None:
         self.ttft = ttft_ms / 1000
         self.itl = itl_ms / 1000
+        self.slots = asyncio.Semaphore(capacity) if capacity else None
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -66,6 +67,12 @@ class TimingServer:
                                   "model": MODEL, "usage": {"prompt_tokens": len(str(text).split()), "total_tokens": 0}})  # fmt: skip
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        if self.slots is None:
+            return await self._chat(request)
+        async with self.slots:  # a server with N slots: beyond them, requests queue and TTFT grows
+            return await self._chat(request)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         received = time.perf_counter()
         raw = await request.read()
         try:
@@ -140,8 +147,8 @@ class TimingServer:
         return response
 
 
-def make_app(ttft_ms: float = 100.0, itl_ms: float = 10.0) -> web.Application:
-    server = TimingServer(ttft_ms, itl_ms)
+def make_app(ttft_ms: float = 100.0, itl_ms: float = 10.0, capacity: int | None = None) -> web.Application:
+    server = TimingServer(ttft_ms, itl_ms, capacity)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/v1/models", server.models)
     app.router.add_get("/health", server.health)
@@ -156,15 +163,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ttft-ms", type=float, default=100.0)
     parser.add_argument("--itl-ms", type=float, default=10.0)
+    parser.add_argument("--capacity", type=int, default=None, help="concurrent requests served; more queue")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
     web.run_app(
-        make_app(args.ttft_ms, args.itl_ms), host="127.0.0.1", port=args.port, print=None, access_log=None
+        make_app(args.ttft_ms, args.itl_ms, args.capacity),
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
     )
 
 

@@ -104,6 +104,8 @@ class MetricsAccumulator:
         self.first_send: float | None = None
         self.last_end: float | None = None
         self.steady_total = 0
+        self.sched_min = float("inf")
+        self.sched_max = float("-inf")
 
     def add(self, record: RequestRecord) -> None:
         if record.t_send:
@@ -111,6 +113,8 @@ class MetricsAccumulator:
         if record.phase is not Phase.STEADY:
             return
         self.steady_total += 1
+        self.sched_min = min(self.sched_min, record.t_sched)
+        self.sched_max = max(self.sched_max, record.t_sched)
         if self.first_send is None or record.t_send < self.first_send:
             self.first_send = record.t_send
         if record.t_end is not None and (self.last_end is None or record.t_end > self.last_end):
@@ -158,6 +162,11 @@ class MetricsAccumulator:
             return 0.0
         return max(self.last_end - begin, 1e-9)
 
+    def offered_rps(self) -> float | None:
+        """The rate the schedule actually asked for (Poisson counts wander from the nominal rate)."""
+        span = self.sched_max - self.sched_min
+        return (self.steady_total - 1) / span if self.steady_total > 1 and span > 0 else None
+
     def schedule_lag_ms(self) -> dict[str, float | int | None]:
         return distribution(np.frombuffer(self._cols.lag, dtype=np.float64))
 
@@ -185,6 +194,7 @@ class MetricsAccumulator:
             "output_tokens_per_s": per_s(self.output_tokens),
             "input_tokens_per_s": per_s(self.input_tokens),
             "goodput_rps": per_s(self.good),
+            "offered_rps": self.offered_rps(),
             "output_tokens_source": source,
             "mean_output_tokens": self.output_tokens / self.ok if self.ok else None,
             "mean_input_tokens": self.input_tokens / self.input_counted if self.input_counted else None,

@@ -23,8 +23,9 @@ def step_passed(summary: dict[str, Any], offered_rate: float) -> tuple[bool, str
         return False, f"missed {', '.join(missed)}"
     if not slo.get("targets") and (m.get("error_rate") or 0) > MAX_ERROR_RATE_WITHOUT_SLO:
         return False, f"error rate {m['error_rate']:.1%}"
-    if m["requests_per_s"] < MIN_ACHIEVED_FRACTION * offered_rate:
-        return False, f"served {m['requests_per_s']:.2f} of {offered_rate:.2f} req/s offered"
+    offered = m.get("offered_rps") or offered_rate
+    if m["requests_per_s"] < MIN_ACHIEVED_FRACTION * offered:
+        return False, f"served {m['requests_per_s']:.2f} of {offered:.2f} req/s offered"
     return True, "met"
 
 

@@ -88,6 +88,8 @@ def build_spec(
     api_key_env: str | None,
     api_key_file: str | None,
     timeout: str | None,
+    sweep_step: str | None = None,
+    sweep_start: float | None = None,
 ) -> RunSpec:
     """Flags laid over the spec file; every value checked once, with the field named on error."""
     file_data: dict[str, Any] = load_spec_file(spec_file) if spec_file else {}
@@ -140,6 +142,9 @@ def build_spec(
         overrides["cooldown_s"] = parse_duration(cooldown)
     if workers is not None:
         overrides["workers"] = workers
+    sweep = {"step_duration_s": parse_duration(sweep_step) if sweep_step else None, "start_rate": sweep_start}
+    if any(v is not None for v in sweep.values()):
+        overrides["sweep"] = {k: v for k, v in sweep.items() if v is not None}
     if labels:
         overrides["labels"] = file_data.get("labels", {}) | _labels(labels)
     return merge_spec(file_data, overrides, source=str(spec_file) if spec_file else "flags")
@@ -223,6 +228,10 @@ def register(app: typer.Typer) -> None:
         ),
         api_key_file: str | None = typer.Option(None, help="File holding the API key."),
         timeout: str | None = typer.Option(None, help="Per-request timeout (default 300s)."),
+        sweep_step: str | None = typer.Option(
+            None, help="Sweep: how long each rate step runs (default 20s)."
+        ),
+        sweep_start: float | None = typer.Option(None, help="Sweep: first rate to try, req/s (default 1)."),
         spec: Path | None = typer.Option(None, "--spec", help="YAML run spec; flags override it."),
         json_out: Path | None = typer.Option(
             None, "--json", help="Write the result JSON here ('-' for stdout)."
@@ -237,6 +246,7 @@ def register(app: typer.Typer) -> None:
             requests=requests, input_tokens=input_tokens, output_tokens=output_tokens, dataset=dataset,
             tokenizer=tokenizer, seed=seed, slo=slo, warmup=warmup, cooldown=cooldown, workers=workers,
             labels=label, api_key_env=api_key_env, api_key_file=api_key_file, timeout=timeout,
+            sweep_step=sweep_step, sweep_start=sweep_start,
         )  # fmt: skip
         with RunStore(store) as run_store:
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -31,11 +31,12 @@ class TargetSpec(_Strict):
     ignore_eos: bool = Field(default=True, description="Send ignore_eos so outputs run to max_tokens")
     extra_body: dict[str, object] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _url_has_scheme(self) -> TargetSpec:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"target url must start with http:// or https://, got {self.url!r}")
-        return self
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {url!r}")
+        return url
 
 
 class LengthSpec(_Strict):

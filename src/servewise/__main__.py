@@ -1,0 +1,5 @@
+"""`python -m servewise` is the `servewise` command."""
+
+from servewise.cli.app import main
+
+main()

@@ -1,0 +1,80 @@
+"""Start a test server as a subprocess on a free loopback port; stop it by PID (its process group)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    url: str
+    pid: int
+    port: int
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} not ready within {timeout_s}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def timing_server(
+    ttft_ms: float = 100.0, itl_ms: float = 10.0, capacity: int | None = None
+) -> Iterator[RunningServer]:
+    """The exact-timing fake server (tests/servers/timing_server.py) in its own process."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        str(HERE / "timing_server.py"),
+        "--port",
+        str(port),
+        "--ttft-ms",
+        str(ttft_ms),
+        "--itl-ms",
+        str(itl_ms),
+    ]
+    if capacity:
+        cmd += ["--capacity", str(capacity)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + "/health", proc)
+        yield RunningServer(url=url, pid=proc.pid, port=port)
+    finally:
+        stop(proc)

@@ -1,0 +1,447 @@
+"""`servewise bench` end to end against the exact-timing server: accuracy, faults, exit codes, storage."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cli_runner import servewise
+from servers.process import free_port, timing_server
+from servewise.store import RunStore
+
+KEYS = {"run_id", "status", "metrics", "client"}
+METRIC_KEYS = {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "requests_ok", "requests_failed", "errors_by_class",
+               "requests_per_s", "output_tokens_per_s", "goodput_rps", "output_tokens_source"}  # fmt: skip
+
+
+def wait_for_records(store_path, count, timeout_s=60.0):
+    """Until the running bench has stored ``count`` records (start-up is slow on a loaded machine)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if store_path.exists():
+            with RunStore(store_path) as store:
+                runs = store.list_runs(limit=1)
+                if runs and store.count_records(runs[0].id) >= count:
+                    return
+        time.sleep(0.2)
+    raise AssertionError(f"the run stored fewer than {count} records in {timeout_s}s")
+
+
+def bench(url, store, *extra, timeout=120):
+    return servewise("bench", "--target", url, "--quiet", "--json", "-", *extra, store=store, timeout=timeout)
+
+
+def test_measures_exact_ttft_and_tpot(timing_url, store_path):
+    result = bench(timing_url, store_path, "--load", "poisson:10", "--duration", "6", "--output-tokens", "20")
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert summary.keys() >= KEYS and summary["metrics"].keys() >= METRIC_KEYS
+    m = summary["metrics"]
+    assert m["requests_failed"] == 0 and m["requests_ok"] >= 30
+    # the server waits exactly 100 ms before the first token and 10 ms between tokens
+    assert 100 <= m["ttft_ms"]["p50"] < 106, m["ttft_ms"]
+    assert 9.5 <= m["tpot_ms"]["p50"] < 11, m["tpot_ms"]
+    assert 9 <= m["itl_ms"]["p50"] < 11.5
+    assert 290 <= m["e2e_ms"]["p50"] < 310
+    assert m["output_tokens_source"] == "usage" and m["mean_output_tokens"] == 20
+    assert summary["client"]["limited"] is False
+    assert summary["client"]["schedule_lag_ms"]["p50"] < 5
+    for key in ("p50", "p90", "p95", "p99", "mean"):
+        assert key in m["ttft_ms"]
+
+
+def test_closed_loop_concurrency_and_request_count(timing_url, store_path):
+    result = bench(
+        timing_url, store_path, "--load", "concurrency:4", "--requests", "40", "--output-tokens", "5"
+    )
+    assert result.code == 0, result.stderr
+    m = result.json()["metrics"]
+    assert m["requests_ok"] == 40
+    # 4 users, each request takes 100 + 4*10 ms: about 4 / 0.14 = 28 req/s
+    assert 20 < m["requests_per_s"] < 30
+    assert 3.0 < m["concurrency_mean"] <= 4.2
+
+
+def test_slo_exit_codes(timing_url, store_path):
+    met = bench(
+        timing_url,
+        store_path,
+        "--load",
+        "constant:5",
+        "--duration",
+        "2",
+        "--output-tokens",
+        "5",
+        "--slo",
+        "ttft_p95=300ms,errors=1%",
+    )
+    assert met.code == 0 and met.json()["slo"]["met"] is True
+    missed = bench(
+        timing_url,
+        store_path,
+        "--load",
+        "constant:5",
+        "--duration",
+        "2",
+        "--output-tokens",
+        "5",
+        "--slo",
+        "ttft_p95=50ms",
+    )
+    assert missed.code == 1 and missed.json()["status"] == "slo_failed"
+    assert missed.json()["slo"]["targets"][0]["value"] > 50
+
+
+def test_goodput_counts_only_requests_meeting_every_slo(store_path):
+    with timing_server(ttft_ms=100, itl_ms=10, capacity=2) as server:
+        result = bench(
+            server.url,
+            store_path,
+            "--load",
+            "constant:20",
+            "--duration",
+            "3",
+            "--output-tokens",
+            "5",
+            "--slo",
+            "ttft_p95=200ms",
+        )
+    m = result.json()["metrics"]
+    assert 0 < m["goodput_rps"] < m["requests_per_s"]
+
+
+def test_unreachable_target_exits_3(store_path):
+    result = servewise(
+        "bench", "--target", f"http://127.0.0.1:{free_port()}", "--duration", "1", "-q", store=store_path
+    )
+    assert result.code == 3 and "nothing answers" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--load", "poisson"], "load"),
+        (["--input-tokens", "normal:5"], "--input-tokens"),
+        (["--slo", "latency<3"], "slo"),
+        (["--duration", "ten"], "duration"),
+        (["--workers", "0"], "workers"),
+        (["--label", "novalue"], "--label"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_clear_line(timing_url, store_path, args, needle):
+    result = servewise("bench", "--target", timing_url, *args, store=store_path)
+    assert result.code == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_spec_file_names_the_field(tmp_path, store_path):
+    spec = tmp_path / "run.yaml"
+    spec.write_text("target:\n  url: http://127.0.0.1:1\nload:\n  kind: poisson\nworkload:\n  seed: abc\n")
+    result = servewise("bench", "--spec", str(spec), store=store_path)
+    assert (
+        result.code == 2
+        and "load" in result.stderr
+        and "seed" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+    spec.write_text("target: [unclosed\n")
+    result = servewise("bench", "--spec", str(spec), store=store_path)
+    assert result.code == 2 and "not valid YAML" in result.stderr
+
+
+def test_spec_file_with_flag_override(timing_url, tmp_path, store_path):
+    spec = tmp_path / "run.yaml"
+    spec.write_text(
+        f"target:\n  url: {timing_url}\nload:\n  kind: constant\n  rate: 5\nduration_s: 30\nworkload:\n  output_tokens: {{kind: fixed, value: 4}}\nlabels: {{team: a}}\n"
+    )
+    result = servewise(
+        "bench",
+        "--spec",
+        str(spec),
+        "--duration",
+        "2",
+        "--label",
+        "release=v2",
+        "-q",
+        "--json",
+        "-",
+        store=store_path,
+    )
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert summary["metrics"]["mean_output_tokens"] == 4
+    with RunStore(store_path) as store:
+        run = store.get_run(summary["run_id"])
+    assert run.labels == {"team": "a", "release": "v2"} and run.spec["duration_s"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class"),
+    [
+        ("reset", "protocol"),
+        ("close-early", "protocol"),
+        ("malformed", "protocol"),
+        ("error-event", "protocol"),
+        ("http429", "http_status"),
+        ("http500", "http_status"),
+        ("http503", "http_status"),
+    ],
+)
+def test_faults_are_classified_and_every_request_stored(timing_url, store_path, fault, error_class):
+    result = bench(
+        timing_url,
+        store_path,
+        "--model",
+        f"fault:{fault}",
+        "--load",
+        "constant:20",
+        "--duration",
+        "1",
+        "--output-tokens",
+        "6",
+    )
+    assert result.code == 3, result.stderr  # every request failed
+    summary = result.json()
+    m = summary["metrics"]
+    assert m["errors_by_class"] == {error_class: m["requests_failed"]} and m["requests_failed"] >= 15
+    with RunStore(store_path) as store:
+        records = list(store.iter_records(summary["run_id"]))
+    assert len(records) == m["requests_failed"] and all(r.error is not None for r in records)
+
+
+def test_timeouts_are_classified(timing_url, store_path):
+    result = bench(
+        timing_url,
+        store_path,
+        "--model",
+        "fault:hang",
+        "--load",
+        "constant:10",
+        "--duration",
+        "1",
+        "--timeout",
+        "1s",
+    )
+    m = result.json()["metrics"]
+    assert m["errors_by_class"] == {"timeout": m["requests_failed"]} and m["requests_failed"] >= 8
+
+
+def test_connection_refused_mid_run_is_a_connect_error(store_path):
+    """The server dies while the run goes on: requests after that fail to connect, none are lost."""
+    with timing_server() as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "servewise", "bench", "--target", server.url, "--load", "constant:20", "--duration", "4", "--output-tokens", "3", "-q", "--json", "-"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"SERVEWISE_STORE": str(store_path)},
+        )  # fmt: skip
+        wait_for_records(store_path, 20)
+        os.killpg(server.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+    m = json.loads(out)["metrics"]
+    assert m["requests_ok"] >= 20 and m["errors_by_class"].get("connect", 0) >= 5
+    assert m["requests_ok"] + m["requests_failed"] >= 75
+
+
+def test_odd_but_valid_streams_are_not_errors(timing_url, store_path):
+    for fault, source in (
+        ("no-done", "usage"),
+        ("usage-on-finish", "usage"),
+        ("no-usage", "chunks"),
+        ("crlf", "usage"),
+        ("bigline", "usage"),
+    ):
+        result = bench(
+            timing_url,
+            store_path,
+            "--model",
+            f"fault:{fault}",
+            "--load",
+            "constant:5",
+            "--duration",
+            "1",
+            "--output-tokens",
+            "8",
+        )
+        assert result.code == 0, (fault, result.stdout, result.stderr)
+        m = result.json()["metrics"]
+        assert m["requests_failed"] == 0 and m["output_tokens_source"] == source, fault
+    result = bench(
+        timing_url,
+        store_path,
+        "--model",
+        "fault:multi-token",
+        "--load",
+        "constant:5",
+        "--duration",
+        "1",
+        "--output-tokens",
+        "8",
+    )
+    m = result.json()["metrics"]
+    assert m["mean_output_tokens"] == 8 and m["itl_ms"]["count"] == 5  # 2 chunks of 4 tokens per request
+
+
+def test_non_streaming_and_completions_and_embeddings(timing_url, store_path):
+    result = bench(
+        timing_url,
+        store_path,
+        "--no-stream",
+        "--load",
+        "constant:5",
+        "--duration",
+        "1",
+        "--output-tokens",
+        "10",
+    )
+    m = result.json()["metrics"]
+    assert result.code == 0 and m["mean_output_tokens"] == 10 and m["e2e_ms"]["p50"] >= 190
+    result = bench(
+        timing_url,
+        store_path,
+        "--api",
+        "completions",
+        "--load",
+        "constant:5",
+        "--duration",
+        "1",
+        "--output-tokens",
+        "10",
+    )
+    assert result.code == 0 and result.json()["metrics"]["mean_output_tokens"] == 10
+    result = bench(timing_url, store_path, "--api", "embeddings", "--load", "constant:5", "--duration", "1")
+    assert result.code == 0 and result.json()["metrics"]["requests_ok"] >= 4
+
+
+def test_ctrl_c_keeps_finished_requests_and_marks_interrupted(timing_url, store_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servewise", "bench", "--target", timing_url, "--load", "constant:20", "--duration", "60", "--output-tokens", "50", "-q", "--json", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"SERVEWISE_STORE": str(store_path)},
+    )  # fmt: skip
+    wait_for_records(store_path, 20)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    summary = json.loads(out)
+    assert summary["status"] == "interrupted" and summary["metrics"]["requests_ok"] >= 20
+    with RunStore(store_path) as store:
+        run = store.get_run(summary["run_id"])
+        records = list(store.iter_records(run.id))
+    assert run.status == "interrupted"
+    assert sum(r.ok for r in records) == summary["metrics"]["requests_ok"]
+    assert any(r.error and r.error.value == "cancelled" for r in records)  # in flight at Ctrl-C
+
+
+def test_api_key_never_reaches_store_or_exports(timing_url, store_path, tmp_path):
+    secret = "sk-test-DO-NOT-STORE-4242"
+    key_file = tmp_path / "key"
+    key_file.write_text(secret + "\n")
+    result = bench(
+        timing_url,
+        store_path,
+        "--api-key-file",
+        str(key_file),
+        "--load",
+        "constant:5",
+        "--duration",
+        "1",
+        "--output-tokens",
+        "3",
+    )
+    assert result.code == 0 and secret not in result.stdout + result.stderr
+    run_id = result.json()["run_id"]
+    exported = servewise("runs", "export", run_id, store=store_path).stdout
+    assert secret not in exported and secret.encode() not in store_path.read_bytes()
+    result = bench(
+        timing_url,
+        store_path,
+        "--api-key-env",
+        "MY_KEY",
+        "--load",
+        "constant:5",
+        "--duration",
+        "1",
+        env={"MY_KEY": secret},
+    )
+    assert result.code == 0 and secret.encode() not in store_path.read_bytes()
+
+
+def test_runs_list_show_export(timing_url, store_path):
+    first = bench(
+        timing_url,
+        store_path,
+        "--load",
+        "constant:5",
+        "--duration",
+        "1",
+        "--output-tokens",
+        "3",
+        "--label",
+        "release=v1",
+    ).json()
+    bench(
+        timing_url,
+        store_path,
+        "--load",
+        "constant:5",
+        "--duration",
+        "1",
+        "--output-tokens",
+        "3",
+        "--label",
+        "release=v2",
+    )
+    listed = servewise("runs", "list", "--label", "release=v1", "--json", store=store_path).json()
+    assert [r["run_id"] for r in listed] == [first["run_id"]]
+    shown = servewise("runs", "show", first["run_id"], store=store_path)
+    assert shown.code == 0 and "TTFT" in shown.stdout
+    exported = servewise("runs", "export", first["run_id"], "--format", "csv", store=store_path)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == first["metrics"]["requests_ok"] and float(rows[0]["ttft_ms"]) >= 100
+    as_json = json.loads(servewise("runs", "export", first["run_id"], store=store_path).stdout)
+    assert as_json["run"]["summary"]["run_id"] == first["run_id"] and len(as_json["records"]) == len(rows)
+    missing = servewise("runs", "show", "no-such-run", store=store_path)
+    assert missing.code == 2 and "no run" in missing.stderr
+
+
+def test_warmup_is_kept_out_of_steady_state(timing_url, store_path):
+    summary = bench(
+        timing_url,
+        store_path,
+        "--load",
+        "constant:10",
+        "--duration",
+        "4",
+        "--warmup",
+        "1s",
+        "--cooldown",
+        "1s",
+        "--output-tokens",
+        "3",
+    ).json()
+    with RunStore(store_path) as store:
+        phases = [r.phase.value for r in store.iter_records(summary["run_id"])]
+    assert phases.count("warmup") >= 8 and phases.count("cooldown") >= 8
+    assert summary["metrics"]["requests_ok"] == phases.count("steady")
+
+
+def test_sweep_finds_the_knee(store_path):
+    """A server with 4 slots and 150 ms per request saturates near 26 req/s; the SLO knee sits below it."""
+    with timing_server(ttft_ms=100, itl_ms=10, capacity=4) as server:
+        result = servewise(
+            "bench", "--target", server.url, "--load", "sweep", "--output-tokens", "6", "--slo", "ttft_p95=250ms",
+            "--sweep-step", "3s", "--quiet", "--json", "-", store=store_path, timeout=300,
+        )  # fmt: skip
+    summary = result.json()
+    rates = [s["rate"] for s in summary["sweep"]]
+    assert len(rates) >= 4
+    knee = summary["max_rate_meeting_slo"]
+    assert knee is not None and 8 <= knee <= 27, summary["sweep"]
+    failing = [s["rate"] for s in summary["sweep"] if not s["slo_met"]]
+    assert failing and min(failing) > knee
