@@ -22,3 +22,5 @@ def timing_url():
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "runs.db"
+
+from engines.conftest_fixtures import infinity_server, llama_server, vllm_server  # noqa: E402, F401

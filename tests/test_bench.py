@@ -445,3 +445,17 @@ def test_sweep_finds_the_knee(store_path):
     assert knee is not None and 8 <= knee <= 27, summary["sweep"]
     failing = [s["rate"] for s in summary["sweep"] if not s["slo_met"]]
     assert failing and min(failing) > knee
+
+
+def test_runs_repeat_records_the_spread(timing_url, store_path):
+    first = bench(timing_url, store_path, "--load", "constant:10", "--duration", "2", "--output-tokens", "5").json()
+    result = servewise("runs", "repeat", first["run_id"], "--times", "2", "-q", "--json", store=store_path, timeout=300)
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert len(data["runs"]) == 3 and data["runs"][0] == first["run_id"]
+    ttft = data["spread"]["ttft_ms_p50"]
+    assert 100 <= ttft["min"] <= ttft["median"] <= ttft["max"] and 0 <= ttft["relative"] < 0.2
+    with RunStore(store_path) as store:
+        again = store.get_run(data["runs"][2])
+        assert again.labels["repeat_of"] == first["run_id"]
+        assert store.get_run(first["run_id"]).summary["repeat_spread"]["ttft_ms_p50"] == ttft["relative"]

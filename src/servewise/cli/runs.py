@@ -14,8 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from servewise.analysis.metrics import itl_gaps_ms, tpot_ms
+from servewise.analysis.repeatability import noise_floor, repeat_spread
+from servewise.cli.bench import run_bench
+from servewise.engine.loop import run as run_loop
+from servewise.engine.target import TargetUnreachable
 from servewise.report.terminal import summary_view
-from servewise.spec import SpecError
+from servewise.spec import RunSpec, SpecError
 from servewise.store import RunStore
 
 runs_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=True)
@@ -137,6 +141,57 @@ def export(
         finally:
             if output:
                 out.close()
+
+
+@runs_app.command("repeat")
+def repeat(
+    run_id: str = typer.Argument(..., help="Run whose stored spec to run again."),
+    times: int = typer.Option(3, "--times", "-n", min=1, max=50, help="How many more runs."),
+    store: Path | None = typer.Option(None, help="Run store path."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+    as_json: bool = typer.Option(False, "--json", help="Print the spread as JSON."),
+) -> None:
+    """Run a stored spec again N times and report each metric's run-to-run spread.
+
+    The spread is written into every run of the group; `servewise gate` uses it as its noise floor.
+    """
+    console = Console(stderr=as_json)
+    with RunStore(store) as run_store:
+        original = run_store.get_run(run_id)
+        if original.kind != "bench" or not original.summary:
+            raise SpecError(f"run {original.id} is a {original.kind} run; repeat takes a finished bench run")
+        spec = RunSpec.model_validate(original.spec)
+        spec = spec.model_copy(update={"labels": spec.labels | {"repeat_of": original.id}})
+        summaries = [original.summary]
+        for i in range(times):
+            console.print(f"repeat {i + 1}/{times} of {original.id}", style="dim", markup=False)
+            try:
+                summaries.append(run_loop(run_bench(spec, run_store, console, quiet=quiet)))
+            except TargetUnreachable as exc:
+                Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False)
+                raise typer.Exit(3) from None
+        spread = repeat_spread(summaries)
+        group = [s["run_id"] for s in summaries]
+        for summary in summaries:
+            run_store.update_summary(
+                summary["run_id"], summary | {"repeat_spread": noise_floor(spread), "repeat_group": group}
+            )
+    if as_json:
+        print(json.dumps({"runs": group, "spread": spread}, indent=2))
+        return
+    table = Table(title=f"Run-to-run spread over {len(group)} runs of one spec", title_justify="left")
+    for column in ("metric", "median", "min", "max", "spread"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, s in spread.items():
+        rel = s["relative"]
+        table.add_row(
+            name,
+            _fmt(s["median"], ",.2f"),
+            _fmt(s["min"], ",.2f"),
+            _fmt(s["max"], ",.2f"),
+            "-" if rel is None else f"{rel:.1%}",
+        )
+    console.print(table)
 
 
 def _ms(value: float | None) -> str:

@@ -38,7 +38,7 @@ class _Exchange:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("_error_body", "_exchange", "_now", "_parser", "_pool", "_status", "transport")
+    __slots__ = ("_error_body", "_exchange", "_now", "_parser", "_pool", "_status", "served", "transport")
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
@@ -47,6 +47,7 @@ class _Connection(asyncio.Protocol):
         self._now = 0.0
         self._status = 0
         self._error_body = bytearray()
+        self.served = 0
         self.transport: asyncio.Transport | None = None
 
     # asyncio callbacks ----------------------------------------------------------------------
@@ -64,6 +65,14 @@ class _Connection(asyncio.Protocol):
             self._fail(ErrorClass.PROTOCOL, f"malformed HTTP response: {exc}")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        exchange = self._exchange
+        if exchange is not None and self._status == 0 and self.served and not exchange.retried:
+            # the server closed a kept-alive connection as we reused it: resend once, as browsers do
+            self._exchange = None
+            exchange.retried = True
+            self._pool._forget(self)
+            self._pool._resend(exchange)
+            return
         if self._exchange is not None:
             detail = f"connection closed mid-response ({exc})" if exc else "connection closed mid-response"
             got_response = self._status != 0
@@ -108,6 +117,7 @@ class _Connection(asyncio.Protocol):
     # pool interface -------------------------------------------------------------------------
 
     def send(self, exchange: _Exchange) -> None:
+        self.served += 1
         self._exchange = exchange
         self._status = 0
         self._error_body.clear()
@@ -171,9 +181,14 @@ class ConnectionPool:
 
     def submit(self, record: RequestRecord, request: bytes, reader: ResponseReader) -> None:
         """Send now on an idle connection, or open one, or (at the cap) queue in order."""
-        exchange = _Exchange(record, request, reader, 0.0)
-        if self._idle:
-            self._start(self._idle.pop(), exchange)
+        self._resend(_Exchange(record, request, reader, 0.0))
+
+    def _resend(self, exchange: _Exchange) -> None:
+        idle = self._idle
+        while idle and (idle[-1].transport is None or idle[-1].transport.is_closing()):
+            idle.pop()
+        if idle:
+            self._start(idle.pop(), exchange)
         elif self._max is None or self.connections < self._max:
             self._opening += 1
             self._loop.create_task(self._open(exchange))

@@ -72,13 +72,14 @@ class _Worker:
         self.samples: list[tuple] = []
         self.stats = WorkerStats(job.worker_id)
         self.stopping = False
-        self.in_flight_peak = 0
         self.idle = asyncio.Event()
         self.loop_lag_window = 0.0
         self.end_at = t0 + job.duration_s if job.duration_s is not None else float("inf")
+        # no window given means none: a timer waking a hair before t0 must not make a request warm-up
         warmup, cooldown = self.spec.warmup_s, self.spec.cooldown_s
-        self.steady_from = t0 + warmup
-        self.steady_to = self.end_at - cooldown if job.duration_s is not None else float("inf")
+        self.steady_from = t0 + warmup if warmup > 0 else float("-inf")
+        has_cooldown = job.duration_s is not None and cooldown > 0
+        self.steady_to = self.end_at - cooldown if has_cooldown else float("inf")
 
     def phase(self, t: float) -> Phase:
         if t < self.steady_from:

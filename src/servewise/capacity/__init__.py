@@ -1,0 +1,75 @@
+"""Capacity: hardware and model catalogs, memory and performance models, a continuous-batching
+simulator and the tier planner. Pure functions over plain data (reads only its own data files and a
+config.json a user names)."""
+
+from servewise.capacity.batching import BatchEngine, Seq, StepResult
+from servewise.capacity.calibrate import Calibration, MeasuredRun, calibrate, measured_from_run
+from servewise.capacity.errors import CapacityError
+from servewise.capacity.hardware import Gpu, GpuCatalog, builtin_catalog, parse_prices
+from servewise.capacity.memory import (
+    Deployment,
+    EngineConfig,
+    MemoryPlan,
+    default_kv_precision,
+    kv_bytes_per_token,
+    memory_plan,
+    smallest_fitting_tp,
+    weight_bytes,
+)
+from servewise.capacity.models import ModelArch, builtin_models, from_hf_config, get_model
+from servewise.capacity.perf import Efficiency, SteadyState, StepModel, fitted_efficiency, steady_state
+from servewise.capacity.planner import (
+    DEFAULT_TIERS,
+    PlanRequest,
+    PlanResult,
+    SloLimit,
+    TierResult,
+    TierSpec,
+    parse_tiers,
+    plan,
+)
+from servewise.capacity.simulator import SimResult, constant_arrivals, poisson_arrivals, simulate
+
+__all__ = [
+    "DEFAULT_TIERS",
+    "BatchEngine",
+    "Calibration",
+    "CapacityError",
+    "Deployment",
+    "Efficiency",
+    "EngineConfig",
+    "Gpu",
+    "GpuCatalog",
+    "MeasuredRun",
+    "MemoryPlan",
+    "ModelArch",
+    "PlanRequest",
+    "PlanResult",
+    "Seq",
+    "SimResult",
+    "SloLimit",
+    "SteadyState",
+    "StepModel",
+    "StepResult",
+    "TierResult",
+    "TierSpec",
+    "builtin_catalog",
+    "builtin_models",
+    "calibrate",
+    "constant_arrivals",
+    "default_kv_precision",
+    "fitted_efficiency",
+    "from_hf_config",
+    "get_model",
+    "kv_bytes_per_token",
+    "measured_from_run",
+    "memory_plan",
+    "parse_prices",
+    "parse_tiers",
+    "plan",
+    "poisson_arrivals",
+    "simulate",
+    "smallest_fitting_tp",
+    "steady_state",
+    "weight_bytes",
+]

@@ -1,0 +1,118 @@
+"""Calibrate the performance model on a run the user measured (``servewise plan --from-run``).
+
+One factor scales every efficiency (bandwidth, compute, overheads inverse): the measured run tells how
+far this team's engine, drivers and settings sit from the published fit. The factor is chosen so the
+simulator, fed the run's workload and load, reproduces the run's median TPOT (decode speed, the
+quantity a GPU tier changes most directly); without TPOT, its output tokens/s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from servewise.capacity.errors import CapacityError
+from servewise.capacity.memory import Deployment, EngineConfig, memory_plan
+from servewise.capacity.perf import Efficiency, StepModel
+from servewise.capacity.simulator import poisson_arrivals, simulate
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredRun:
+    """What calibration needs from a stored run (its summary and spec)."""
+
+    input_tokens: float
+    output_tokens: float
+    tpot_ms_p50: float | None
+    output_tokens_per_s: float | None
+    concurrency: float | None = None
+    rate: float | None = None
+
+
+def _length_mean(length: dict[str, Any] | None) -> float | None:
+    if not length:
+        return None
+    kind = length.get("kind", "fixed")
+    if kind == "fixed":
+        return length.get("value")
+    if kind == "uniform":
+        return (length["low"] + length["high"]) / 2
+    if kind == "empirical":
+        return float(np.mean(length["values"]))
+    return length.get("mean")
+
+
+def measured_from_run(summary: dict[str, Any] | None, spec: dict[str, Any]) -> MeasuredRun:
+    """Read a bench run's summary (and its RunSpec dict for lengths and load)."""
+    if not summary or not summary.get("metrics"):
+        raise CapacityError("the run has no summary metrics (did it finish?)")
+    metrics = summary["metrics"]
+    workload = spec.get("workload") or {}
+    load = spec.get("load") or {}
+    inputs = metrics.get("mean_input_tokens") or _length_mean(workload.get("input_tokens"))
+    outputs = metrics.get("mean_output_tokens") or _length_mean(workload.get("output_tokens"))
+    if not inputs or not outputs:
+        raise CapacityError("the run records no input/output lengths to calibrate on")
+    tpot = (metrics.get("tpot_ms") or {}).get("p50")
+    concurrency = metrics.get("concurrency_mean") or load.get("concurrency")
+    rate = load.get("rate") if load.get("kind") in ("constant", "poisson", "gamma") else None
+    if load.get("kind") == "concurrency":
+        concurrency = load.get("concurrency") or concurrency
+    if rate is None and not concurrency:
+        raise CapacityError("the run records neither its concurrency nor its request rate")
+    return MeasuredRun(float(inputs), float(outputs), tpot, metrics.get("output_tokens_per_s"),
+                       float(concurrency) if concurrency else None, float(rate) if rate else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    factor: float
+    efficiency: Efficiency
+    predicted_before: float
+    measured: float
+    metric: str
+
+    def describe(self) -> str:
+        unit = "ms" if self.metric == "tpot_ms_p50" else "tok/s"
+        return (f"calibrated on the run: measured {self.metric} {self.measured:.4g} {unit}, the published fit "
+                f"predicted {self.predicted_before:.4g} {unit}; efficiency x{self.factor:.3f}")
+
+
+def _predict(dep: Deployment, eff: Efficiency, engine: EngineConfig, run: MeasuredRun, metric: str,
+             requests: int) -> float:
+    ins = np.full(requests, round(run.input_tokens))
+    outs = np.full(requests, max(2, round(run.output_tokens)))
+    kv = memory_plan(dep, int(ins[0] + outs[0]), engine).kv_capacity_tokens
+    step = StepModel(dep, eff)
+    if run.rate is not None:
+        result = simulate(step, kv, engine, ins, outs, arrivals=poisson_arrivals(requests, run.rate, 1))
+    else:
+        result = simulate(step, kv, engine, ins, outs, concurrency=max(1, round(run.concurrency or 1)))
+    summary = result.summary(0.2)
+    return summary["tpot_ms"]["p50"] if metric == "tpot_ms_p50" else summary["output_tokens_per_s"]
+
+
+def calibrate(dep: Deployment, base: Efficiency, engine: EngineConfig, run: MeasuredRun,
+              requests: int = 400) -> Calibration:
+    """Bisect the efficiency factor (log scale, 0.02..5) until the simulator matches the run."""
+    if not memory_plan(dep, round(run.input_tokens + run.output_tokens), engine).fits:
+        raise CapacityError(f"{dep.model.name} does not fit {dep.gpu.name} for this run's lengths; "
+                            "check --current-gpu and --precision")
+    metric = "tpot_ms_p50" if run.tpot_ms_p50 else "output_tokens_per_s"
+    target = run.tpot_ms_p50 if run.tpot_ms_p50 else run.output_tokens_per_s
+    if not target or target <= 0:
+        raise CapacityError("the run has neither a TPOT median nor an output token rate to calibrate on")
+    faster_is_lower = metric == "tpot_ms_p50"
+    before = _predict(dep, base, engine, run, metric, requests)
+    low, high = math.log(0.02), math.log(5.0)
+    for _ in range(18):
+        mid = (low + high) / 2
+        value = _predict(dep, base.scaled(math.exp(mid), "calibrating"), engine, run, metric, requests)
+        too_slow = value > target if faster_is_lower else value < target
+        low, high = (mid, high) if too_slow else (low, mid)
+    factor = math.exp((low + high) / 2)
+    source = f"{base.source}, calibrated x{factor:.3f} on a measured run on {dep.gpu.name}"
+    return Calibration(factor, base.scaled(factor, source), before, float(target), metric)

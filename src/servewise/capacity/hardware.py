@@ -1,0 +1,178 @@
+"""The GPU catalog: data-sheet figures and indicative prices, loaded from ``data/hardware.yaml``.
+
+Users add GPUs from their own YAML/JSON file (same shape) and override prices with flags, because
+prices differ by provider and contract far more than any spec figure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from servewise.capacity.errors import CapacityError, unknown_name
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    """One accelerator. ``vram_gb`` is the nominal size, read as GiB like the driver reports it."""
+
+    name: str
+    label: str
+    vram_gb: float
+    memory_bandwidth_gbs: float
+    bf16_tflops: float
+    fp8_tflops: float | None
+    tdp_w: float
+    interconnect: str
+    interconnect_gbs: float
+    price_per_hour: float | None
+    price_source: str = ""
+    price_date: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def vram_bytes(self) -> float:
+        return self.vram_gb * GIB
+
+    @property
+    def bandwidth_bytes_s(self) -> float:
+        return self.memory_bandwidth_gbs * 1e9
+
+
+def normalize_name(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+_FIELDS = {
+    "label": str,
+    "vram_gb": float,
+    "memory_bandwidth_gbs": float,
+    "bf16_tflops": float,
+    "fp8_tflops": float,
+    "tdp_w": float,
+    "interconnect": str,
+    "interconnect_gbs": float,
+    "price_per_hour": float,
+    "price_source": str,
+    "price_date": str,
+}
+_REQUIRED = ("vram_gb", "memory_bandwidth_gbs", "bf16_tflops")
+
+
+def _gpu_from_dict(name: str, raw: dict[str, Any], origin: str) -> Gpu:
+    missing = [key for key in _REQUIRED if raw.get(key) is None]
+    if missing:
+        raise CapacityError(f"{origin}: GPU {name!r} needs {', '.join(missing)}")
+    unknown = set(raw) - set(_FIELDS) - {"aliases", "spec_source"}
+    if unknown:
+        raise CapacityError(f"{origin}: GPU {name!r} has unknown field(s) {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for key, kind in _FIELDS.items():
+        value = raw.get(key)
+        try:
+            values[key] = None if value is None else kind(value)
+        except (TypeError, ValueError):
+            raise CapacityError(f"{origin}: GPU {name!r}: {key} must be a {kind.__name__}, got {value!r}") from None
+    return Gpu(
+        name=name,
+        label=values["label"] or name,
+        vram_gb=values["vram_gb"],
+        memory_bandwidth_gbs=values["memory_bandwidth_gbs"],
+        bf16_tflops=values["bf16_tflops"],
+        fp8_tflops=values["fp8_tflops"],
+        tdp_w=values["tdp_w"] or 0.0,
+        interconnect=values["interconnect"] or "PCIe",
+        interconnect_gbs=values["interconnect_gbs"] or 32.0,
+        price_per_hour=values["price_per_hour"],
+        price_source=values["price_source"] or "",
+        price_date=values["price_date"] or "",
+        aliases=tuple(normalize_name(a) for a in raw.get("aliases") or ()),
+    )
+
+
+def read_data_file(path: Path) -> dict[str, Any]:
+    """A user's YAML or JSON file; one clear error when it is missing or malformed."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CapacityError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise CapacityError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CapacityError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+class GpuCatalog:
+    """Name -> Gpu, with aliases and close-match errors."""
+
+    def __init__(self, gpus: dict[str, Gpu]) -> None:
+        self.gpus = dict(gpus)
+        self._aliases = {alias: gpu.name for gpu in gpus.values() for alias in gpu.aliases}
+
+    def names(self) -> list[str]:
+        return sorted(self.gpus)
+
+    def get(self, name: str) -> Gpu:
+        key = normalize_name(name)
+        key = self._aliases.get(key, key)
+        if key not in self.gpus:
+            raise unknown_name("GPU", name, [*self.gpus, *self._aliases])
+        return self.gpus[key]
+
+    def with_prices(self, prices: dict[str, float]) -> GpuCatalog:
+        """A copy where the named GPUs cost what the user pays."""
+        gpus = dict(self.gpus)
+        for name, price in prices.items():
+            gpu = self.get(name)
+            gpus[gpu.name] = replace(gpu, price_per_hour=price, price_source="user override", price_date="")
+        return GpuCatalog(gpus)
+
+    def with_file(self, path: Path) -> GpuCatalog:
+        """A copy with the GPUs (new or replacing) and ``prices`` of a user's YAML/JSON file."""
+        data = read_data_file(path)
+        gpus = dict(self.gpus)
+        for name, raw in (data.get("gpus") or {}).items():
+            if not isinstance(raw, dict):
+                raise CapacityError(f"{path}: GPU {name!r} must be a mapping of fields")
+            gpus[normalize_name(name)] = _gpu_from_dict(normalize_name(name), raw, str(path))
+        catalog = GpuCatalog(gpus)
+        prices = data.get("prices") or {}
+        try:
+            return catalog.with_prices({name: float(price) for name, price in prices.items()})
+        except (TypeError, ValueError):
+            raise CapacityError(f"{path}: prices must map GPU names to numbers") from None
+
+
+@cache
+def builtin_catalog() -> GpuCatalog:
+    text = resources.files("servewise.capacity").joinpath("data/hardware.yaml").read_text()
+    raw = yaml.safe_load(text)["gpus"]
+    return GpuCatalog({name: _gpu_from_dict(name, fields, "hardware.yaml") for name, fields in raw.items()})
+
+
+def parse_prices(items: list[str]) -> dict[str, float]:
+    """``["h100-sxm=2.49", "a100-sxm-80gb=1.5"]`` (also comma-joined) -> {name: price}."""
+    prices: dict[str, float] = {}
+    for item in (part.strip() for text in items for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            price = float(value.strip().lstrip("$"))
+        except ValueError:
+            price = -1.0
+        if not sep or not name.strip() or price < 0:
+            raise CapacityError(f"--price: expected GPU=DOLLARS_PER_HOUR like h100-sxm=2.49, got {item!r}")
+        prices[name.strip()] = price
+    return prices

@@ -1,0 +1,170 @@
+"""Performance model: how long one continuous-batching engine step takes, and the steady state it implies.
+
+A step runs the batch's new tokens (prefill chunks and one token per decoding sequence) through the
+model. Two kernel groups, each a roofline: the weight matmuls (compute-bound for many tokens, else
+bound by reading the weights once) and attention (prefill: compute; decode: reading the KV cache).
+A fixed per-step overhead (scheduling, sampling, kernel launches) and a small per-sequence overhead
+come on top; tensor parallelism adds two all-reduces per layer. The only fitted numbers are the
+achievable fractions of memory bandwidth and of dense compute (16-bit and fp8) and the overheads:
+few, physical, so they carry over to GPUs and models they were not fitted on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from servewise.capacity.memory import Deployment, EngineConfig, kv_bytes_per_token, weight_bytes
+
+ALLREDUCE_LATENCY_S = 8e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Efficiency:
+    """Achievable fractions of the data-sheet peaks, and fixed costs, for one serving engine."""
+
+    kv_bandwidth: float = 0.6
+    weight_bandwidth: float = 0.8
+    compute: float = 0.6
+    fp8_compute: float = 0.45
+    step_overhead_s: float = 0.002
+    per_seq_overhead_s: float = 5e-6
+    source: str = "defaults"
+
+    def scaled(self, factor: float, source: str) -> Efficiency:
+        """Every throughput-side efficiency times ``factor`` (a measured run's calibration)."""
+        return replace(self, kv_bandwidth=self.kv_bandwidth * factor, weight_bandwidth=self.weight_bandwidth * factor,
+                       compute=self.compute * factor,
+                       fp8_compute=self.fp8_compute * factor, step_overhead_s=self.step_overhead_s / factor,
+                       per_seq_overhead_s=self.per_seq_overhead_s / factor, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@cache
+def fitted_efficiency() -> Efficiency:
+    """The constants fitted to the calibration data by ``benchmarks/capacity_fit.py`` (see ``data/fit.json``)."""
+    text = resources.files("servewise.capacity").joinpath("data/fit.json").read_text()
+    fit = json.loads(text)
+    return Efficiency(**fit["efficiency"], source=f"fit {fit['provenance']['date']} "
+                      f"({fit['provenance']['data']})")
+
+
+def fit_provenance() -> dict[str, Any]:
+    return json.loads(resources.files("servewise.capacity").joinpath("data/fit.json").read_text())
+
+
+class StepModel:
+    """Time of one engine step for a deployment; constants are folded once so a step costs a few flops."""
+
+    def __init__(self, dep: Deployment, eff: Efficiency) -> None:
+        model, gpu, n = dep.model, dep.gpu, dep.num_gpus
+        self.deployment = dep
+        self.efficiency = eff
+        peak = (gpu.fp8_tflops if dep.uses_fp8_compute else gpu.bf16_tflops) * 1e12 * n
+        frac = eff.fp8_compute if dep.uses_fp8_compute else eff.compute
+        compute = peak * frac
+        bandwidth = gpu.bandwidth_bytes_s * n * eff.kv_bandwidth
+        weight_bandwidth = gpu.bandwidth_bytes_s * n * eff.weight_bandwidth
+        self._s_per_token_matmul = 2.0 * model.matmul_params_per_token / compute
+        self._dense_weight_s = (weight_bytes(model, dep.weight_precision) - self._expert_bytes(dep)) / weight_bandwidth
+        self._expert_weight_s = self._expert_bytes(dep) / weight_bandwidth
+        self._experts = model.experts
+        self._expert_miss = 1.0 - model.experts_per_token / model.experts if model.is_moe else 0.0
+        self._s_per_attn_pair = 4.0 * model.layers * model.heads * model.head_dim / compute
+        self._s_per_kv_token = kv_bytes_per_token(model, dep.kv_precision) / bandwidth
+        self.decode_s_per_context_token = max(self._s_per_attn_pair, self._s_per_kv_token)
+        self._fixed_s = eff.step_overhead_s
+        self._per_seq_s = eff.per_seq_overhead_s
+        if n > 1:
+            link = gpu.interconnect_gbs * 1e9
+            self._fixed_s += 2 * model.layers * ALLREDUCE_LATENCY_S
+            self._comm_s_per_token = 2 * model.layers * 2.0 * (n - 1) / n * model.hidden * 2.0 / link
+        else:
+            self._comm_s_per_token = 0.0
+
+    @staticmethod
+    def _expert_bytes(dep: Deployment) -> float:
+        return dep.model.expert_params * weight_bytes(dep.model, dep.weight_precision) / dep.model.params
+
+    def weight_read_s(self, tokens: float) -> float:
+        """Reading the weights once; an MoE step reads only the experts its tokens were routed to."""
+        if not self._experts or self._expert_miss == 0.0:
+            return self._dense_weight_s + self._expert_weight_s
+        touched = 1.0 - self._expert_miss ** max(tokens, 1.0)
+        return self._dense_weight_s + self._expert_weight_s * touched
+
+    def step_time(self, prefill_tokens: float, decode_seqs: float, decode_context: float,
+                  prefill_attention_pairs: float = 0.0, prefill_seqs: float = 0.0) -> float:
+        """Seconds for a step with these prefill tokens and decoding sequences (``decode_context``: the
+        sum of their context lengths; ``prefill_attention_pairs``: sum of chunk·(start + chunk/2))."""
+        tokens = prefill_tokens + decode_seqs
+        matmul = max(tokens * self._s_per_token_matmul, self.weight_read_s(tokens))
+        attention = max((decode_context + prefill_attention_pairs) * self._s_per_attn_pair,
+                        (decode_context + prefill_tokens) * self._s_per_kv_token)
+        return (self._fixed_s + (decode_seqs + prefill_seqs) * self._per_seq_s + matmul + attention
+                + tokens * self._comm_s_per_token)
+
+    def bound(self, prefill_tokens: float, decode_seqs: float, decode_context: float,
+              prefill_attention_pairs: float = 0.0) -> str:
+        """Which roofline side dominates this step: ``compute`` or ``memory-bandwidth``."""
+        tokens = prefill_tokens + decode_seqs
+        compute = tokens * self._s_per_token_matmul + (decode_context + prefill_attention_pairs) * self._s_per_attn_pair
+        memory = self.weight_read_s(tokens) + (decode_context + prefill_tokens) * self._s_per_kv_token
+        return "compute" if compute > memory else "memory-bandwidth"
+
+    def decode_step_coefficients(self, decode_seqs: int) -> tuple[float, float]:
+        """(a, b) with step time = a + b · (sum of contexts) for a pure-decode step of ``decode_seqs``."""
+        matmul = max(decode_seqs * self._s_per_token_matmul, self.weight_read_s(decode_seqs))
+        a = self._fixed_s + decode_seqs * self._per_seq_s + matmul + decode_seqs * self._comm_s_per_token
+        return a, self.decode_s_per_context_token
+
+
+@dataclass(frozen=True, slots=True)
+class SteadyState:
+    """A fluid picture of the engine kept full of identical requests."""
+
+    batch: float
+    step_s: float
+    output_tokens_per_s: float
+    requests_per_s: float
+    limit: str
+
+
+def steady_state(step: StepModel, kv_capacity_tokens: int, engine: EngineConfig, input_tokens: float,
+                 output_tokens: float, concurrency: float | None = None) -> SteadyState:
+    """Throughput with ``concurrency`` requests in flight (None: as many as the engine admits).
+
+    The batch is the smallest of: the requests offered, ``max_num_seqs``, what the KV cache holds at
+    the average context (input + output/2), and what the token budget allows once every finishing
+    request's prompt has to be prefilled in the same steps (batch · (1 + input/output) <= budget).
+    The step time averages steps that carry a prompt chunk and steps that only decode.
+    """
+    model = step.deployment.model
+    mean_context = model.kv_tokens_for_context(input_tokens + output_tokens / 2)
+    limits = {
+        "kv-cache": kv_capacity_tokens / max(mean_context, 1.0),
+        "max-num-seqs": float(engine.max_num_seqs),
+        "token-budget": engine.max_batched_tokens / (1.0 + input_tokens / output_tokens),
+    }
+    if concurrency is not None:
+        limits["concurrency"] = float(concurrency)
+    limit = min(limits, key=limits.__getitem__)
+    batch = max(limits[limit], 1e-9)
+    finishing = batch / output_tokens  # requests finishing (and prompts to prefill) per step
+    decode_context = batch * mean_context
+    # Prompts arrive in lumps, not as a fluid: a step carries one prompt's chunk (up to the budget left by
+    # the decoders) or none. The share of steps with a prefill chunk follows from the prefill work.
+    chunk = min(input_tokens, max(engine.max_batched_tokens - batch, 1.0))
+    share = finishing * input_tokens / chunk
+    if share >= 1.0:
+        step_s = step.step_time(finishing * input_tokens, batch, decode_context,
+                                finishing * input_tokens * input_tokens / 2, finishing)
+    else:
+        mixed = step.step_time(chunk, batch, decode_context, chunk * input_tokens / 2, 1.0)
+        step_s = share * mixed + (1.0 - share) * step.step_time(0.0, batch, decode_context)
+    return SteadyState(batch, step_s, batch / step_s, finishing / step_s, limit)

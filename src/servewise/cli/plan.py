@@ -1,0 +1,206 @@
+"""``servewise plan``: is this GPU tier enough, what would the next give, how many replicas, at what cost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from servewise.capacity import (
+    DEFAULT_TIERS,
+    CapacityError,
+    Deployment,
+    EngineConfig,
+    PlanRequest,
+    PlanResult,
+    SloLimit,
+    TierSpec,
+    builtin_catalog,
+    calibrate,
+    default_kv_precision,
+    fitted_efficiency,
+    get_model,
+    measured_from_run,
+    parse_prices,
+    parse_tiers,
+    plan,
+)
+from servewise.capacity.errors import unknown_name
+from servewise.capacity.memory import smallest_fitting_tp
+from servewise.capacity.models import KV_PRECISIONS, PRECISION_BYTES
+from servewise.spec import SpecError, parse_slo
+from servewise.store import RunStore, StoreError, default_store_path
+
+EXIT_USAGE = 2
+
+
+def _slo_limits(text: str | None) -> tuple[SloLimit, ...]:
+    if not text:
+        return ()
+    limits = []
+    for target in parse_slo(text).targets:
+        if target.metric not in ("ttft", "tpot", "itl", "e2e"):
+            continue  # error-rate targets do not constrain a capacity projection
+        if target.stat not in ("p50", "p90", "p95", "p99", "mean", "max"):
+            raise CapacityError(f"--slo: the planner projects p50/p90/p95/p99/mean/max, not {target.stat}")
+        limits.append(SloLimit(target.metric, target.stat, target.limit))
+    return tuple(limits)
+
+
+def _fmt(value: float | None, spec: str, prefix: str = "", unit: str = "") -> str:
+    return "—" if value is None else f"{prefix}{value:{spec}}{unit}"
+
+
+def _table(result: PlanResult, console: Console) -> None:
+    table = Table(title="Capacity plan", title_justify="left")
+    for name in (
+        "GPU",
+        "fits",
+        "max conc",
+        "out tok/s",
+        "TTFT p50",
+        "TPOT p50",
+        "req/s/rep",
+        "replicas",
+        "$/hour",
+        "$/1M out",
+        "$/1k req",
+        "headroom",
+    ):
+        table.add_column(name, justify="left" if name == "GPU" else "right")
+    for t in result.tiers:
+        table.add_row(
+            f"{t.num_gpus}x {t.gpu}",
+            "[green]yes[/]" if t.fits else "[red]no[/]",
+            str(t.max_concurrency),
+            _fmt(t.output_tokens_per_s, ",.0f"),
+            _fmt(t.ttft_ms_p50, ",.0f", unit=" ms"),
+            _fmt(t.tpot_ms_p50, ".1f", unit=" ms"),
+            _fmt(t.rate_per_replica, ".2f"),
+            _fmt(t.replicas, "d"),
+            _fmt(t.price_per_hour, ",.2f", "$"),
+            _fmt(t.cost_per_million_output_tokens, ".3f", "$"),
+            _fmt(t.cost_per_thousand_requests, ".3f", "$"),
+            _fmt(t.headroom, "+.0%"),
+        )
+    console.print(table)
+    for t in result.tiers:
+        console.print(f"  [bold]{t.num_gpus}x {t.gpu}[/]: {t.bound if t.fits else t.reason}")
+    console.print(f"[bold]Recommendation:[/] {result.recommendation}")
+    for note in result.notes:
+        console.print(f"[dim]{note}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plan")
+    def plan_command(
+        model: Annotated[
+            str, typer.Option(help="Catalog name (llama-3.1-8b, qwen2.5-72b, ...) or a config.json")
+        ],
+        precision: Annotated[
+            str, typer.Option(help="Weight precision: fp16, bf16, fp8, int8, int4")
+        ] = "bf16",
+        kv_precision: Annotated[
+            str | None, typer.Option(help="KV-cache precision (default: fp8 for fp8 weights, else bf16)")
+        ] = None,
+        input_tokens: Annotated[int, typer.Option(min=1, help="Prompt tokens per request")] = 1000,
+        output_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per request")] = 1000,
+        concurrency: Annotated[
+            int | None, typer.Option(min=1, help="Concurrent requests per replica")
+        ] = None,
+        rate: Annotated[
+            float | None, typer.Option(help="Request rate (req/s) offered to one replica")
+        ] = None,
+        demand: Annotated[float | None, typer.Option(help="Total request rate (req/s) to serve")] = None,
+        slo: Annotated[str | None, typer.Option(help="e.g. ttft_p95=500ms,tpot_p95=50ms")] = None,
+        gpus: Annotated[str, typer.Option(help="Tiers: GPU or GPU:N, comma-separated")] = ",".join(
+            DEFAULT_TIERS
+        ),
+        price: Annotated[list[str] | None, typer.Option(help="Your price, GPU=$/hour (repeatable)")] = None,
+        hardware_file: Annotated[
+            Path | None, typer.Option(help="YAML/JSON with extra `gpus:` and `prices:`")
+        ] = None,
+        from_run: Annotated[str | None, typer.Option(help="Calibrate on this stored bench run")] = None,
+        current_gpu: Annotated[
+            str | None, typer.Option(help="The GPU the run (or today's service) is on")
+        ] = None,
+        store: Annotated[
+            Path | None,
+            typer.Option(help="Run store (default: $SERVEWISE_STORE or ~/.local/share/servewise/runs.db)"),
+        ] = None,
+        max_num_seqs: Annotated[int, typer.Option(min=1, help="Engine batch cap (vLLM max_num_seqs)")] = 256,
+        max_batched_tokens: Annotated[int, typer.Option(min=1, help="Engine token budget per step")] = 8192,
+        gpu_memory_utilization: Annotated[float, typer.Option(min=0.1, max=1.0)] = 0.9,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    ) -> None:
+        """Project GPU tiers for a model and workload: fit, throughput, latency, replicas and cost."""
+        console = Console()
+        try:
+            catalog = builtin_catalog()
+            if hardware_file:
+                catalog = catalog.with_file(hardware_file)
+            if price:
+                catalog = catalog.with_prices(parse_prices(price))
+            arch = get_model(model)
+            weights = precision.lower()
+            if weights not in PRECISION_BYTES:
+                raise unknown_name("precision", precision, PRECISION_BYTES)
+            kv = (kv_precision or default_kv_precision(weights)).lower()
+            if kv not in KV_PRECISIONS:
+                raise unknown_name("KV-cache precision", kv, KV_PRECISIONS)
+            tiers = parse_tiers(gpus)
+            for tier in tiers:
+                catalog.get(tier.gpu)
+            engine = EngineConfig(
+                max_num_seqs=max_num_seqs,
+                max_batched_tokens=max_batched_tokens,
+                gpu_memory_utilization=gpu_memory_utilization,
+            )
+            efficiency = fitted_efficiency()
+            notes = [f"efficiency: {efficiency.source}"]
+            if from_run:
+                if not current_gpu:
+                    raise CapacityError("--from-run needs --current-gpu (the GPU the run was measured on)")
+                with RunStore(store or default_store_path()) as runs:
+                    row = runs.get_run(from_run)
+                measured = measured_from_run(row.summary, row.spec)
+                gpu = catalog.get(current_gpu)
+                n = (
+                    smallest_fitting_tp(
+                        arch, gpu, weights, kv, round(measured.input_tokens + measured.output_tokens), engine
+                    )
+                    or 1
+                )
+                calibration = calibrate(Deployment(arch, gpu, n, weights, kv), efficiency, engine, measured)
+                efficiency = calibration.efficiency
+                notes = [f"run {row.id}: {calibration.describe()}"]
+                if all(catalog.get(t.gpu).name != gpu.name for t in tiers):
+                    tiers = (TierSpec(gpu.name, n), *tiers)
+            request = PlanRequest(
+                model=arch,
+                weight_precision=weights,
+                kv_precision=kv,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                tiers=tiers,
+                concurrency=concurrency,
+                rate=rate,
+                demand=demand,
+                slo=_slo_limits(slo),
+                efficiency=efficiency,
+                engine=engine,
+                current_gpu=catalog.get(current_gpu).name if current_gpu else None,
+            )
+            result = plan(request, catalog)
+            result.notes.extend(notes)
+        except (CapacityError, SpecError, StoreError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        if as_json:
+            typer.echo(json.dumps(result.to_json(), indent=2))
+        else:
+            _table(result, console)

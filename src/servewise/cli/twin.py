@@ -1,0 +1,61 @@
+"""``servewise twin``: rehearse a GPU tier before renting it — an OpenAI-compatible server with simulated timing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from servewise.capacity import CapacityError, EngineConfig
+
+EXIT_USAGE = 2
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("twin")
+    def twin_command(
+        model: Annotated[str, typer.Option(help="Catalog name or config.json")] = "llama-3.1-8b",
+        gpu: Annotated[str, typer.Option(help="GPU to simulate, e.g. rtx4090, h100-sxm")] = "rtx4090",
+        num_gpus: Annotated[
+            int | None, typer.Option(help="Tensor-parallel GPUs (default: fewest that fit)")
+        ] = None,
+        precision: Annotated[str, typer.Option(help="Weight precision")] = "bf16",
+        kv_precision: Annotated[str | None, typer.Option(help="KV-cache precision")] = None,
+        served_model_name: Annotated[
+            str | None, typer.Option(help="Name clients send (default: --model)")
+        ] = None,
+        host: Annotated[str, typer.Option()] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+        max_num_seqs: Annotated[int, typer.Option(min=1)] = 256,
+        max_batched_tokens: Annotated[int, typer.Option(min=1)] = 8192,
+        time_scale: Annotated[
+            float, typer.Option(help="Multiply every simulated duration (0.1: 10x faster)")
+        ] = 1.0,
+    ) -> None:
+        """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and vLLM-named /metrics."""
+        from servewise.twin import build_config, run_twin
+
+        options = dict(
+            num_gpus=num_gpus,
+            precision=precision,
+            kv_precision=kv_precision,
+            served_model_name=served_model_name,
+            time_scale=time_scale,
+            engine=EngineConfig(max_num_seqs=max_num_seqs, max_batched_tokens=max_batched_tokens),
+        )
+        try:
+            config = build_config(model, gpu, **options)
+        except CapacityError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        dep = config.deployment
+        typer.echo(
+            f"servewise twin: {config.served_model_name} as {dep.num_gpus}x {dep.gpu.name} "
+            f"({dep.weight_precision}, KV {config.kv_capacity_tokens:,} tokens) on http://{host}:{port}",
+            err=True,
+        )
+        try:
+            run_twin(host, port, model=model, gpu=gpu, **options)
+        except OSError as exc:
+            typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None

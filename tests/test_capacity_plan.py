@@ -1,0 +1,228 @@
+"""The tier planner, `servewise plan` (table and JSON), and `--from-run` calibration on a stored run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from servewise.capacity import (
+    Deployment,
+    EngineConfig,
+    PlanRequest,
+    SloLimit,
+    StepModel,
+    builtin_catalog,
+    calibrate,
+    fitted_efficiency,
+    get_model,
+    measured_from_run,
+    memory_plan,
+    parse_tiers,
+    plan,
+    simulate,
+)
+from servewise.cli import plan as plan_cli
+from servewise.spec import LengthSpec, LoadSpec, RunSpec, TargetSpec, WorkloadSpec
+from servewise.store import RunStore
+
+TIER_KEYS = {
+    "gpu",
+    "num_gpus",
+    "fits",
+    "max_concurrency",
+    "output_tokens_per_s",
+    "ttft_ms_p50",
+    "tpot_ms_p50",
+    "rate_per_replica",
+    "replicas",
+    "price_per_hour",
+    "cost_per_million_output_tokens",
+}
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    plan_cli.register(app)
+
+    @app.callback()
+    def _root() -> None:
+        """servewise (test)"""
+
+    return app
+
+
+def _request(**kw) -> PlanRequest:
+    base = dict(
+        model=get_model("llama-3.1-8b"),
+        weight_precision="bf16",
+        kv_precision="bf16",
+        input_tokens=1000,
+        output_tokens=1000,
+        tiers=parse_tiers("rtx4090,h100-sxm"),
+        efficiency=fitted_efficiency(),
+    )
+    return PlanRequest(**{**base, **kw})
+
+
+def test_faster_tier_serves_more_and_replicas_cover_demand() -> None:
+    result = plan(
+        _request(tiers=parse_tiers("rtx4090:1,h100-sxm:1"), demand=6.0, slo=(SloLimit("tpot", "p95", 60.0),)),
+        builtin_catalog(),
+    )
+    small, big = result.tiers
+    assert small.fits and big.fits
+    assert big.rate_per_replica > 3 * small.rate_per_replica
+    for tier in result.tiers:
+        assert tier.replicas * tier.rate_per_replica >= 6.0
+        assert (tier.replicas - 1) * tier.rate_per_replica < 6.0
+        assert tier.tpot_ms_p50 is not None and tier.tpot_ms_p50 <= 60.0
+        gpu = builtin_catalog().get(tier.gpu)
+        per_token = gpu.price_per_hour * tier.num_gpus / (tier.rate_per_replica * 1000 * 3600) * 1e6
+        assert tier.cost_per_million_output_tokens == pytest.approx(per_token)
+    assert "h100-sxm" in result.recommendation.split(":")[0]
+    assert "VRAM-limited" in small.bound
+
+
+def test_tier_that_cannot_meet_the_slo_says_why() -> None:
+    result = plan(
+        _request(tiers=parse_tiers("l4:1"), demand=1.0, slo=(SloLimit("tpot", "p50", 20.0),)),
+        builtin_catalog(),
+    )
+    (l4,) = result.tiers
+    assert l4.fits and l4.rate_per_replica == 0 and l4.replicas is None
+    assert "misses the SLO" in l4.bound and "tpot_p50" in l4.bound
+
+
+def test_model_too_big_does_not_fit_and_tp_is_chosen() -> None:
+    result = plan(
+        _request(model=get_model("llama-3.1-70b"), tiers=parse_tiers("l4:1,h100-sxm")), builtin_catalog()
+    )
+    l4, h100 = result.tiers
+    assert not l4.fits and "exceed" in l4.reason
+    assert h100.fits and h100.num_gpus in (2, 4, 8)
+
+
+def test_plan_json_has_exactly_the_issue_shape(cli: typer.Typer) -> None:
+    out = CliRunner().invoke(
+        cli,
+        [
+            "plan",
+            "--model",
+            "llama-3.1-8b",
+            "--precision",
+            "bf16",
+            "--input-tokens",
+            "1000",
+            "--output-tokens",
+            "1000",
+            "--concurrency",
+            "8",
+            "--gpus",
+            "rtx4090,a100-sxm-80gb,h100-sxm:2",
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert set(data) == {"tiers", "recommendation"}
+    assert [t["gpu"] for t in data["tiers"]] == ["rtx4090", "a100-sxm-80gb", "h100-sxm"]
+    assert data["tiers"][2]["num_gpus"] == 2
+    for tier in data["tiers"]:
+        assert set(tier) == TIER_KEYS
+        assert tier["ttft_ms_p50"] > 0 and tier["tpot_ms_p50"] > 0
+    assert data["tiers"][0]["tpot_ms_p50"] > data["tiers"][2]["tpot_ms_p50"]
+
+
+def test_plan_table_and_bad_names(cli: typer.Typer) -> None:
+    ok = CliRunner().invoke(cli, ["plan", "--model", "qwen2.5-7b", "--gpus", "l40s", "--price", "l40s=0.5"])
+    assert ok.exit_code == 0, ok.output
+    assert "Recommendation" in ok.output and "$0.50" in ok.output
+    bad_gpu = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-8b", "--gpus", "h100sxm"])
+    assert bad_gpu.exit_code == 2 and "did you mean h100-sxm" in bad_gpu.output
+    assert "Traceback" not in bad_gpu.output
+    bad_model = CliRunner().invoke(cli, ["plan", "--model", "llama3.1-8b"])
+    assert bad_model.exit_code == 2 and "did you mean llama-3.1-8b" in bad_model.output
+    both = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-8b", "--rate", "1", "--demand", "2"])
+    assert both.exit_code == 2 and "at most one" in both.output
+
+
+def _synthetic_run(store_path, factor: float) -> str:
+    """A bench run as `bench` would store it, measured on an rtx4090 whose stack is ``factor`` as fast."""
+    dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
+    engine = EngineConfig()
+    kv = memory_plan(dep, 700, engine).kv_capacity_tokens
+    step = StepModel(dep, fitted_efficiency().scaled(factor, "truth"))
+    sim = simulate(step, kv, engine, np.full(400, 500), np.full(400, 200), concurrency=8).summary(0.2)
+    spec = RunSpec(
+        target=TargetSpec(url="http://127.0.0.1:8000"),
+        workload=WorkloadSpec(
+            input_tokens=LengthSpec(kind="fixed", value=500),
+            output_tokens=LengthSpec(kind="fixed", value=200),
+        ),
+        load=LoadSpec(kind="concurrency", concurrency=8),
+    )
+    with RunStore(store_path) as store:
+        run_id = store.create_run(
+            kind="bench",
+            spec=spec.model_dump(mode="json"),
+            labels={},
+            tool_version="test",
+            target={"url": "http://127.0.0.1:8000"},
+            environment={},
+        )
+        store.finish_run(
+            run_id,
+            "ok",
+            {
+                "run_id": run_id,
+                "status": "ok",
+                "load": "closed loop, 8 concurrent",
+                "metrics": {
+                    "tpot_ms": sim["tpot_ms"],
+                    "ttft_ms": sim["ttft_ms"],
+                    "output_tokens_per_s": sim["output_tokens_per_s"],
+                    "mean_input_tokens": 500,
+                    "mean_output_tokens": 200,
+                    "concurrency_mean": sim["running_mean"],
+                },
+            },
+        )
+    return run_id
+
+
+def test_from_run_calibration_recovers_a_known_efficiency(tmp_path, cli: typer.Typer) -> None:
+    store_path = tmp_path / "runs.db"
+    run_id = _synthetic_run(store_path, factor=0.6)
+    with RunStore(store_path) as store:
+        row = store.get_run(run_id)
+    measured = measured_from_run(row.summary, row.spec)
+    assert measured.concurrency == 8 and measured.input_tokens == 500
+    dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
+    calibration = calibrate(dep, fitted_efficiency(), EngineConfig(), measured)
+    assert calibration.factor == pytest.approx(0.6, rel=0.05)
+    args = [
+        "plan",
+        "--model",
+        "llama-3.1-8b",
+        "--gpus",
+        "h100-sxm",
+        "--concurrency",
+        "8",
+        "--store",
+        str(store_path),
+        "--json",
+    ]
+    plain = json.loads(CliRunner().invoke(cli, args).output)
+    calibrated = CliRunner().invoke(cli, [*args, "--from-run", run_id, "--current-gpu", "rtx4090"])
+    assert calibrated.exit_code == 0, calibrated.output
+    tiers = {t["gpu"]: t for t in json.loads(calibrated.output)["tiers"]}
+    assert set(tiers) == {"rtx4090", "h100-sxm"}  # the current GPU joins the projection
+    assert tiers["h100-sxm"]["tpot_ms_p50"] > 1.3 * plain["tiers"][0]["tpot_ms_p50"]
+    assert tiers["rtx4090"]["tpot_ms_p50"] == pytest.approx(row.summary["metrics"]["tpot_ms"]["p50"], rel=0.1)
+    missing = CliRunner().invoke(cli, [*args, "--from-run", "nope", "--current-gpu", "rtx4090"])
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.output
