@@ -10,28 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from servewise.capacity import (
-    DEFAULT_TIERS,
-    CapacityError,
-    Deployment,
-    EngineConfig,
-    PlanRequest,
-    PlanResult,
-    SloLimit,
-    TierSpec,
-    builtin_catalog,
-    calibrate,
-    default_kv_precision,
-    fitted_efficiency,
-    get_model,
-    measured_from_run,
-    parse_prices,
-    parse_tiers,
-    plan,
-)
-from servewise.capacity.errors import unknown_name
-from servewise.capacity.memory import smallest_fitting_tp
-from servewise.capacity.models import KV_PRECISIONS, PRECISION_BYTES
+from servewise.capacity import DEFAULT_TIERS, CapacityError, EngineConfig, PlanResult, SloLimit
+from servewise.capacity.projection import project
 from servewise.spec import SpecError, parse_slo
 from servewise.store import RunStore, StoreError, default_store_path
 
@@ -140,63 +120,32 @@ def register(app: typer.Typer) -> None:
         """Project GPU tiers for a model and workload: fit, throughput, latency, replicas and cost."""
         console = Console()
         try:
-            catalog = builtin_catalog()
-            if hardware_file:
-                catalog = catalog.with_file(hardware_file)
-            if price:
-                catalog = catalog.with_prices(parse_prices(price))
-            arch = get_model(model)
-            weights = precision.lower()
-            if weights not in PRECISION_BYTES:
-                raise unknown_name("precision", precision, PRECISION_BYTES)
-            kv = (kv_precision or default_kv_precision(weights)).lower()
-            if kv not in KV_PRECISIONS:
-                raise unknown_name("KV-cache precision", kv, KV_PRECISIONS)
-            tiers = parse_tiers(gpus)
-            for tier in tiers:
-                catalog.get(tier.gpu)
-            engine = EngineConfig(
-                max_num_seqs=max_num_seqs,
-                max_batched_tokens=max_batched_tokens,
-                gpu_memory_utilization=gpu_memory_utilization,
-            )
-            efficiency = fitted_efficiency()
-            notes = [f"efficiency: {efficiency.source}"]
+            measured = None
             if from_run:
-                if not current_gpu:
-                    raise CapacityError("--from-run needs --current-gpu (the GPU the run was measured on)")
                 with RunStore(store or default_store_path()) as runs:
                     row = runs.get_run(from_run)
-                measured = measured_from_run(row.summary, row.spec)
-                gpu = catalog.get(current_gpu)
-                n = (
-                    smallest_fitting_tp(
-                        arch, gpu, weights, kv, round(measured.input_tokens + measured.output_tokens), engine
-                    )
-                    or 1
-                )
-                calibration = calibrate(Deployment(arch, gpu, n, weights, kv), efficiency, engine, measured)
-                efficiency = calibration.efficiency
-                notes = [f"run {row.id}: {calibration.describe()}"]
-                if all(catalog.get(t.gpu).name != gpu.name for t in tiers):
-                    tiers = (TierSpec(gpu.name, n), *tiers)
-            request = PlanRequest(
-                model=arch,
-                weight_precision=weights,
-                kv_precision=kv,
+                measured = (row.summary, row.spec, row.id)
+            result = project(
+                model=model,
+                precision=precision,
+                kv_precision=kv_precision,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
-                tiers=tiers,
                 concurrency=concurrency,
                 rate=rate,
                 demand=demand,
                 slo=_slo_limits(slo),
-                efficiency=efficiency,
-                engine=engine,
-                current_gpu=catalog.get(current_gpu).name if current_gpu else None,
+                gpus=gpus,
+                prices=price or (),
+                hardware_file=hardware_file,
+                engine=EngineConfig(
+                    max_num_seqs=max_num_seqs,
+                    max_batched_tokens=max_batched_tokens,
+                    gpu_memory_utilization=gpu_memory_utilization,
+                ),
+                measured=measured,
+                current_gpu=current_gpu,
             )
-            result = plan(request, catalog)
-            result.notes.extend(notes)
         except (CapacityError, SpecError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_USAGE) from None

@@ -1,0 +1,93 @@
+"""One entry point from a user's question to a tier plan, shared by `servewise plan` and `doctor`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from servewise.capacity.calibrate import calibrate, measured_from_run
+from servewise.capacity.errors import CapacityError, unknown_name
+from servewise.capacity.hardware import builtin_catalog, parse_prices
+from servewise.capacity.memory import Deployment, EngineConfig, default_kv_precision, smallest_fitting_tp
+from servewise.capacity.models import KV_PRECISIONS, PRECISION_BYTES, get_model
+from servewise.capacity.perf import fitted_efficiency
+from servewise.capacity.planner import (
+    DEFAULT_TIERS,
+    PlanRequest,
+    PlanResult,
+    SloLimit,
+    TierSpec,
+    parse_tiers,
+    plan,
+)
+
+
+def project(
+    *,
+    model: str,
+    precision: str = "bf16",
+    kv_precision: str | None = None,
+    input_tokens: int = 1000,
+    output_tokens: int = 1000,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    demand: float | None = None,
+    slo: tuple[SloLimit, ...] = (),
+    gpus: str = ",".join(DEFAULT_TIERS),
+    prices: Sequence[str] = (),
+    hardware_file: Path | None = None,
+    engine: EngineConfig | None = None,
+    measured: tuple[dict[str, Any] | None, dict[str, Any], str] | None = None,
+    current_gpu: str | None = None,
+) -> PlanResult:
+    """Plan the tiers; with ``measured`` = (summary, spec, run id) calibrate on that run first."""
+    engine = engine or EngineConfig()
+    catalog = builtin_catalog()
+    if hardware_file:
+        catalog = catalog.with_file(hardware_file)
+    if prices:
+        catalog = catalog.with_prices(parse_prices(list(prices)))
+    arch = get_model(model)
+    weights = precision.lower()
+    if weights not in PRECISION_BYTES:
+        raise unknown_name("precision", precision, PRECISION_BYTES)
+    kv = (kv_precision or default_kv_precision(weights)).lower()
+    if kv not in KV_PRECISIONS:
+        raise unknown_name("KV-cache precision", kv, KV_PRECISIONS)
+    tiers = parse_tiers(gpus)
+    for tier in tiers:
+        catalog.get(tier.gpu)
+    efficiency = fitted_efficiency()
+    notes = [f"efficiency: {efficiency.source}"]
+    if measured is not None:
+        if not current_gpu:
+            raise CapacityError("calibrating on a run needs --current-gpu (the GPU the run was measured on)")
+        summary, spec, run_id = measured
+        run = measured_from_run(summary, spec)
+        gpu = catalog.get(current_gpu)
+        context = round(run.input_tokens + run.output_tokens)
+        n = smallest_fitting_tp(arch, gpu, weights, kv, context, engine) or 1
+        calibration = calibrate(Deployment(arch, gpu, n, weights, kv), efficiency, engine, run)
+        efficiency = calibration.efficiency
+        notes = [f"run {run_id}: {calibration.describe()}"]
+        if all(catalog.get(t.gpu).name != gpu.name for t in tiers):
+            tiers = (TierSpec(gpu.name, n), *tiers)
+    request = PlanRequest(
+        model=arch,
+        weight_precision=weights,
+        kv_precision=kv,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        tiers=tiers,
+        concurrency=concurrency,
+        rate=rate,
+        demand=demand,
+        slo=slo,
+        efficiency=efficiency,
+        engine=engine,
+        current_gpu=catalog.get(current_gpu).name if current_gpu else None,
+    )
+    result = plan(request, catalog)
+    result.notes.extend(notes)
+    return result
