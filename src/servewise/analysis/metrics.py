@@ -201,7 +201,16 @@ class MetricsAccumulator:
             "stopped_early": self.stopped_early,
             "concurrency_mean": self.busy_s / window if window > 0 else 0.0,
             "window_s": window,
+            "ttft_trend_ms": self.ttft_trend(),
         }
+
+    def ttft_trend(self) -> dict[str, float] | None:
+        """Median TTFT of the first and last third of requests in schedule order: a growing queue shows here."""
+        ttft = np.frombuffer(self._cols.ttft, dtype=np.float64)
+        if ttft.size < 9:
+            return None
+        third = ttft.size // 3
+        return {"first": float(np.median(ttft[:third])), "last": float(np.median(ttft[-third:]))}
 
 
 def evaluate_slo(slo: SloSpec, metrics: dict) -> dict:

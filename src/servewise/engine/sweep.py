@@ -62,7 +62,7 @@ async def run_sweep(context: RunContext, spec: RunSpec, stats: LiveStats) -> dic
             summary["status"] = "slo_failed"
         if summary["status"] == "interrupted" and not early:
             break
-        passed, why = step_passed(summary, rate)
+        passed, why = step_passed(summary)
         history.append((rate, passed))
         steps.append(
             {

@@ -82,7 +82,7 @@ async def discover(target: TargetSpec, api_key: str | None, timeout_s: float = 1
             raise TargetUnreachable(f"nothing answers at {target.url} ({_reason(exc)})") from None
         except (aiohttp.ClientError, ValueError):
             pass
-        for path, key in (("/version", "version"), ("/props", "props")):
+        for path, key in (("/version", "version"), ("/props", "props"), ("/twin", "twin")):
             try:
                 async with session.get(root + path) as resp:
                     if resp.status == 200 and "json" in resp.headers.get("Content-Type", ""):

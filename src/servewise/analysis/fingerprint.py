@@ -1,0 +1,68 @@
+"""Run fingerprints: what a run was measured against, flattened so two runs can be diffed field by field.
+
+A gate that compares a run on an H100 with one on a laptop, or two different workloads, answers the
+wrong question; the differences are shown next to the verdict instead of being silently compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Spec fields that name or locate the run rather than decide what it sends.
+_SPEC_IGNORED = ("labels", "target")
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintDifference:
+    field: str
+    baseline: str | None
+    candidate: str | None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"field": self.field, "baseline": self.baseline, "candidate": self.candidate}
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """Canonical hash of what a run sends and how fast (labels and target excluded: they are diffed apart)."""
+    sendable = {key: value for key, value in spec.items() if key not in _SPEC_IGNORED}
+    canonical = json.dumps(sendable, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, into)
+    elif value is not None:
+        into[prefix] = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def run_fingerprint(
+    *, target: Mapping[str, Any], environment: Mapping[str, Any], spec: Mapping[str, Any], tool_version: str
+) -> dict[str, str]:
+    """Flat ``field -> value`` map: target (model, server info), environment (host, hardware, versions),
+    the spec hash, the workload seed and the client version."""
+    flat: dict[str, str] = {}
+    _flatten("target", dict(target), flat)
+    _flatten("environment", dict(environment), flat)
+    flat["spec_hash"] = spec_hash(spec)
+    seed = (spec.get("workload") or {}).get("seed")
+    if seed is not None:
+        flat["workload.seed"] = str(seed)
+    flat["tool_version"] = tool_version
+    return flat
+
+
+def diff_fingerprints(
+    baseline: Mapping[str, str], candidate: Mapping[str, str]
+) -> list[FingerprintDifference]:
+    """Every field whose value differs or that only one side has, in a stable order."""
+    return [
+        FingerprintDifference(name, baseline.get(name), candidate.get(name))
+        for name in sorted(set(baseline) | set(candidate))
+        if baseline.get(name) != candidate.get(name)
+    ]
