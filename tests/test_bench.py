@@ -13,9 +13,10 @@ import time
 
 import pytest
 
+from servewise.store import RunStore
+
 from cli_runner import servewise
 from servers.process import free_port, timing_server
-from servewise.store import RunStore
 
 KEYS = {"run_id", "status", "metrics", "client"}
 METRIC_KEYS = {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "requests_ok", "requests_failed", "errors_by_class",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from cli_runner import servewise
 
 from servewise.store import RunStore
+
+from cli_runner import servewise
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 

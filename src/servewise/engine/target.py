@@ -27,6 +27,11 @@ class TargetInfo:
     models: list[str] = field(default_factory=list)
     server: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def simulated(self) -> bool:
+        """servewise's own twin answers /twin: every report must say its numbers are simulated."""
+        return "twin" in self.server
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "url": self.url,
@@ -34,6 +39,7 @@ class TargetInfo:
             "model": self.model,
             "models": self.models,
             "server": self.server,
+            "simulated": self.simulated,
         }
 
 
