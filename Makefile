@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint engines venv clean
+.PHONY: demo test lint engines system-deps venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+## system packages the tests drive: headless Chromium (the report) and Prometheus (traffic evidence)
+system-deps:
+	@command -v chromium >/dev/null && command -v prometheus >/dev/null || \
+	  { command -v apt-get >/dev/null && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium prometheus >/dev/null; } || \
+	  echo "warning: could not install chromium/prometheus; their tests will skip"
+
 ## the real engines the tests start (llama-server, vLLM on CPU, infinity) and the tiny model they serve;
 ## cached under ~/.cache/servewise-engines, built only when missing
 engines:
@@ -22,7 +29,7 @@ engines:
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 
-test: venv engines lint
+test: venv system-deps engines lint
 	$(BIN)/pytest
 
 demo: venv

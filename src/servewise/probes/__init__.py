@@ -1,0 +1,21 @@
+"""Readiness probes: safe, bounded questions asked of one serving endpoint before trusting it."""
+
+from servewise.probes.readiness import (
+    PROBE_NAMES,
+    ProbeConfig,
+    ProbeResult,
+    ProbeStatus,
+    load_api_key,
+    run_probes,
+    run_probes_sync,
+)
+
+__all__ = [
+    "PROBE_NAMES",
+    "ProbeConfig",
+    "ProbeResult",
+    "ProbeStatus",
+    "load_api_key",
+    "run_probes",
+    "run_probes_sync",
+]

@@ -1,0 +1,258 @@
+"""Charts for the HTML report, drawn with matplotlib (Agg, offline) and returned as inline SVG text.
+
+Each function takes plain data and returns an ``<svg>`` string, or None when there is nothing to draw, so
+the report can say what is missing instead of showing an empty frame. Text that came from a server (metric
+labels, model names) goes through matplotlib's SVG writer, which escapes it; math parsing is off so a
+``$`` in such text is shown, not interpreted.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from servewise.records import Sample
+
+PALETTE = ("#2563eb", "#f97316", "#16a34a", "#9333ea", "#dc2626", "#0891b2")
+SLO_COLOR = "#dc2626"
+KNEE_COLOR = "#111827"
+BOTTLENECK_FACE = "#fee2e2"
+
+_RC = {
+    "text.parse_math": False,
+    "svg.fonttype": "none",
+    "svg.hashsalt": "servewise",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+
+
+@contextmanager
+def _figure(width: float, height: float, rows: int = 1, cols: int = 1) -> Iterator[tuple[Figure, Any]]:
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+        try:
+            yield fig, axes
+        finally:
+            plt.close(fig)
+
+
+def _svg(fig: Figure) -> str:
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _stat(metrics: Mapping[str, Any], key: str, stat: str) -> float | None:
+    value = (metrics.get(key) or {}).get(stat)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def latency_vs_load(
+    sweep: Sequence[Mapping[str, Any]], slo_targets: Sequence[Mapping[str, Any]], knee_rate: float | None
+) -> str | None:
+    """TTFT and TPOT percentiles against offered rate; SLO limits as horizontal lines, the knee vertical."""
+    steps = sorted((s for s in sweep if isinstance(s.get("rate"), (int, float))), key=lambda s: s["rate"])
+    if len(steps) < 2:
+        return None
+    rates = [float(s["rate"]) for s in steps]
+    with _figure(8.5, 3.4, 1, 2) as (fig, axes):
+        for ax, metric, title in zip(axes[0], ("ttft_ms", "tpot_ms"), ("TTFT", "TPOT"), strict=True):
+            for color, stat in zip(PALETTE, ("p50", "p95", "p99"), strict=False):
+                values = [_stat(s.get("metrics") or {}, metric, stat) for s in steps]
+                if any(v is not None for v in values):
+                    ax.plot(
+                        rates,
+                        [math.nan if v is None else v for v in values],
+                        "o-",
+                        color=color,
+                        label=f"{title} {stat}",
+                        markersize=4,
+                    )
+            for target in slo_targets:
+                if str(target.get("key", "")).startswith(metric.split("_")[0] + "_"):
+                    ax.axhline(
+                        float(target["limit"]),
+                        color=SLO_COLOR,
+                        linestyle="--",
+                        linewidth=1.2,
+                        label=f"SLO {target['key']} ≤ {float(target['limit']):g} ms",
+                    )
+            if knee_rate:
+                ax.axvline(
+                    knee_rate,
+                    color=KNEE_COLOR,
+                    linestyle=":",
+                    linewidth=1.5,
+                    label=f"knee {knee_rate:g} req/s",
+                )
+            failed = [r for s, r in zip(steps, rates, strict=True) if s.get("slo_met") is False]
+            if failed:
+                ax.axvspan(min(failed), max(rates), color=SLO_COLOR, alpha=0.06)
+            ax.set_title(f"{title} vs offered load")
+            ax.set_xlabel("offered rate (req/s)")
+            ax.set_ylabel("ms")
+            ax.legend(fontsize=7, loc="upper left")
+        return _svg(fig)
+
+
+def distributions(ttft_ms: Sequence[float], tpot_ms: Sequence[float]) -> str | None:
+    """Histograms of per-request TTFT and TPOT with p50 and p99 marked."""
+    panels = [
+        (name, [v for v in values if math.isfinite(v)])
+        for name, values in (("TTFT (ms)", ttft_ms), ("TPOT (ms)", tpot_ms))
+    ]
+    panels = [(name, values) for name, values in panels if values]
+    if not panels:
+        return None
+    with _figure(4.2 * len(panels), 3.0, 1, len(panels)) as (fig, axes):
+        for ax, (name, values), color in zip(axes[0], panels, PALETTE, strict=False):
+            ax.hist(values, bins=min(60, max(10, len(values) // 10)), color=color, alpha=0.8)
+            ordered = sorted(values)
+            for q, style in ((0.5, "-"), (0.99, "--")):
+                value = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+                ax.axvline(
+                    value,
+                    color=KNEE_COLOR,
+                    linestyle=style,
+                    linewidth=1,
+                    label=f"p{int(q * 100)} {value:.1f}",
+                )
+            ax.set_title(f"{name}, {len(values)} requests")
+            ax.set_ylabel("requests")
+            ax.legend(fontsize=7)
+        return _svg(fig)
+
+
+# Timeline panels: (title, unit, [(source, name, scale)], diagnosis resources that mark it as the bottleneck).
+TIMELINE_PANELS: tuple[tuple[str, str, tuple[tuple[str, str, float], ...], tuple[str, ...]], ...] = (
+    (
+        "GPU utilization",
+        "%",
+        (("gpu", "utilization_percent", 1.0), ("dcgm", "utilization_percent", 1.0)),
+        ("gpu_compute",),
+    ),
+    ("GPU memory bandwidth", "%", (("gpu", "memory_utilization_percent", 1.0),), ("gpu_memory_bandwidth",)),
+    ("KV cache", "% used", (("metrics", "kv_cache_usage", 100.0),), ("vram_kv", "kv")),
+    (
+        "Server queue",
+        "requests",
+        (("metrics", "requests_waiting", 1.0), ("metrics", "requests_running", 1.0)),
+        ("admission_queue",),
+    ),
+    ("Host CPU", "%", (("host", "cpu_percent_total", 1.0), ("process", "cpu_percent", 1.0)), ("server_cpu",)),
+    (
+        "Disk",
+        "MB/s",
+        (("host", "disk_read_bytes_per_s", 1e-6), ("host", "disk_write_bytes_per_s", 1e-6)),
+        ("disk_io",),
+    ),
+    (
+        "Network",
+        "MB/s",
+        (("host", "net_rx_bytes_per_s", 1e-6), ("host", "net_tx_bytes_per_s", 1e-6)),
+        ("network",),
+    ),
+    (
+        "Load generator",
+        "ms",
+        (("client", "schedule_lag_ms", 1.0), ("client", "loop_lag_ms", 1.0)),
+        ("load_generator",),
+    ),
+)
+
+
+def _is_bottleneck(words: Sequence[str], bottleneck: str | None) -> bool:
+    return bool(bottleneck) and any(word in bottleneck.lower() for word in words)
+
+
+def resource_timelines(samples: Sequence[Sample], bottleneck: str | None = None) -> str | None:
+    """One panel per resource that has samples; the bottleneck's panel is shaded and titled as such."""
+    series: dict[tuple[str, str], dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for s in samples:
+        if math.isfinite(s.value):
+            series[(s.source, s.name)][s.t] += s.value  # label sets (interfaces, GPUs) summed per tick
+    if not series:
+        return None
+    start = min(t for points in series.values() for t in points)
+    panels = [p for p in TIMELINE_PANELS if any((src, name) in series for src, name, _ in p[2])]
+    if not panels:
+        return None
+    with _figure(8.5, 1.9 * len(panels), len(panels), 1) as (fig, axes):
+        for ax, (title, unit, sources, words) in zip(axes[:, 0], panels, strict=True):
+            for color, (src, name, scale) in zip(PALETTE, sources, strict=False):
+                points = series.get((src, name))
+                if points:
+                    times = sorted(points)
+                    ax.plot(
+                        [t - start for t in times],
+                        [points[t] * scale for t in times],
+                        color=color,
+                        linewidth=1.2,
+                        label=f"{src} {name}",
+                    )
+            if _is_bottleneck(words, bottleneck):
+                ax.set_facecolor(BOTTLENECK_FACE)
+                title = f"{title} — bottleneck ({bottleneck})"
+            ax.set_title(
+                title, loc="left", fontsize=9, fontweight="bold" if "bottleneck" in title else "normal"
+            )
+            ax.set_ylabel(unit)
+            ax.legend(fontsize=7, loc="upper right")
+        axes[-1, 0].set_xlabel("seconds into the run")
+        return _svg(fig)
+
+
+def tier_costs(tiers: Sequence[Mapping[str, Any]]) -> str | None:
+    """$ per 1M output tokens per GPU tier at the SLO-compliant rate; tiers that do not fit are marked."""
+    rows = [t for t in tiers if isinstance(t.get("cost_per_million_output_tokens"), (int, float))]
+    if not rows:
+        return None
+    rows.sort(key=lambda t: t["cost_per_million_output_tokens"])
+    labels = [f"{t.get('num_gpus', 1)}× {t.get('gpu', '?')}" for t in rows]
+    with _figure(8.5, 0.45 * len(rows) + 1.2) as (fig, axes):
+        ax = axes[0, 0]
+        costs = [float(t["cost_per_million_output_tokens"]) for t in rows]
+        colors = [PALETTE[2] if i == 0 else PALETTE[0] for i in range(len(rows))]
+        bars = ax.barh(labels, costs, color=colors)
+        for bar, cost in zip(bars, costs, strict=True):
+            ax.text(
+                bar.get_width(), bar.get_y() + bar.get_height() / 2, f" ${cost:.2f}", va="center", fontsize=8
+            )
+        ax.invert_yaxis()
+        ax.set_xlabel("$ per 1M output tokens at the SLO")
+        ax.set_title("Cost per serving outcome by tier (cheapest in green)", loc="left")
+        return _svg(fig)
+
+
+def coldstart_runs(startup_s: Sequence[float]) -> str | None:
+    """Time to first response of each measured start: the spread is what autoscaling must plan for."""
+    values = [float(v) for v in startup_s if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        return None
+    with _figure(6.0, 2.6) as (fig, axes):
+        ax = axes[0, 0]
+        ax.bar([str(i + 1) for i in range(len(values))], values, color=PALETTE[3])
+        ax.axhline(
+            max(values), color=SLO_COLOR, linestyle="--", linewidth=1, label=f"worst {max(values):.1f} s"
+        )
+        ax.set_xlabel("start")
+        ax.set_ylabel("seconds to first response")
+        ax.legend(fontsize=7)
+        return _svg(fig)

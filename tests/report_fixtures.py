@@ -1,0 +1,186 @@
+"""A stored run with every report piece, built by hand; hostile strings wherever a server's text goes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from servewise.analysis.stage import TrafficPattern, assess_stage, history_from_runs, parse_answers
+from servewise.records import Phase, RequestRecord, Sample, TokenSource
+from servewise.store import RunStore
+
+HOSTILE = "<script>alert('pwned')</script>"
+
+
+def records(n: int = 300, seed: int = 1) -> list[RequestRecord]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        send = i * 0.1
+        ttft = rng.lognormvariate(-2.3, 0.3)  # ~100 ms
+        tokens = 64
+        itl = rng.uniform(0.018, 0.026)
+        out.append(
+            RequestRecord(
+                index=i,
+                t_sched=send,
+                t_send=send,
+                t_first=send + ttft,
+                t_end=send + ttft + itl * (tokens - 1),
+                output_tokens=tokens,
+                output_tokens_source=TokenSource.USAGE,
+                status=200,
+                phase=Phase.STEADY,
+                input_tokens=256,
+            )
+        )
+    return out
+
+
+def samples(seconds: int = 30) -> list[Sample]:
+    out = []
+    for t in range(seconds):
+        out += [
+            Sample(float(t), "host", "cpu_percent_total", 35.0 + 10 * (t % 3)),
+            Sample(float(t), "metrics", "kv_cache_usage", min(1.0, 0.3 + t / seconds)),
+            Sample(float(t), "metrics", "requests_waiting", float(max(0, t - 15))),
+            Sample(float(t), "metrics", "requests_running", 8.0),
+            Sample(float(t), "client", "schedule_lag_ms", 0.4),
+        ]
+    return out
+
+
+def sweep() -> list[dict]:
+    steps = []
+    for rate in (1.0, 2.0, 4.0, 6.0, 8.0):
+        ttft = 80 + 15 * rate**2
+        steps.append(
+            {
+                "rate": rate,
+                "metrics": {
+                    "ttft_ms": {"p50": ttft * 0.7, "p95": ttft, "p99": ttft * 1.3},
+                    "tpot_ms": {"p50": 18 + rate, "p95": 20 + 2 * rate},
+                    "output_tokens_per_s": 60 * rate,
+                },
+                "slo_met": ttft <= 800,
+            }
+        )
+    return steps
+
+
+def plan() -> dict:
+    def tier(gpu: str, price: float, cost: float | None, fits: bool = True) -> dict:
+        return {
+            "gpu": gpu,
+            "num_gpus": 1,
+            "fits": fits,
+            "max_concurrency": 64,
+            "output_tokens_per_s": 2400.0,
+            "ttft_ms_p50": 90.0,
+            "tpot_ms_p50": 14.0,
+            "rate_per_replica": 7.5,
+            "replicas": 2,
+            "price_per_hour": price,
+            "cost_per_million_output_tokens": cost,
+        }
+
+    return {
+        "tiers": [
+            tier("RTX 4090", 0.69, 0.16),
+            tier("A100 80GB", 1.89, 0.31),
+            tier(HOSTILE, 3.99, 0.52),
+            tier("T4", 0.35, None, fits=False),
+        ],
+        "recommendation": {
+            "gpu": "RTX 4090",
+            "replicas": 2,
+            "reason": "cheapest tier meeting the SLO " + HOSTILE,
+        },
+    }
+
+
+def stage_dict() -> dict:
+    history = history_from_runs([], traffic=TrafficPattern(7, 86400, 0.2, 1.6, 3.0, 0.05, "prometheus"))
+    probes = [{"name": "bad_json", "status": "fail", "evidence": f"malformed JSON: 500: {HOSTILE}"}]
+    answers = parse_answers("users_depend: yes\ntraffic_growing: yes\n")
+    return assess_stage(probes, history, answers).to_dict()
+
+
+def store_full_run(store_path: Path, *, simulated: bool = True) -> str:
+    """A bench run with sweep, records, samples, diagnosis, plan, stage, probes and cold start stored."""
+    with RunStore(store_path) as store:
+        target = {
+            "url": "http://127.0.0.1:8000",
+            "api": "chat",
+            "model": f"llama-{HOSTILE}",
+            "simulated": simulated,
+            "server": {"simulates": "Llama-3.1-8B on RTX 4090"},
+        }
+        run_id = store.create_run(
+            kind="bench",
+            spec={"target": target},
+            labels={},
+            tool_version="0.1",
+            target=target,
+            environment={},
+        )
+        store.append_records(run_id, records())
+        store.append_samples(run_id, samples())
+        summary = {
+            "run_id": run_id,
+            "status": "ok",
+            "target": target,
+            "load": "sweep to the SLO knee",
+            "steady_s": 30.0,
+            "metrics": {
+                "ttft_ms": {
+                    "count": 300,
+                    "p50": 100.0,
+                    "p90": 130.0,
+                    "p95": 140.0,
+                    "p99": 170.0,
+                    "mean": 104.0,
+                },
+                "tpot_ms": {"count": 300, "p50": 22.0, "p90": 25.0, "p95": 25.5, "p99": 25.9, "mean": 22.0},
+                "requests_ok": 300,
+                "requests_failed": 0,
+                "requests_per_s": 10.0,
+                "output_tokens_per_s": 640.0,
+                "goodput_rps": 9.8,
+                "output_tokens_source": "usage",
+                "errors_by_class": {},
+            },
+            "slo": {
+                "met": True,
+                "targets": [
+                    {"key": "ttft_p95", "limit": 800.0, "value": 140.0, "met": True},
+                    {"key": "tpot_p95", "limit": 40.0, "value": 25.5, "met": True},
+                ],
+            },
+            "client": {"limited": False, "reason": None},
+            "sweep": sweep(),
+            "max_rate_meeting_slo": 6.0,
+            "diagnosis": {
+                "primary": "kv_cache",
+                "confidence": "high",
+                "findings": [
+                    {
+                        "resource": "kv_cache",
+                        "verdict": "saturated",
+                        "evidence": f"kv usage 100% while queue grows {HOSTILE}",
+                    }
+                ],
+            },
+            "plan": plan(),
+            "stage": stage_dict(),
+            "probes": [{"name": "version", "status": "pass", "evidence": f"/version: {HOSTILE}"}],
+            "coldstart": {
+                "runs": [{"status": "ok", "startup_s": v} for v in (21.0, 24.5, 22.1, 58.0)],
+                "aggregate": {"startup_s": {"count": 4, "min": 21.0, "median": 23.3, "max": 58.0, "cv": 0.6}},
+                "verdicts": [
+                    {"key": "repeatability", "verdict": "not repeatable", "evidence": HOSTILE, "advice": None}
+                ],
+            },
+        }
+        store.finish_run(run_id, "ok", summary)
+        return run_id

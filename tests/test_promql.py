@@ -1,0 +1,146 @@
+"""Traffic-pattern evidence read from a real Prometheus server (Debian's `prometheus` package) that scraped a
+target written here: volume triples and request size doubles halfway, and the stage evidence says so."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from servewise.analysis.stage import traffic_pattern_from_series
+from servewise.telemetry.promql import PromQLError, TrafficQueries, fetch_traffic, query_range
+
+PROMETHEUS = shutil.which("prometheus")
+PHASE_S = 8.0  # the target's traffic changes after this many seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Target(BaseHTTPRequestHandler):
+    """vLLM-named counters: 5 req/s of 100-token prompts, then 15 req/s of 200-token prompts."""
+
+    started = time.time()
+
+    def do_GET(self) -> None:
+        elapsed = time.time() - self.started
+        early = min(elapsed, PHASE_S)
+        late = max(0.0, elapsed - PHASE_S)
+        requests = 5 * early + 15 * late
+        prompt_tokens = 5 * early * 100 + 15 * late * 200
+        body = (
+            "# TYPE vllm:request_success counter\n"
+            f'vllm:request_success_total{{model_name="tiny"}} {requests:.3f}\n'
+            "# TYPE vllm:request_prompt_tokens histogram\n"
+            f'vllm:request_prompt_tokens_sum{{model_name="tiny"}} {prompt_tokens:.3f}\n'
+            f'vllm:request_prompt_tokens_count{{model_name="tiny"}} {requests:.3f}\n'
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory) -> Iterator[str]:
+    tmp_path = tmp_path_factory.mktemp("prometheus")
+    if PROMETHEUS is None:
+        pytest.skip("prometheus not installed (apt-get install -y --no-install-recommends prometheus)")
+    _Target.started = time.time()
+    target = ThreadingHTTPServer(("127.0.0.1", 0), _Target)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    port = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: engine\n    static_configs: [{{targets: ['127.0.0.1:{target.server_port}']}}]\n"
+    )
+    log = (tmp_path / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline or proc.poll() is not None:
+                pytest.fail(
+                    f"prometheus did not become ready: {(tmp_path / 'prometheus.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.2)
+        while not query_range(url, "up", time.time() - 5, time.time(), 1):  # the first scrape landed
+            if time.time() > deadline:
+                pytest.fail("prometheus never scraped the target")
+            time.sleep(0.2)
+        _Target.started = time.time()  # the traffic clock starts once Prometheus scrapes
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        target.shutdown()
+        log.close()
+
+
+@pytest.mark.slow
+def test_traffic_pattern_from_a_real_prometheus(prometheus):
+    time.sleep(max(0.0, 2 * PHASE_S + 1.5 - (time.time() - _Target.started)))
+    # periods of PHASE_S/2 from t=3 s (rate() has two scrapes by then): [3,7) at 5 req/s ... [11,15) at 15
+    start, end = _Target.started + 3, _Target.started + 2 * PHASE_S + 1
+    series = fetch_traffic(prometheus, span_s=end - start, step_s=1, window="3s", end=end)
+    assert series is not None and series.queries.name == "vllm"
+    assert len(series.volume) >= 10 and len(series.size) >= 10
+    pattern = traffic_pattern_from_series(
+        series.volume, series.size, period_s=PHASE_S / 2, source=series.source
+    )
+    assert pattern is not None
+    assert 2.0 < pattern.growth < 4.5, pattern
+    assert 10 < pattern.peak_rps < 20, pattern
+    assert 0.6 < pattern.size_drift < 1.4, pattern
+    assert pattern.volume_cv > 0.3
+    assert "Prometheus http://127.0.0.1" in pattern.source
+
+
+@pytest.mark.slow
+def test_no_engine_series_and_bad_queries(prometheus):
+    none = TrafficQueries("nothing", "sum(rate(no_such_metric_total[{window}]))")
+    assert fetch_traffic(prometheus, span_s=10, step_s=1, window="3s", queries=none) is None
+    with pytest.raises(PromQLError, match="refused"):
+        query_range(prometheus, "sum(rate(", time.time() - 10, time.time(), 1)
+
+
+def test_unreachable_prometheus_is_one_clear_error():
+    port = _free_port()
+    with pytest.raises(PromQLError, match="cannot reach Prometheus"):
+        query_range(f"http://127.0.0.1:{port}", "up", time.time() - 60, time.time(), 15)
