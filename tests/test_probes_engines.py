@@ -9,8 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engines.conftest_fixtures import llama_server, vllm_server  # noqa: F401
 from servewise.probes import PROBE_NAMES, ProbeConfig, ProbeStatus, run_probes_sync
+
+from engines.conftest_fixtures import llama_server, vllm_server  # noqa: F401
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 

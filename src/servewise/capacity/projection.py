@@ -21,6 +21,19 @@ from servewise.capacity.planner import (
     parse_tiers,
     plan,
 )
+from servewise.spec.models import SloSpec
+
+
+def slo_limits(slo: SloSpec) -> tuple[SloLimit, ...]:
+    """The latency targets a projection can honour; error-rate targets do not constrain capacity."""
+    limits = []
+    for target in slo.targets:
+        if target.metric not in ("ttft", "tpot", "itl", "e2e"):
+            continue
+        if target.stat not in ("p50", "p90", "p95", "p99", "mean", "max"):
+            raise CapacityError(f"--slo: the planner projects p50/p90/p95/p99/mean/max, not {target.stat}")
+        limits.append(SloLimit(target.metric, target.stat, target.limit))
+    return tuple(limits)
 
 
 def project(

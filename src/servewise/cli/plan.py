@@ -10,25 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from servewise.capacity import DEFAULT_TIERS, CapacityError, EngineConfig, PlanResult, SloLimit
-from servewise.capacity.projection import project
+from servewise.capacity import DEFAULT_TIERS, CapacityError, EngineConfig, PlanResult
+from servewise.capacity.projection import project, slo_limits
 from servewise.spec import SpecError, parse_slo
 from servewise.store import RunStore, StoreError, default_store_path
 
 EXIT_USAGE = 2
-
-
-def _slo_limits(text: str | None) -> tuple[SloLimit, ...]:
-    if not text:
-        return ()
-    limits = []
-    for target in parse_slo(text).targets:
-        if target.metric not in ("ttft", "tpot", "itl", "e2e"):
-            continue  # error-rate targets do not constrain a capacity projection
-        if target.stat not in ("p50", "p90", "p95", "p99", "mean", "max"):
-            raise CapacityError(f"--slo: the planner projects p50/p90/p95/p99/mean/max, not {target.stat}")
-        limits.append(SloLimit(target.metric, target.stat, target.limit))
-    return tuple(limits)
 
 
 def _fmt(value: float | None, spec: str, prefix: str = "", unit: str = "") -> str:
@@ -134,7 +121,7 @@ def register(app: typer.Typer) -> None:
                 concurrency=concurrency,
                 rate=rate,
                 demand=demand,
-                slo=_slo_limits(slo),
+                slo=slo_limits(parse_slo(slo)) if slo else (),
                 gpus=gpus,
                 prices=price or (),
                 hardware_file=hardware_file,
