@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from servewise.store import RunStore
 
@@ -460,3 +462,23 @@ def test_runs_repeat_records_the_spread(timing_url, store_path):
         again = store.get_run(data["runs"][2])
         assert again.labels["repeat_of"] == first["run_id"]
         assert store.get_run(first["run_id"]).summary["repeat_spread"]["ttft_ms_p50"] == ttft["relative"]
+
+
+def test_live_prometheus_metrics_during_a_run(timing_url, store_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servewise", "bench", "--target", timing_url, "--load", "constant:10", "--duration", "30",
+         "--output-tokens", "5", "-q", "--prometheus-port", str(port), "--json", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"SERVEWISE_STORE": str(store_path)},
+    )  # fmt: skip
+    try:
+        wait_for_records(store_path, 10)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    ok = [s.value for s in families["servewise_requests"].samples if s.labels.get("outcome") == "ok" and s.name.endswith("_total")]
+    assert ok and ok[0] >= 10
+    run_id = json.loads(out)["run_id"]
+    assert any(s.labels.get("run_id") == run_id for s in families["servewise_ttft_seconds"].samples)

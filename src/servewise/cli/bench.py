@@ -19,6 +19,8 @@ from servewise.engine.progress import LiveStats
 from servewise.engine.runner import RunContext, WorkerGroup, execute_run, install_interrupt_handler
 from servewise.engine.sweep import run_sweep
 from servewise.engine.target import TargetUnreachable, discover, resolve_api_key
+from servewise.records import RequestRecord
+from servewise.report.prometheus import LiveMetrics
 from servewise.report.terminal import progress_line, summary_view
 from servewise.spec import (
     RunSpec,
@@ -31,6 +33,7 @@ from servewise.spec import (
     parse_slo,
 )
 from servewise.store import RunStore
+from servewise.store.sqlite import new_run_id
 
 EXIT_CODES = {"ok": 0, "slo_failed": 1, "failed": 3, "interrupted": 130}
 
@@ -151,11 +154,20 @@ def build_spec(
 
 
 async def run_bench(
-    spec: RunSpec, store: RunStore, console: Console, *, quiet: bool = False
+    spec: RunSpec, store: RunStore, console: Console, *, quiet: bool = False, prometheus_port: int | None = None
 ) -> dict[str, Any]:
     """Discover the target, start workers, run (or sweep), and return the stored summary."""
     api_key = resolve_api_key(spec.target)
     info = await discover(spec.target, api_key)
+    run_id = new_run_id()
+    live_metrics = None
+    if prometheus_port is not None:
+        live_metrics = LiveMetrics(run_id, target=spec.target.url, model=info.model, load=spec.load.describe())
+        try:
+            bound = live_metrics.serve(prometheus_port)
+        except OSError as exc:
+            raise SpecError(f"--prometheus-port {prometheus_port}: cannot listen ({exc.strerror})") from None
+        console.print(f"live metrics at http://127.0.0.1:{bound}/metrics", style="dim", markup=False)
     if spec.target.api.value == "embeddings":
         spec = spec.model_copy(update={"target": spec.target.model_copy(update={"stream": False})})
     stats = LiveStats()
@@ -166,14 +178,21 @@ async def run_bench(
         api_key=api_key,
         environment=environment_fingerprint(),
         workers=workers,
-        on_record=stats.add,
     )
+
+    def on_record(record: RequestRecord) -> None:
+        stats.add(record)
+        if live_metrics is not None:
+            live_metrics.observe((record,))
 
     def on_samples(samples: list) -> None:
         flights = [s.value for s in samples if s.name == "in_flight"]
         if flights:
             stats.in_flight = int(sum(flights[-len(workers) :]))
+        if live_metrics is not None:
+            live_metrics.update(in_flight=stats.in_flight, completion_rate=stats.rate())
 
+    context.on_record = on_record
     context.on_samples = on_samples
     install_interrupt_handler(context)
     started = perf_counter()
@@ -191,13 +210,15 @@ async def run_bench(
             ticker = asyncio.create_task(refresh())
             try:
                 if spec.load.kind == "sweep":
-                    summary = await run_sweep(context, spec, stats)
+                    summary = await run_sweep(context, spec, stats, run_id=run_id)
                 else:
-                    summary = await execute_run(context, spec)
+                    summary = await execute_run(context, spec, run_id=run_id)
             finally:
                 ticker.cancel()
     finally:
         workers.close()
+        if live_metrics is not None:
+            live_metrics.close()
     return summary
 
 
@@ -237,6 +258,9 @@ def register(app: typer.Typer) -> None:
             None, "--json", help="Write the result JSON here ('-' for stdout)."
         ),
         store: Path | None = typer.Option(None, help="Run store (default ~/.local/share/servewise/runs.db)."),
+        prometheus_port: int | None = typer.Option(
+            None, help="Serve live run metrics for Prometheus on this port (0 picks one)."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
     ) -> None:
         """Run a repeatable workload against an OpenAI-compatible endpoint and store every request."""
@@ -250,7 +274,9 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         with RunStore(store) as run_store:
             try:
-                summary = run_loop(run_bench(run_spec, run_store, console, quiet=quiet))
+                summary = run_loop(
+                    run_bench(run_spec, run_store, console, quiet=quiet, prometheus_port=prometheus_port)
+                )
             except TargetUnreachable as exc:
                 Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False)
                 raise typer.Exit(3) from None

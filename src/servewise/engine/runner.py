@@ -168,6 +168,7 @@ async def execute_run(
     parent_id: str | None = None,
     load: LoadSpec | None = None,
     duration_s: float | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """One measured run (a bench, or one step of a sweep); returns its stored summary."""
     load = load or spec.load
@@ -182,6 +183,7 @@ async def execute_run(
         target=context.target.to_dict(),
         environment=context.environment,
         parent_id=parent_id,
+        run_id=run_id,
     )
     accumulator = MetricsAccumulator(spec.slo)
 

@@ -26,9 +26,12 @@ async def _watch_saturation(context: RunContext, stats: LiveStats, rate: float, 
             return f"over-saturated: {stats.in_flight} requests backlogged at {rate:.2f} req/s"
 
 
-async def run_sweep(context: RunContext, spec: RunSpec, stats: LiveStats) -> dict[str, Any]:
+async def run_sweep(
+    context: RunContext, spec: RunSpec, stats: LiveStats, run_id: str | None = None
+) -> dict[str, Any]:
     store = context.store
     parent_id = store.create_run(
+        run_id=run_id,
         kind="sweep",
         spec=spec.model_dump(mode="json"),
         labels=spec.labels,
