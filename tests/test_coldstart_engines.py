@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engines.servers import LlamaServer, VllmServer
 from servewise.cli.coldstart import register
 from servewise.coldstart import ColdstartConfig, Endpoint, run_coldstart, verdicts
 from servewise.store import RunStore
+
+from engines.servers import LlamaServer, VllmServer
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 

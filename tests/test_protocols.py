@@ -128,3 +128,21 @@ def test_api_base_path():
     assert api_base_path("http://h:1/v1") == "/v1/"
     assert api_base_path("http://h:1/proxy/v1/") == "/proxy/v1/"
     assert api_base_path("http://h:1/proxy") == "/proxy/v1/"
+
+
+def test_request_bytes_template_equals_full_serialisation():
+    from servewise.protocols.openai import OpenAIAdapter
+    from servewise.spec.models import TargetSpec
+    from servewise.workload.plan import PlannedRequest
+
+    request = PlannedRequest(index=1, prompt='quote " backslash \\ tab \t é', messages=None, input_tokens=3, max_tokens=17)
+    for target in (
+        TargetSpec(url="http://h:1", api="chat"),
+        TargetSpec(url="http://h:1/v1", api="completions", stream=False),
+        TargetSpec(url="http://h:1", api="chat", extra_body={"temperature": 0}),
+        TargetSpec(url="http://h:1", api="chat", extra_body={"max_tokens": 5}),  # overrides: no template
+    ):
+        adapter = OpenAIAdapter(target, "m", "secret")
+        head, body = adapter.request_bytes(request).split(b"\r\n\r\n", 1)
+        assert json.loads(body) == adapter.body(request)
+        assert f"Content-Length: {len(body)}".encode() in head and b"Authorization: Bearer secret" in head

@@ -14,6 +14,7 @@ a measurement of the client, so it is the primary whatever else is busy.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -391,7 +392,9 @@ def _server_cpu(summary: dict[str, Any], sig: Signals) -> Finding:
     if share >= CPU_BUSY or (host_saturated and server_share_of_host >= 0.3):
         return Finding(Resource.SERVER_CPU, Verdict.CONTRIBUTING, evidence, score=0.4, **common)
     if host_saturated:
-        evidence += f" (the server uses {_pct(server_share_of_host)} of it: other processes keep the host busy)"
+        evidence += (
+            f" (the server uses {_pct(server_share_of_host)} of it: other processes keep the host busy)"
+        )
     return Finding(Resource.SERVER_CPU, Verdict.RULED_OUT, evidence, **common)
 
 
@@ -708,8 +711,11 @@ def _network(summary: dict[str, Any], sig: Signals) -> tuple[Finding, bool]:
         and _known(active.cv)
         and active.cv <= NET_PLATEAU_CV
     )
+    # Retransmits are counted host-wide; on loopback they come from full accept queues, not from a link.
     if (_known(util) and util >= 0.5) or (
-        _known(numbers["tcp_retrans_ratio_p50"]) and numbers["tcp_retrans_ratio_p50"] >= 0.005
+        iface != "lo"
+        and _known(numbers["tcp_retrans_ratio_p50"])
+        and numbers["tcp_retrans_ratio_p50"] >= 0.005
     ):
         return Finding(Resource.NETWORK, Verdict.CONTRIBUTING, evidence, score=0.35, **common), plateau
     return Finding(Resource.NETWORK, Verdict.RULED_OUT, evidence, **common), plateau
@@ -730,6 +736,9 @@ def _errors(summary: dict[str, Any], sig: Signals) -> Finding:
         evidence += ": " + ", ".join(
             f"{cls} {n}" for cls, n in sorted(by_class.items(), key=lambda kv: -kv[1])
         )
+    example = str(((summary.get("metrics") or {}).get("error_examples") or {}).get("http_status", ""))
+    if status := re.match(r"HTTP (\d{3})", example):
+        evidence += f" (e.g. HTTP {status.group(1)})"
     if server_failed:
         numbers["server_failed_per_s"] = server_failed.rate()
     common = {"errors": f"{rate * 100:.1f}% failed", "numbers": numbers}
@@ -802,10 +811,10 @@ def _next_steps(primary: Finding, engine: str | None, summary: dict[str, Any]) -
                 "Run the load generator on a quiet machine or cores of its own (taskset), then bench again.",
             ]
         return [
-            f"The client, not the server, is the limit ({primary.evidence}): this run understates the"
-            " server.",
-            "Add load workers (`--workers N`), give the client more cores or its own machine, or lower"
-            " the rate.",
+            f"The client, not the server, is the limit ({primary.evidence}): this run understates"
+            " the server.",
+            "Add load workers (`--workers N`), give the client more cores or its own machine,"
+            " or lower the rate.",
         ]
     if primary.resource == Resource.ERRORS:
         classes = (summary.get("metrics") or {}).get("errors_by_class") or {}
@@ -813,8 +822,8 @@ def _next_steps(primary: Finding, engine: str | None, summary: dict[str, Any]) -
         if classes.get("http_status"):
             steps.append(
                 "HTTP errors under load (429/503) mean the server sheds load: lower the rate to its"
-                " sustainable"
-                " maximum (`servewise bench --sweep`), raise its queue or concurrency limit, or add replicas."
+                " sustainable maximum (`servewise bench --load sweep`), raise its queue or concurrency limit,"
+                " or add replicas."
             )
         if classes.get("timeout"):
             steps.append(
@@ -822,8 +831,8 @@ def _next_steps(primary: Finding, engine: str | None, summary: dict[str, Any]) -
             )
         if classes.get("connect"):
             steps.append(
-                "Connection errors: check the server's listen backlog, worker count and file-descriptor"
-                " limit."
+                "Connection errors: check the server's listen backlog, worker count and"
+                " file-descriptor limit."
             )
         return steps
     if primary.resource == Resource.KV_CAPACITY:
@@ -832,11 +841,9 @@ def _next_steps(primary: Finding, engine: str | None, summary: dict[str, Any]) -
             "vllm": "lower max_model_len, raise gpu_memory_utilization, or move to a 48 GB+ tier — "
             "`servewise plan` shows which",
             "sglang": "raise --mem-fraction-static, lower --context-length or --max-running-requests,"
-            " or move to a"
-            " larger-memory tier — `servewise plan` shows which",
+            " or move to a larger-memory tier — `servewise plan` shows which",
             "llamacpp": "raise the context (-c; each of -np slots gets c/np tokens) or lower -np,"
-            " quantise the KV"
-            " cache (--cache-type-k q8_0), or move to a larger-memory tier",
+            " quantise the KV cache (--cache-type-k q8_0), or move to a larger-memory tier",
             "tgi": "lower --max-total-tokens / --max-batch-total-tokens or move to a larger-memory tier",
         }.get(
             engine or "",
@@ -847,27 +854,22 @@ def _next_steps(primary: Finding, engine: str | None, summary: dict[str, Any]) -
     if primary.resource == Resource.SERVER_CPU:
         advice = {
             "llamacpp": "set -t to the physical cores the server may use, pin it away from the client,"
-            " or serve on a"
-            " GPU build",
+            " or serve on a GPU build",
             "vllm": "on GPU, vLLM's API process (tokenisation, detokenisation, streaming) is CPU-bound:"
-            " add API"
-            " server processes (--api-server-count), use a faster CPU; on CPU, add cores",
+            " add API server processes (--api-server-count), use a faster CPU; on CPU, add cores",
         }.get(engine or "", "give the server more cores or more worker processes, or move the model to a GPU")
         return [f"Server CPU saturated ({primary.evidence}): {advice}."]
     if primary.resource == Resource.GPU_COMPUTE:
         return [
             f"GPU compute-bound ({primary.evidence}): typical of prefill-heavy load. Enable prefix"
-            " caching and"
-            " chunked prefill, quantise to FP8/INT8, shorten prompts, or move to a faster tier —"
-            " `servewise plan`"
-            " shows which.",
+            " caching and chunked prefill, quantise to FP8/INT8, shorten prompts, or move to a faster"
+            " tier — `servewise plan` shows which.",
         ]
     if primary.resource == Resource.GPU_MEMORY_BANDWIDTH:
         return [
             f"GPU memory-bandwidth-bound ({primary.evidence}): typical of decode. Quantise weights and"
-            " KV (FP8,"
-            " AWQ/GPTQ), try speculative decoding, or move to a higher-bandwidth tier (e.g. H100 → H200) —"
-            " `servewise plan` shows which.",
+            " KV (FP8, AWQ/GPTQ), try speculative decoding, or move to a higher-bandwidth tier"
+            " (e.g. H100 → H200) — `servewise plan` shows which.",
         ]
     if primary.resource == Resource.ADMISSION_QUEUE:
         advice = {
@@ -882,9 +884,8 @@ def _next_steps(primary: Finding, engine: str | None, summary: dict[str, Any]) -
         return [f"Requests queue while the hardware has headroom{cap}: {advice}, or add replicas."]
     if primary.resource == Resource.DISK_IO:
         return [
-            f"Disk-bound ({primary.evidence}): move weights/caches to faster local NVMe, add page cache"
-            " (RAM),"
-            " or preload the model; check for swapping or logging on the hot path."
+            f"Disk-bound ({primary.evidence}): move weights/caches to faster local NVMe, add page"
+            " cache (RAM), or preload the model; check for swapping or logging on the hot path."
         ]
     if primary.resource == Resource.NETWORK:
         return [
@@ -893,9 +894,8 @@ def _next_steps(primary: Finding, engine: str | None, summary: dict[str, Any]) -
         ]
     load = summary.get("load") or "this load"
     return [
-        f"No resource saturated at {load}: the server has headroom. Raise the load (`servewise bench"
-        " --sweep`)"
-        " to find where it bends."
+        f"No resource saturated at {load}: the server has headroom. Raise the load"
+        " (`servewise bench --load sweep`) to find where it bends."
     ]
 
 

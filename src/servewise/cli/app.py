@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.text import Text
 
 from servewise import __version__
-from servewise.cli import bench, coldstart, doctor, plan, report, runs, stage, twin
+from servewise.cli import bench, coldstart, diagnose, doctor, gate, plan, report, runs, stage, twin
 from servewise.spec.errors import SpecError
 from servewise.store import StoreError
 
@@ -28,7 +28,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-for module in (bench, runs, plan, twin, coldstart, stage, report, doctor):
+for module in (bench, runs, diagnose, gate, plan, twin, coldstart, stage, report, doctor):
     module.register(app)
 
 

@@ -13,13 +13,20 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from servewise.cli.diagnose import render as render_diagnosis
 from servewise.engine.fingerprint import environment_fingerprint
 from servewise.engine.loop import run as run_loop
 from servewise.engine.progress import LiveStats
-from servewise.engine.runner import RunContext, WorkerGroup, execute_run, install_interrupt_handler
+from servewise.engine.runner import (
+    RunContext,
+    TelemetryOptions,
+    WorkerGroup,
+    execute_run,
+    install_interrupt_handler,
+)
 from servewise.engine.sweep import run_sweep
 from servewise.engine.target import TargetUnreachable, discover, resolve_api_key
-from servewise.records import RequestRecord
+from servewise.records import record_from_row
 from servewise.report.prometheus import LiveMetrics
 from servewise.report.terminal import progress_line, summary_view
 from servewise.spec import (
@@ -154,7 +161,13 @@ def build_spec(
 
 
 async def run_bench(
-    spec: RunSpec, store: RunStore, console: Console, *, quiet: bool = False, prometheus_port: int | None = None
+    spec: RunSpec,
+    store: RunStore,
+    console: Console,
+    *,
+    quiet: bool = False,
+    prometheus_port: int | None = None,
+    telemetry: TelemetryOptions | None = None,
 ) -> dict[str, Any]:
     """Discover the target, start workers, run (or sweep), and return the stored summary."""
     api_key = resolve_api_key(spec.target)
@@ -162,7 +175,9 @@ async def run_bench(
     run_id = new_run_id()
     live_metrics = None
     if prometheus_port is not None:
-        live_metrics = LiveMetrics(run_id, target=spec.target.url, model=info.model, load=spec.load.describe())
+        live_metrics = LiveMetrics(
+            run_id, target=spec.target.url, model=info.model, load=spec.load.describe()
+        )
         try:
             bound = live_metrics.serve(prometheus_port)
         except OSError as exc:
@@ -178,12 +193,13 @@ async def run_bench(
         api_key=api_key,
         environment=environment_fingerprint(),
         workers=workers,
+        telemetry=telemetry or TelemetryOptions(interval_s=spec.sample_interval_s),
     )
 
-    def on_record(record: RequestRecord) -> None:
-        stats.add(record)
+    def on_rows(rows: list[tuple]) -> None:
+        stats.add_rows(rows)
         if live_metrics is not None:
-            live_metrics.observe((record,))
+            live_metrics.observe(record_from_row(row) for row in rows)
 
     def on_samples(samples: list) -> None:
         flights = [s.value for s in samples if s.name == "in_flight"]
@@ -192,7 +208,7 @@ async def run_bench(
         if live_metrics is not None:
             live_metrics.update(in_flight=stats.in_flight, completion_rate=stats.rate())
 
-    context.on_record = on_record
+    context.on_rows = on_rows
     context.on_samples = on_samples
     install_interrupt_handler(context)
     started = perf_counter()
@@ -258,6 +274,14 @@ def register(app: typer.Typer) -> None:
             None, "--json", help="Write the result JSON here ('-' for stdout)."
         ),
         store: Path | None = typer.Option(None, help="Run store (default ~/.local/share/servewise/runs.db)."),
+        server_pid: int | None = typer.Option(
+            None, help="Server process to sample (default: found from the port)."
+        ),
+        dcgm: str | None = typer.Option(None, help="Scrape a dcgm-exporter at this URL for GPU metrics."),
+        sample_interval: str | None = typer.Option(None, help="Telemetry sampling interval (default 1s)."),
+        telemetry: bool = typer.Option(
+            True, "--telemetry/--no-telemetry", help="Sample host, server and GPU."
+        ),
         prometheus_port: int | None = typer.Option(
             None, help="Serve live run metrics for Prometheus on this port (0 picks one)."
         ),
@@ -272,15 +296,28 @@ def register(app: typer.Typer) -> None:
             labels=label, api_key_env=api_key_env, api_key_file=api_key_file, timeout=timeout,
             sweep_step=sweep_step, sweep_start=sweep_start,
         )  # fmt: skip
+        interval = parse_duration(sample_interval) if sample_interval else run_spec.sample_interval_s
+        options = TelemetryOptions(
+            enabled=telemetry, interval_s=interval, server_pid=server_pid, dcgm_url=dcgm
+        )
         with RunStore(store) as run_store:
             try:
                 summary = run_loop(
-                    run_bench(run_spec, run_store, console, quiet=quiet, prometheus_port=prometheus_port)
+                    run_bench(
+                        run_spec,
+                        run_store,
+                        console,
+                        quiet=quiet,
+                        prometheus_port=prometheus_port,
+                        telemetry=options,
+                    )
                 )
             except TargetUnreachable as exc:
                 Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False)
                 raise typer.Exit(3) from None
         console.print(summary_view(summary))
+        if summary.get("diagnosis"):
+            render_diagnosis(summary["diagnosis"], console)
         console.print(f"stored as run {summary['run_id']} in {run_store.path}", style="dim", markup=False)
         if json_out is not None:
             text = json.dumps(summary, indent=2, default=str)

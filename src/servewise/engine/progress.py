@@ -8,8 +8,6 @@ from time import perf_counter
 
 import numpy as np
 
-from servewise.records import RequestRecord
-
 
 @dataclass
 class LiveStats:
@@ -23,14 +21,17 @@ class LiveStats:
     _recent_ttft: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     _recent_ends: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
 
-    def add(self, record: RequestRecord) -> None:
-        self.done += 1
-        if not record.ok:
-            self.failed += 1
-        elif record.t_first is not None:
-            self._recent_ttft.append((record.t_first - record.t_send) * 1000)
-        if record.t_end is not None:
-            self._recent_ends.append(record.t_end)
+    def add_rows(self, rows: list[tuple]) -> None:
+        """Worker rows (``records.record_to_row`` layout), read without building records."""
+        for row in rows:
+            t_send, t_first, t_end, error = row[2], row[3], row[4], row[12]
+            self.done += 1
+            if error is not None:
+                self.failed += 1
+            elif t_first is not None:
+                self._recent_ttft.append((t_first - t_send) * 1000)
+            if t_end is not None:
+                self._recent_ends.append(t_end)
 
     def rate(self, window_s: float = 5.0) -> float:
         now = perf_counter()

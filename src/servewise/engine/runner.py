@@ -8,23 +8,29 @@ Ctrl-C or a crash loses at most the batch in hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
-import os
 import signal
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import servewise
+from servewise.analysis.diagnosis import diagnose
 from servewise.analysis.metrics import MetricsAccumulator
 from servewise.analysis.summary import build_summary
 from servewise.engine.target import TargetInfo
 from servewise.engine.worker import Job, WorkerStats, worker_main
-from servewise.records import Sample, record_from_row
+from servewise.protocols.openai import api_base_path
+from servewise.records import Sample
 from servewise.spec.models import LoadSpec, RunSpec
 from servewise.store import RunStore
+from servewise.telemetry import TelemetrySession, local_port
 
 START_DELAY_S = 0.3
 
@@ -33,20 +39,61 @@ class WorkerFailure(RuntimeError):
     """A worker process raised; the message says what it was."""
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Spawned workers re-import the parent's main module unless it looks anonymous; the CLI's main
+    module pulls in Typer, Rich and the report's plotting, none of which a worker needs."""
+    main = sys.modules["__main__"]
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+
+
 class WorkerGroup:
-    """Load-generating processes, started once and reused for every step of a sweep."""
+    """Load-generating processes, started once and reused for every step of a sweep.
+
+    Each worker has a command pipe (parent to worker) and a data pipe (worker to parent). A thread per
+    worker reads the data pipe with plain blocking reads and hands each message to the event loop, so a
+    batch of any size arrives whole however busy the loop is.
+    """
 
     def __init__(self, count: int) -> None:
         context = multiprocessing.get_context("spawn")
-        self._conns: list[Connection] = []
+        self._commands: list[Connection] = []
         self._procs = []
-        for _ in range(count):
-            parent, child = context.Pipe()
-            proc = context.Process(target=worker_main, args=(child,), daemon=True, name="servewise-worker")
-            proc.start()
-            child.close()
-            self._conns.append(parent)
+        self._handler: Callable[[int, tuple], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        for i in range(count):
+            command_in, command_out = context.Pipe(duplex=False)
+            data_in, data_out = context.Pipe(duplex=False)
+            proc = context.Process(
+                target=worker_main, args=(command_in, data_out), daemon=True, name="servewise-worker"
+            )
+            with _main_module_hidden():
+                proc.start()
+            command_in.close()
+            data_out.close()
+            self._commands.append(command_out)
             self._procs.append(proc)
+            threading.Thread(
+                target=self._read, args=(i, data_in), daemon=True, name=f"worker-{i}-reader"
+            ).start()
+
+    def _read(self, index: int, data: Connection) -> None:
+        while True:
+            try:
+                message = data.recv()
+            except (EOFError, OSError):
+                message = ("died", None)
+            loop, handler = self._loop, self._handler
+            if loop is not None and handler is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(handler, index, message)
+            if message[0] == "died":
+                return
 
     @property
     def pids(self) -> list[int]:
@@ -71,63 +118,70 @@ class WorkerGroup:
             if not future.done():
                 future.set_exception(error) if error else future.set_result(value)
 
-        def reader(i: int, conn: Connection) -> Callable[[], None]:
-            def on_readable() -> None:
-                try:
-                    while conn.poll():
-                        kind, payload = conn.recv()
-                        if kind == "records":
-                            on_records(payload)
-                        elif kind == "samples":
-                            on_samples(payload)
-                        elif kind == "ready":
-                            settle(ready[i])
-                        elif kind == "done":
-                            settle(ready[i])
-                            settle(results[i], payload)
-                        elif kind == "failed":
-                            settle(ready[i], error=WorkerFailure(payload))
-                            settle(results[i], error=WorkerFailure(payload))
-                except (EOFError, OSError):
-                    loop.remove_reader(conn.fileno())
-                    settle(ready[i], error=WorkerFailure("a worker process died"))
-                    settle(results[i], error=WorkerFailure("a worker process died"))
+        def dispatch(i: int, message: tuple) -> None:
+            kind, payload = message
+            if kind == "records":
+                on_records(payload)
+            elif kind == "samples":
+                on_samples(payload)
+            elif kind == "ready":
+                settle(ready[i])
+            elif kind == "done":
+                settle(ready[i])
+                settle(results[i], payload)
+            elif kind in ("failed", "died"):
+                failure = WorkerFailure(payload or "a worker process died")
+                settle(ready[i], error=failure)
+                settle(results[i], error=failure)
 
-            return on_readable
-
-        for i, (conn, job) in enumerate(zip(self._conns, jobs, strict=True)):
-            conn.send(job)
-            loop.add_reader(conn.fileno(), reader(i, conn))
+        self._loop, self._handler = loop, dispatch
         try:
+            for command, job in zip(self._commands, jobs, strict=True):
+                command.send(job)
             await asyncio.gather(*ready)
             t0 = perf_counter() + START_DELAY_S
             if on_start is not None:
                 on_start(t0)
-            for conn in self._conns:
-                conn.send(("go", t0))
+            for command in self._commands:
+                command.send(("go", t0))
             return list(await asyncio.gather(*results))
         finally:
-            for conn in self._conns:
-                loop.remove_reader(conn.fileno())
-                os.set_blocking(conn.fileno(), True)
+            self._handler = None
 
     def stop(self) -> None:
-        for conn in self._conns:
+        for command in self._commands:
             try:
-                conn.send("stop")
+                command.send("stop")
             except (BrokenPipeError, OSError):
                 continue
 
     def close(self) -> None:
-        for conn in self._conns:
+        for command in self._commands:
             try:
-                conn.send(None)
+                command.send(None)
             except (BrokenPipeError, OSError):
                 continue
         for proc in self._procs:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
+
+
+@dataclass(frozen=True)
+class TelemetryOptions:
+    """What to sample beside the load: the target's /metrics, its process tree, the host, GPUs."""
+
+    enabled: bool = True
+    interval_s: float = 1.0
+    server_pid: int | None = None
+    dcgm_url: str | None = None
+
+
+def metrics_url(target_url: str) -> str:
+    """Engines serve /metrics at the root, beside (not under) /v1."""
+    parts = urlsplit(target_url)
+    prefix = api_base_path(target_url).removesuffix("v1/").rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{prefix}/metrics"
 
 
 @dataclass
@@ -139,7 +193,8 @@ class RunContext:
     api_key: str | None
     environment: dict[str, Any]
     workers: WorkerGroup
-    on_record: Callable[[Any], None] | None = None
+    telemetry: TelemetryOptions = TelemetryOptions()
+    on_rows: Callable[[list[tuple]], None] | None = None
     on_samples: Callable[[list[Sample]], None] | None = None
     interrupted: bool = False
 
@@ -188,11 +243,9 @@ async def execute_run(
     accumulator = MetricsAccumulator(spec.slo)
 
     def on_records(rows: list[tuple]) -> None:
-        records = [record_from_row(row) for row in rows]
-        store.append_records(run_id, records)
-        if context.on_record is not None:
-            for record in records:
-                context.on_record(record)
+        store.append_rows(run_id, rows)
+        if context.on_rows is not None:
+            context.on_rows(rows)
 
     def on_samples(rows: list[tuple]) -> None:
         samples = [
@@ -219,9 +272,24 @@ async def execute_run(
     ]
     stats: list[WorkerStats] = []
     started: list[float] = []
+    options = context.telemetry
+    session = None
+    if options.enabled:
+        session = TelemetrySession(
+            options.interval_s,
+            metrics_url=metrics_url(context.target.url),
+            server_pid=options.server_pid,
+            target_port=local_port(context.target.url),
+            client_pids=context.workers.pids,
+            dcgm_url=options.dcgm_url,
+            sink=lambda samples: store.append_samples(run_id, samples),
+        )
+        await session.start()
     try:
         stats = await context.workers.run(jobs, on_records, on_samples, on_start=started.append)
     finally:
+        if session is not None:
+            await session.stop()
         accumulator.add_all(store.iter_records(run_id))
         effective = spec.model_copy(update={"load": load, "duration_s": duration})
         summary = build_summary(
@@ -240,5 +308,8 @@ async def execute_run(
             "connections_opened": sum(s.connections_opened for s in stats),
             "cap_waits": sum(s.cap_waits for s in stats),
         }
+        if session is not None:
+            engine = session.engine
+            summary["diagnosis"] = diagnose(summary, store.samples(run_id), server_engine=engine).to_dict()
         store.finish_run(run_id, summary["status"], summary)
     return summary

@@ -26,7 +26,7 @@ _ERROR_BODY_LIMIT = 2048
 class _Exchange:
     """One request in flight on a connection."""
 
-    __slots__ = ("deadline", "reader", "record", "request")
+    __slots__ = ("deadline", "reader", "record", "request", "retried")
 
     def __init__(
         self, record: RequestRecord, request: bytes, reader: ResponseReader, deadline: float
@@ -35,6 +35,7 @@ class _Exchange:
         self.request = request
         self.reader = reader
         self.deadline = deadline
+        self.retried = False
 
 
 class _Connection(asyncio.Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
@@ -60,10 +61,13 @@ class WorkerStats:
 
 
 class _Worker:
-    def __init__(self, job: Job, t0: float, conn: Connection, plan: WorkloadPlan) -> None:
+    def __init__(
+        self, job: Job, t0: float, commands: Connection, data: Connection, plan: WorkloadPlan
+    ) -> None:
         self.job = job
         self.t0 = t0
-        self.conn = conn
+        self.commands = commands
+        self.data = data
         self.spec = RunSpec.model_validate(job.spec)
         self.load = LoadSpec.model_validate(job.load)
         self.plan = plan
@@ -113,7 +117,9 @@ class _Worker:
             on_complete=self.on_complete,
             max_connections=self.load.max_concurrency if self.load.kind != "concurrency" else None,
         )
-        loop.add_reader(self.conn.fileno(), self._on_parent_message)
+        loop.add_reader(self.commands.fileno(), self._on_parent_message)
+        # the loop makes watched descriptors non-blocking; a command must still be read whole
+        os.set_blocking(self.commands.fileno(), True)
         cpu0, wall0 = time.process_time(), perf_counter()
         flusher = loop.create_task(self._flush_forever())
         prober = loop.create_task(self._probe_loop())
@@ -128,8 +134,8 @@ class _Worker:
                     await asyncio.wait_for(self.idle.wait(), self.spec.target.timeout_s + 1)
         finally:
             self.pool.close("run stopped" if self.stopping else "run ended")
-            loop.remove_reader(self.conn.fileno())
-            os.set_blocking(self.conn.fileno(), True)
+            loop.remove_reader(self.commands.fileno())
+            os.set_blocking(self.commands.fileno(), True)
             flusher.cancel()
             prober.cancel()
             self.stats.cpu_s = time.process_time() - cpu0
@@ -141,8 +147,8 @@ class _Worker:
         return self.stats
 
     def _on_parent_message(self) -> None:
-        while self.conn.poll():
-            if self.conn.recv() == "stop":
+        while self.commands.poll():
+            if self.commands.recv() == "stop":
                 self.stopping = True
                 self.sender.cancel()
                 self.idle.set()
@@ -227,23 +233,25 @@ class _Worker:
     def _flush(self) -> None:
         if self.out:
             rows, self.out = self.out, []
-            self.conn.send(("records", rows))
+            self.data.send(("records", rows))
         if self.samples:
             samples, self.samples = self.samples, []
-            self.conn.send(("samples", samples))
+            self.data.send(("samples", samples))
 
 
-def worker_main(conn: Connection) -> None:
+def worker_main(commands: Connection, data: Connection) -> None:
     """Entry point of a worker process: run jobs until the parent sends None or goes away.
 
-    Each job is two-phase: the worker builds its plan and adapter, answers ``ready``, and only then
-    gets the shared start time, so no worker starts late because another was still importing.
+    Two one-way pipes: commands in (small, read whole), records and samples out (the parent reads them on
+    a thread of its own, so a large batch never meets a non-blocking descriptor half-way). Each job is
+    two-phase: the worker builds its plan and adapter, answers ``ready``, and only then gets the shared
+    start time, so no worker starts late because another was still importing.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     plans: dict[str, WorkloadPlan] = {}
     while True:
         try:
-            job = conn.recv()
+            job = commands.recv()
         except EOFError:
             return
         if job is None:
@@ -254,12 +262,15 @@ def worker_main(conn: Connection) -> None:
             spec = RunSpec.model_validate(job.spec)
             key = spec.workload.model_dump_json()
             plan = plans.get(key) or plans.setdefault(key, WorkloadPlan(spec.workload))
-            conn.send(("ready", None))
-            go = conn.recv()
+            # everything built so far lives for the whole run: keep the collector from rescanning it
+            gc.collect()
+            gc.freeze()
+            data.send(("ready", None))
+            go = commands.recv()
             if not (isinstance(go, tuple) and go[0] == "go"):
-                conn.send(("done", WorkerStats(job.worker_id, stopped=True)))
+                data.send(("done", WorkerStats(job.worker_id, stopped=True)))
                 continue
-            stats = run_loop(_Worker(job, go[1], conn, plan).run())
-            conn.send(("done", stats))
+            stats = run_loop(_Worker(job, go[1], commands, data, plan).run())
+            data.send(("done", stats))
         except Exception as exc:  # reported to the parent, which owns the message to the user
-            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+            data.send(("failed", f"{type(exc).__name__}: {exc}"))

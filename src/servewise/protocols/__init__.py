@@ -1,5 +1,5 @@
 """One adapter per API: request bytes out, measured response in. No scheduling, no aggregation."""
 
-from servewise.protocols.openai import OpenAIAdapter, ResponseReader, build_adapter
+from servewise.protocols.openai import OpenAIAdapter, ResponseReader
 
-__all__ = ["OpenAIAdapter", "ResponseReader", "build_adapter"]
+__all__ = ["OpenAIAdapter", "ResponseReader"]

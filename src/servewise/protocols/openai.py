@@ -23,6 +23,7 @@ _FINISH = re.compile(rb'"finish_reason"\s*:\s*"(\w+)"')
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _PATHS = {Api.CHAT: "chat/completions", Api.COMPLETIONS: "completions", Api.EMBEDDINGS: "embeddings"}
 _CHARS_PER_TOKEN = 4.0
+_LENGTH_MARKER = 987_654_321
 
 
 def api_base_path(url: str) -> str:
@@ -72,6 +73,14 @@ class StreamReader(ResponseReader):
     def feed(self, data: bytes, now: float) -> None:
         if self.error is not None:
             return
+        if (
+            not self._rest
+            and data.startswith(b"data: ")
+            and data.endswith(b"\n\n")
+            and data.find(b"\n") == len(data) - 2
+        ):
+            self._payload(data[6:-2], now)  # the common case: one single-line event per read
+            return
         buffer = self._rest + data if self._rest else data
         if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
             self._rest = buffer
@@ -83,21 +92,25 @@ class StreamReader(ResponseReader):
             except MalformedEvent as exc:
                 self.error = (ErrorClass.PROTOCOL, str(exc))
                 return
-            if payload is None:
-                continue
-            if payload == b"[DONE]":
-                self._done = True
-                continue
-            content = _CONTENT.search(payload) is not None
-            if not content or not self.chunk_times or self._texts is not None or _USAGE.search(payload):
-                self._decode(payload, content)
+            if payload is not None:
+                self._payload(payload, now)
                 if self.error is not None:
                     return
-            elif b'"finish_reason":"' in payload or b'"finish_reason": "' in payload:
-                match = _FINISH.search(payload)
-                self.finish_reason = match.group(1).decode() if match else self.finish_reason
-            if content:
-                self.chunk_times.append(now)
+
+    def _payload(self, payload: bytes, now: float) -> None:
+        if payload == b"[DONE]":
+            self._done = True
+            return
+        content = _CONTENT.search(payload) is not None
+        if not content or not self.chunk_times or self._texts is not None or _USAGE.search(payload):
+            self._decode(payload, content)
+            if self.error is not None:
+                return
+        elif b'"finish_reason":"' in payload or b'"finish_reason": "' in payload:
+            match = _FINISH.search(payload)
+            self.finish_reason = match.group(1).decode() if match else self.finish_reason
+        if content:
+            self.chunk_times.append(now)
 
     def _decode(self, payload: bytes, content: bool) -> None:
         try:
@@ -237,6 +250,7 @@ class OpenAIAdapter:
         if api_key:
             headers.append(f"Authorization: Bearer {api_key}")
         self._head = ("\r\n".join(headers) + "\r\nContent-Length: ").encode("latin-1")
+        self._template = self._body_template()
 
     def body(self, request: PlannedRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model}
@@ -258,8 +272,31 @@ class OpenAIAdapter:
         return body | self.target.extra_body
 
     def request_bytes(self, request: PlannedRequest) -> bytes:
-        payload = json.dumps(self.body(request), separators=(",", ":")).encode()
+        if request.messages is None and self._template is not None:
+            before, between, after = self._template
+            payload = (
+                f"{before}{json.dumps(request.prompt or '')}{between}{request.max_tokens}{after}".encode()
+            )
+        else:
+            payload = json.dumps(self.body(request), separators=(",", ":")).encode()
         return self._head + str(len(payload)).encode() + b"\r\n\r\n" + payload
+
+    def _body_template(self) -> tuple[str, str, str] | None:
+        """The body serialised once around two markers, so a request only pastes in its prompt and length
+        (serialising the whole body per request cost the hot path more than the HTTP write)."""
+        if self.api is Api.EMBEDDINGS:
+            return None
+        marker = "\x00servewise-prompt\x00"
+        sample = PlannedRequest(
+            index=0, prompt=marker, messages=None, input_tokens=None, max_tokens=_LENGTH_MARKER
+        )
+        text = json.dumps(self.body(sample), separators=(",", ":"))
+        quoted = json.dumps(marker)
+        if text.count(quoted) != 1 or text.count(str(_LENGTH_MARKER)) != 1:
+            return None  # extra_body replaced a field: serialise each request whole
+        before, rest = text.split(quoted)
+        between, after = rest.split(str(_LENGTH_MARKER))
+        return before, between, after
 
     def reader(self, collect_text: bool = False) -> ResponseReader:
         return StreamReader(collect_text) if self.stream else BodyReader(self.api)
@@ -267,7 +304,3 @@ class OpenAIAdapter:
 
 def _messages_text(messages: list[dict[str, str]] | None) -> str:
     return "\n".join(str(m.get("content", "")) for m in messages or ())
-
-
-def build_adapter(target: TargetSpec, model: str, api_key: str | None) -> OpenAIAdapter:
-    return OpenAIAdapter(target, model, api_key)

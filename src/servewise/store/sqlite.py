@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servewise.records import ErrorClass, Phase, RequestRecord, Sample, TokenSource
+from servewise.records import ErrorClass, Phase, RequestRecord, Sample, TokenSource, record_to_row
 
 SCHEMA_VERSION = 1
 
@@ -254,36 +254,25 @@ class RunStore:
     # -- records ------------------------------------------------------------------------------
 
     def append_records(self, run_id: str, records: Iterable[RequestRecord]) -> int:
-        rows = [
-            (
-                run_id,
-                r.index,
-                r.worker,
-                r.phase.value,
-                r.t_sched,
-                r.t_send,
-                r.t_first,
-                r.t_end,
-                r.status,
-                r.error.value if r.error else None,
-                r.error_detail[:500] or None,
-                r.max_tokens,
-                r.input_tokens,
-                r.output_tokens,
-                r.output_tokens_source.value,
-                r.finish_reason,
-                _pack_floats(r.chunk_times, r.t_send) if r.chunk_times else None,
-                array("i", r.chunk_tokens).tobytes() if r.chunk_tokens else None,
-            )
-            for r in records
-        ]
+        return self.append_rows(run_id, [record_to_row(r) for r in records])
+
+    def append_rows(self, run_id: str, rows: Iterable[tuple]) -> int:
+        """Rows as the workers ship them (``records.record_to_row``): no dataclass on the parent's path."""
+        stored = [
+            (run_id, index, worker, phase, t_sched, t_send, t_first, t_end, status, error, (detail or "")[:500] or None,
+             max_tokens, input_tokens, output_tokens, source, finish,
+             _pack_floats(chunk_times, t_send) if chunk_times else None,
+             array("i", chunk_tokens).tobytes() if chunk_tokens else None)
+            for (index, t_sched, t_send, t_first, t_end, chunk_times, chunk_tokens, max_tokens, input_tokens,
+                 output_tokens, source, status, error, detail, finish, phase, worker) in rows
+        ]  # fmt: skip
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                stored,
             )
-        return len(rows)
+        return len(stored)
 
     def iter_records(self, run_id: str) -> Iterator[RequestRecord]:
         cursor = self._db.execute(

@@ -1,0 +1,192 @@
+"""Prometheus text from a serving engine -> canonical signals + raw series.
+
+Every engine names the same facts differently (``vllm:num_requests_waiting``, ``sglang:num_queue_reqs``,
+``tgi_queue_size``, ``llamacpp:requests_deferred`` ...). Diagnosis rules are written once against the
+canonical names listed in :mod:`servewise.telemetry`; this module holds the per-engine map and is the only
+place that knows engine spellings. Parsing uses ``prometheus_client``'s maintained parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RawSeries:
+    """One exposition sample: full sample name (``_sum``/``_count`` kept), labels, value."""
+
+    name: str
+    labels: Labels
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRule:
+    """Where a canonical signal comes from in one engine's exposition.
+
+    ``keep`` filters label sets (e.g. only ``request_type="waiting"``); ``scale`` converts units
+    (Triton reports microseconds); ``combine`` merges label sets: ``sum`` for counts across models
+    or data-parallel engines, ``max`` for fractions, where the fullest engine is the one that hurts.
+    """
+
+    canonical: str
+    source: str
+    scale: float = 1.0
+    combine: str = "sum"
+    keep: Callable[[dict[str, str]], bool] | None = None
+
+
+def _api_request(labels: dict[str, str]) -> bool:
+    """FastAPI-instrumentator series also count health checks and scrapes; only API calls are requests."""
+    return labels.get("handler", "") not in {"/health", "/metrics", "/v1/health"}
+
+
+def _api_error(labels: dict[str, str]) -> bool:
+    return _api_request(labels) and labels.get("status", labels.get("code", ""))[:1] in {"4", "5"}
+
+
+_HISTOGRAM_PAIRS = ("_sum", "_count")
+
+ENGINE_RULES: dict[str, list[SignalRule]] = {
+    "vllm": [
+        SignalRule("requests_running", "vllm:num_requests_running"),
+        SignalRule("requests_waiting", "vllm:num_requests_waiting"),
+        SignalRule("requests_swapped", "vllm:num_requests_swapped"),
+        SignalRule("kv_cache_usage", "vllm:kv_cache_usage_perc", combine="max"),
+        SignalRule("kv_cache_usage", "vllm:gpu_cache_usage_perc", combine="max"),  # vLLM < 0.10 (v0 engine)
+        SignalRule("preemptions_total", "vllm:num_preemptions_total"),
+        SignalRule("prompt_tokens_total", "vllm:prompt_tokens_total"),
+        SignalRule("generation_tokens_total", "vllm:generation_tokens_total"),
+        SignalRule("requests_finished_total", "vllm:request_success_total"),
+        *(
+            SignalRule(f"server_ttft_seconds{s}", f"vllm:time_to_first_token_seconds{s}")
+            for s in _HISTOGRAM_PAIRS
+        ),
+        *(
+            SignalRule(f"queue_time_seconds{s}", f"vllm:request_queue_time_seconds{s}")
+            for s in _HISTOGRAM_PAIRS
+        ),
+        *(SignalRule(f"e2e_seconds{s}", f"vllm:e2e_request_latency_seconds{s}") for s in _HISTOGRAM_PAIRS),
+    ],
+    "sglang": [
+        SignalRule("requests_running", "sglang:num_running_reqs"),
+        SignalRule("requests_waiting", "sglang:num_queue_reqs"),
+        SignalRule("kv_cache_usage", "sglang:token_usage", combine="max"),
+        SignalRule("preemptions_total", "sglang:num_retracted_reqs_total"),
+        SignalRule("prompt_tokens_total", "sglang:prompt_tokens_total"),
+        SignalRule("generation_tokens_total", "sglang:generation_tokens_total"),
+        SignalRule("requests_finished_total", "sglang:num_requests_total"),
+        SignalRule("requests_failed_total", "sglang:num_aborted_requests_total"),
+        *(
+            SignalRule(f"server_ttft_seconds{s}", f"sglang:time_to_first_token_seconds{s}")
+            for s in _HISTOGRAM_PAIRS
+        ),
+        *(SignalRule(f"queue_time_seconds{s}", f"sglang:queue_time_seconds{s}") for s in _HISTOGRAM_PAIRS),
+        *(SignalRule(f"e2e_seconds{s}", f"sglang:e2e_request_latency_seconds{s}") for s in _HISTOGRAM_PAIRS),
+    ],
+    "tgi": [
+        SignalRule("requests_running", "tgi_batch_current_size"),
+        SignalRule("requests_waiting", "tgi_queue_size"),
+        SignalRule("prompt_tokens_total", "tgi_request_input_length_sum"),
+        SignalRule("generation_tokens_total", "tgi_request_generated_tokens_sum"),
+        SignalRule("requests_finished_total", "tgi_request_success_total"),
+        SignalRule("requests_failed_total", "tgi_request_failure_total"),
+        *(SignalRule(f"queue_time_seconds{s}", f"tgi_request_queue_duration{s}") for s in _HISTOGRAM_PAIRS),
+        *(SignalRule(f"e2e_seconds{s}", f"tgi_request_duration{s}") for s in _HISTOGRAM_PAIRS),
+    ],
+    "triton": [
+        SignalRule("requests_waiting", "nv_inference_pending_request_count"),
+        SignalRule("requests_finished_total", "nv_inference_request_success_total"),
+        SignalRule("requests_failed_total", "nv_inference_request_failure_total"),
+        SignalRule("queue_time_seconds_sum", "nv_inference_queue_duration_us_total", scale=1e-6),
+        SignalRule("queue_time_seconds_count", "nv_inference_request_success_total"),
+        SignalRule("e2e_seconds_sum", "nv_inference_request_duration_us_total", scale=1e-6),
+        SignalRule("e2e_seconds_count", "nv_inference_request_success_total"),
+        # TensorRT-LLM backend
+        SignalRule(
+            "requests_running",
+            "nv_trt_llm_request_metrics",
+            keep=lambda lab: lab.get("request_type") == "active",
+        ),
+        SignalRule(
+            "requests_waiting",
+            "nv_trt_llm_request_metrics",
+            keep=lambda lab: lab.get("request_type") == "waiting",
+        ),
+    ],
+    "llamacpp": [
+        SignalRule("requests_running", "llamacpp:requests_processing"),
+        SignalRule("requests_waiting", "llamacpp:requests_deferred"),
+        SignalRule("kv_cache_usage", "llamacpp:kv_cache_usage_ratio", combine="max"),
+        SignalRule("prompt_tokens_total", "llamacpp:prompt_tokens_total"),
+        SignalRule("generation_tokens_total", "llamacpp:tokens_predicted_total"),
+    ],
+    "infinity": [
+        SignalRule("requests_running", "http_requests_inprogress"),
+        SignalRule("requests_finished_total", "http_requests_total", keep=_api_request),
+        SignalRule("requests_failed_total", "http_requests_total", keep=_api_error),
+    ],
+}
+"""Canonical signal <- engine series. Several rules may feed one canonical name (old and new vLLM names);
+the first one present in a scrape wins."""
+
+_ENGINE_MARKERS = (
+    ("vllm:", "vllm"),
+    ("sglang:", "sglang"),
+    ("tgi_", "tgi"),
+    ("nv_inference_", "triton"),
+    ("nv_trt_llm_", "triton"),
+    ("llamacpp:", "llamacpp"),
+)
+
+
+def parse_exposition(text: str) -> list[RawSeries]:
+    """All samples in a Prometheus text exposition, histogram buckets and ``_created`` dropped.
+
+    Buckets are dropped because ``_sum``/``_count`` carry what the rules use and buckets would multiply the
+    stored rows by ~20 per histogram per second; ``_created`` is a timestamp, not a measurement.
+    """
+    series: list[RawSeries] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_bucket", "_created")):
+                continue
+            series.append(RawSeries(sample.name, tuple(sorted(sample.labels.items())), float(sample.value)))
+    return series
+
+
+def detect_engine(series: Iterable[RawSeries]) -> str | None:
+    """The engine whose metric prefix appears; ``infinity`` when only the FastAPI instrumentator is there."""
+    names = {s.name for s in series}
+    for prefix, engine in _ENGINE_MARKERS:
+        if any(name.startswith(prefix) for name in names):
+            return engine
+    if "http_requests_total" in names or "http_request_duration_seconds_count" in names:
+        return "infinity"
+    return None
+
+
+def canonical_signals(series: list[RawSeries], engine: str | None) -> dict[str, float]:
+    """Canonical name -> value for the engine's rules; signals the engine does not expose are absent."""
+    if engine is None:
+        return {}
+    by_name: dict[str, list[RawSeries]] = {}
+    for s in series:
+        by_name.setdefault(s.name, []).append(s)
+    found: dict[str, float] = {}
+    for rule in ENGINE_RULES.get(engine, ()):
+        if rule.canonical in found:
+            continue
+        matches = [
+            s.value for s in by_name.get(rule.source, ()) if rule.keep is None or rule.keep(dict(s.labels))
+        ]
+        if not matches:
+            continue
+        value = max(matches) if rule.combine == "max" else sum(matches)
+        found[rule.canonical] = value * rule.scale
+    return found

@@ -1,0 +1,408 @@
+"""Diagnosis rules on synthetic samples: each scenario names the right bottleneck and rules out the wrong."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from servewise.analysis.diagnosis import NO_BOTTLENECK, Resource, Verdict, diagnose
+from servewise.records import Sample
+from servewise.telemetry.exposition import parse_exposition
+from servewise.telemetry.gpu import dcgm_samples
+
+FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
+GPU_RESOURCES = (Resource.GPU_COMPUTE, Resource.GPU_MEMORY_BANDWIDTH)
+
+Value = float | list[float] | Callable[[int], float]
+
+
+class RunBuilder:
+    """A run's samples at 1 Hz: a healthy, lightly loaded CPU-only run that scenarios override."""
+
+    def __init__(self, ticks: int = 20, t0: float = 1000.0, seed: int = 3) -> None:
+        self.ticks, self.t0 = ticks, t0
+        self.rng = random.Random(seed)
+        self.series: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[float]] = {}
+        self.healthy()
+
+    def noisy(self, base: float, spread: float) -> Callable[[int], float]:
+        return lambda _i: max(0.0, base + self.rng.uniform(-spread, spread))
+
+    def set(self, source: str, name: str, value: Value, **labels: str) -> RunBuilder:
+        if callable(value):
+            values = [value(i) for i in range(self.ticks)]
+        elif isinstance(value, list):
+            values = value
+        else:
+            values = [float(value)] * self.ticks
+        self.series[(source, name, tuple(sorted(labels.items())))] = values
+        return self
+
+    def drop(self, source: str) -> RunBuilder:
+        self.series = {k: v for k, v in self.series.items() if k[0] != source}
+        return self
+
+    def healthy(self) -> None:
+        for core in ("0", "1"):
+            self.set("host", "cpu_percent", self.noisy(35, 8), cpu=core)
+        self.set("host", "cpu_percent_total", self.noisy(35, 6))
+        self.set("host", "cpu_count", 2)
+        self.set("host", "cpu_iowait_percent", self.noisy(0.5, 0.5))
+        self.set("host", "disk_busy_percent", self.noisy(2, 2))
+        self.set("host", "tcp_retrans_ratio", 0.0)
+        # loopback traffic that varies with a Poisson load
+        self.set("host", "net_rx_bytes_per_s", self.noisy(400_000, 300_000), iface="lo")
+        self.set("host", "net_tx_bytes_per_s", self.noisy(400_000, 300_000), iface="lo")
+        self.set("host", "net_rx_bytes_per_s", self.noisy(3_000, 2_000), iface="eth0")
+        self.set("host", "net_tx_bytes_per_s", self.noisy(2_000, 1_500), iface="eth0")
+        self.set("host", "net_speed_bytes_per_s", 1.25e9, iface="eth0")
+        self.set("host", "net_drops_per_s", 0.0, iface="eth0")
+        self.set("process", "cpu_percent", self.noisy(60, 15))
+        self.set("process", "cpu_percent_max_proc", self.noisy(60, 15))
+        self.set("process", "cpu_cores_available", 2)
+        self.set("process", "involuntary_ctx_switches_per_s", self.noisy(40, 20))
+        self.set("process", "read_bytes_per_s", 0.0)
+        self.set("client", "cpu_percent", self.noisy(15, 5), worker="0")
+        self.set("client", "cpu_percent", self.noisy(3, 2), worker="parent")
+        self.set("client", "loop_lag_ms", self.noisy(1.5, 1), worker="0")
+
+    def gpu_fixture(self, name: str) -> RunBuilder:
+        body = json.loads((FIXTURES / name).read_text())
+        for metric, values in body["series"].items():
+            self.set("gpu", metric, [float(v) for v in values][: self.ticks], gpu="0")
+        self.ticks = min(self.ticks, len(next(iter(body["series"].values()))))
+        return self
+
+    def samples(self) -> list[Sample]:
+        out = []
+        for (source, name, labels), values in self.series.items():
+            for i, value in enumerate(values[: self.ticks]):
+                out.append(Sample(self.t0 + i, source, name, float(value), labels))
+        return sorted(out, key=lambda s: s.t)
+
+
+def summary(
+    *,
+    total: int = 1000,
+    failed: int = 0,
+    by_class: dict[str, int] | None = None,
+    e2e_mean_ms: float = 900.0,
+    lag_p99_ms: float = 2.0,
+    client_cpu: float = 15.0,
+    limited: bool = False,
+) -> dict:
+    return {
+        "run_id": "r1",
+        "status": "ok",
+        "load": "poisson 8 req/s",
+        "metrics": {
+            "e2e_ms": {
+                "mean": e2e_mean_ms,
+                "p50": e2e_mean_ms,
+                "p99": 2 * e2e_mean_ms,
+                "count": total - failed,
+            },
+            "requests_total": total,
+            "requests_failed": failed,
+            "requests_ok": total - failed,
+            "errors_by_class": by_class or {},
+        },
+        "client": {
+            "schedule_lag_ms": {"p50": lag_p99_ms / 4, "p99": lag_p99_ms},
+            "cpu_percent": client_cpu,
+            "limited": limited,
+            "reason": "schedule lag" if limited else None,
+        },
+    }
+
+
+def verdicts(d) -> dict[str, Verdict]:
+    return {f.resource: f.verdict for f in d.findings}
+
+
+def assert_ruled_out(d, *resources: str) -> None:
+    got = verdicts(d)
+    for r in resources:
+        assert got[r] is Verdict.RULED_OUT, f"{r}: {got[r]} ({d.finding(r).evidence})"
+
+
+def test_healthy_run_names_no_bottleneck_and_rules_everything_out():
+    d = diagnose(summary(), RunBuilder().samples())
+    assert d.primary == NO_BOTTLENECK
+    assert_ruled_out(
+        d, Resource.LOAD_GENERATOR, Resource.NETWORK, Resource.SERVER_CPU, Resource.DISK_IO, Resource.ERRORS
+    )
+    assert verdicts(d)[Resource.GPU_COMPUTE] is Verdict.NO_DATA
+    assert "headroom" in d.next_steps[0]
+
+
+def test_server_cpu_saturated():
+    run = RunBuilder()
+    run.set("process", "cpu_percent", run.noisy(192, 6)).set(
+        "process", "cpu_percent_max_proc", run.noisy(192, 6)
+    )
+    run.set("host", "cpu_percent_total", run.noisy(98, 2))
+    # llama.cpp defers requests while its slots are busy: a symptom, not the cause
+    run.set("metrics", "requests_running", 4).set("metrics", "requests_waiting", run.noisy(6, 4))
+    d = diagnose(summary(e2e_mean_ms=4000), run.samples(), server_engine="llamacpp")
+    assert d.primary == Resource.SERVER_CPU
+    assert d.confidence in {"high", "medium"}
+    assert verdicts(d)[Resource.ADMISSION_QUEUE] is Verdict.CONTRIBUTING
+    assert_ruled_out(d, Resource.LOAD_GENERATOR, Resource.NETWORK, Resource.DISK_IO, Resource.ERRORS)
+    assert "-t" in d.next_steps[0]
+    assert "of 2 cores" in d.finding(Resource.SERVER_CPU).evidence
+
+
+def test_single_process_gil_bound_server_is_cpu_bound_on_a_many_core_host():
+    run = RunBuilder()
+    run.set("process", "cpu_cores_available", 16)
+    run.set("process", "cpu_percent", run.noisy(104, 3)).set(
+        "process", "cpu_percent_max_proc", run.noisy(99, 1)
+    )
+    d = diagnose(summary(), run.samples())
+    assert d.primary == Resource.SERVER_CPU
+    assert "one process at" in d.finding(Resource.SERVER_CPU).evidence
+
+
+def test_client_pinned_to_one_core_is_the_limit_not_the_server():
+    run = RunBuilder()
+    run.set("client", "cpu_percent", run.noisy(98, 2), worker="0")
+    run.set("client", "cpu_cores_available", 1, worker="0")
+    run.set("client", "loop_lag_ms", run.noisy(120, 60), worker="0")
+    run.set("process", "cpu_percent", run.noisy(70, 10))
+    d = diagnose(summary(lag_p99_ms=850, client_cpu=98, limited=True), run.samples())
+    assert d.primary == Resource.LOAD_GENERATOR
+    assert d.confidence == "high"
+    assert_ruled_out(d, Resource.SERVER_CPU, Resource.NETWORK, Resource.DISK_IO, Resource.ERRORS)
+    assert "client, not the server" in d.next_steps[0]
+
+
+def test_client_lagging_because_the_server_eats_the_host_cpu_blames_the_server():
+    run = RunBuilder()
+    run.set("process", "cpu_percent", run.noisy(185, 8)).set("host", "cpu_percent_total", run.noisy(99, 1))
+    run.set("client", "cpu_percent", run.noisy(25, 5), worker="0")
+    run.set("client", "loop_lag_ms", run.noisy(90, 30), worker="0")  # its loop waits for a CPU
+    d = diagnose(summary(lag_p99_ms=240, client_cpu=25), run.samples())
+    assert d.primary == Resource.SERVER_CPU
+    assert verdicts(d)[Resource.LOAD_GENERATOR] is Verdict.CONTRIBUTING
+    assert "starved" in d.finding(Resource.LOAD_GENERATOR).evidence
+
+
+def test_kv_capacity_on_vllm_gives_the_vllm_advice_with_the_numbers():
+    run = RunBuilder().gpu_fixture("nvml_h100_decode_bandwidth.json")
+    n = run.ticks
+    run.set("gpu", "dram_active", [0.3] * n, gpu="0").set("gpu", "sm_active", [0.35] * n, gpu="0")
+    run.set("gpu", "memory_utilization_percent", [35.0] * n, gpu="0")
+    run.set("metrics", "kv_cache_usage", run.noisy(0.97, 0.02))
+    run.set("metrics", "requests_running", run.noisy(30, 3))
+    run.set("metrics", "requests_waiting", [0, 0, 3, 0, 5, 0, 0, 2, 0, 0, 4, 0][:n])
+    run.set("metrics", "preemptions_total", [4.0 * i for i in range(n)])
+    d = diagnose(summary(), run.samples(), server_engine="vllm")
+    assert d.primary == Resource.KV_CAPACITY
+    kv = d.finding(Resource.KV_CAPACITY)
+    assert kv.numbers["preemptions_per_s"] == pytest.approx(4.0)
+    assert "requests waiting 33% of the time" in kv.evidence
+    assert "max_model_len" in d.next_steps[0] and "gpu_memory_utilization" in d.next_steps[0]
+    assert "preemptions/s" in d.next_steps[0]
+    assert_ruled_out(
+        d,
+        Resource.LOAD_GENERATOR,
+        Resource.SERVER_CPU,
+        Resource.GPU_COMPUTE,
+        Resource.GPU_MEMORY_BANDWIDTH,
+        Resource.NETWORK,
+        Resource.DISK_IO,
+        Resource.ERRORS,
+    )
+
+
+def test_admission_queue_capped_slots_with_idle_hardware():
+    run = RunBuilder()
+    run.set("metrics", "requests_running", 4).set("metrics", "requests_waiting", run.noisy(9, 5))
+    run.set("metrics", "kv_cache_usage", run.noisy(0.3, 0.05))
+    n = run.ticks
+    run.set("metrics", "queue_time_seconds_sum", [0.6 * 10 * i for i in range(n)])
+    run.set("metrics", "queue_time_seconds_count", [10.0 * i for i in range(n)])
+    d = diagnose(summary(e2e_mean_ms=1000), run.samples(), server_engine="llamacpp")
+    assert d.primary == Resource.ADMISSION_QUEUE
+    assert d.finding(Resource.ADMISSION_QUEUE).numbers["queue_share_of_e2e"] == pytest.approx(0.6)
+    assert "-np" in d.next_steps[0] and "capped at 4" in d.next_steps[0]
+    assert_ruled_out(d, Resource.SERVER_CPU, Resource.KV_CAPACITY, Resource.LOAD_GENERATOR, Resource.NETWORK)
+
+
+def test_errors_429_503_under_load():
+    run = RunBuilder()
+    shed = summary(total=2000, failed=640, by_class={"http_status": 640})
+    shed["metrics"]["error_examples"] = {"http_status": 'HTTP 429: {"error": "overloaded"}'}
+    d = diagnose(shed, run.samples())
+    assert "(e.g. HTTP 429)" in d.finding(Resource.ERRORS).evidence
+    assert d.primary == Resource.ERRORS
+    assert d.finding(Resource.ERRORS).numbers["error_rate"] == pytest.approx(0.32)
+    assert any("429/503" in step for step in d.next_steps)
+    assert_ruled_out(d, Resource.SERVER_CPU, Resource.LOAD_GENERATOR, Resource.NETWORK, Resource.DISK_IO)
+
+
+def test_a_few_errors_only_contribute():
+    d = diagnose(summary(total=1000, failed=12, by_class={"timeout": 12}), RunBuilder().samples())
+    assert verdicts(d)[Resource.ERRORS] is Verdict.CONTRIBUTING
+    assert d.primary == NO_BOTTLENECK
+
+
+def test_disk_io_bound_server():
+    run = RunBuilder()
+    run.set("host", "disk_busy_percent", run.noisy(96, 3)).set("host", "cpu_iowait_percent", run.noisy(35, 5))
+    run.set("process", "read_bytes_per_s", run.noisy(180e6, 20e6))
+    d = diagnose(summary(), run.samples())
+    assert d.primary == Resource.DISK_IO
+    assert "180" in d.finding(Resource.DISK_IO).evidence or "MB/s" in d.finding(Resource.DISK_IO).evidence
+    assert_ruled_out(d, Resource.SERVER_CPU, Resource.LOAD_GENERATOR, Resource.NETWORK, Resource.ERRORS)
+
+
+def test_network_link_with_known_speed_saturated():
+    run = RunBuilder()
+    run.set("host", "net_rx_bytes_per_s", run.noisy(119e6, 3e6), iface="eth0")
+    run.set("host", "net_speed_bytes_per_s", 125e6, iface="eth0")  # 1 Gb/s
+    d = diagnose(summary(), run.samples())
+    assert d.primary == Resource.NETWORK
+    assert d.finding(Resource.NETWORK).numbers["link_utilisation"] > 0.9
+    assert_ruled_out(d, Resource.SERVER_CPU, Resource.LOAD_GENERATOR, Resource.DISK_IO, Resource.ERRORS)
+
+
+def test_shaped_link_found_by_its_flat_ceiling_when_nothing_else_is_busy():
+    run = RunBuilder()
+    # a veth reports 10 Gb/s, but tc holds it at 1 MB/s: traffic is flat at the ceiling
+    run.set("host", "net_rx_bytes_per_s", run.noisy(1.0e6, 0.03e6), iface="veth-sw0")
+    run.set("host", "net_speed_bytes_per_s", 1.25e9, iface="veth-sw0")
+    run.set("process", "cpu_percent", run.noisy(12, 4))
+    # connections wait behind the full link, so sends go out late while the client's loop is on time
+    d = diagnose(summary(e2e_mean_ms=6000, lag_p99_ms=1400, limited=True), run.samples())
+    assert d.primary == Resource.NETWORK
+    assert "flat at its ceiling" in d.finding(Resource.NETWORK).evidence
+    assert verdicts(d)[Resource.LOAD_GENERATOR] is Verdict.CONTRIBUTING
+    assert "outside the client" in d.finding(Resource.LOAD_GENERATOR).evidence
+    assert_ruled_out(d, Resource.SERVER_CPU, Resource.DISK_IO, Resource.ERRORS)
+
+
+def test_flat_traffic_is_not_blamed_on_the_network_when_the_server_cpu_is_saturated():
+    run = RunBuilder()
+    run.set("host", "net_rx_bytes_per_s", run.noisy(1.0e6, 0.03e6), iface="veth-sw0")
+    run.set("process", "cpu_percent", run.noisy(195, 4))
+    d = diagnose(summary(), run.samples())
+    assert d.primary == Resource.SERVER_CPU
+    assert verdicts(d)[Resource.NETWORK] is Verdict.RULED_OUT
+
+
+def test_gpu_compute_bound_from_nvml_fixture():
+    d = diagnose(summary(), RunBuilder().gpu_fixture("nvml_h100_prefill_compute.json").samples())
+    assert d.primary == Resource.GPU_COMPUTE
+    compute = d.finding(Resource.GPU_COMPUTE)
+    assert compute.numbers["sm_active_p50"] > 0.85
+    assert "power/thermal" in compute.evidence  # SW power cap events in the fixture
+    assert verdicts(d)[Resource.GPU_MEMORY_BANDWIDTH] is not Verdict.BOTTLENECK  # DRAM ~40%
+    assert_ruled_out(d, Resource.SERVER_CPU, Resource.LOAD_GENERATOR, Resource.NETWORK, Resource.DISK_IO)
+    assert "servewise plan" in d.next_steps[0]
+
+
+def test_gpu_memory_bandwidth_bound_from_nvml_fixture():
+    d = diagnose(summary(), RunBuilder().gpu_fixture("nvml_h100_decode_bandwidth.json").samples())
+    assert d.primary == Resource.GPU_MEMORY_BANDWIDTH
+    assert verdicts(d)[Resource.GPU_COMPUTE] is Verdict.RULED_OUT  # util 100% but SM active ~40%
+    assert "decode" in d.next_steps[0]
+    assert_ruled_out(d, Resource.SERVER_CPU, Resource.LOAD_GENERATOR, Resource.NETWORK)
+
+
+def test_gpu_utilisation_alone_never_decides():
+    """A10G at 98% utilisation, 22% of its power, memory busy 6%: the GPU is not the bottleneck."""
+    d = diagnose(summary(), RunBuilder().gpu_fixture("nvml_a10g_tiny_kernels.json").samples())
+    assert verdicts(d)[Resource.GPU_COMPUTE] is Verdict.RULED_OUT
+    assert verdicts(d)[Resource.GPU_MEMORY_BANDWIDTH] is Verdict.RULED_OUT
+    assert "low power" in d.finding(Resource.GPU_COMPUTE).evidence
+    assert d.primary == NO_BOTTLENECK
+
+
+def test_gpu_utilisation_without_power_or_sm_activity_is_at_most_contributing():
+    run = RunBuilder()
+    run.set("gpu", "utilization_percent", 100, gpu="0")
+    d = diagnose(summary(), run.samples())
+    assert verdicts(d)[Resource.GPU_COMPUTE] is Verdict.CONTRIBUTING
+    assert d.primary != Resource.GPU_COMPUTE
+
+
+def _dcgm_fixture_samples() -> list[Sample]:
+    text = (FIXTURES / "dcgm_exporter_decode.prom").read_text()
+    scrapes = [s for s in text.split("# --- scrape") if s.strip()]
+    samples: list[Sample] = []
+    for i, scrape in enumerate(scrapes):
+        body = scrape.split("\n", 1)[1]
+        samples += dcgm_samples(parse_exposition(body), 1000.0 + i)
+    return samples
+
+
+def test_dcgm_fixture_maps_to_gpu_names_and_diagnoses_bandwidth():
+    samples = _dcgm_fixture_samples()
+    names = {s.name for s in samples}
+    assert {"sm_active", "dram_active", "memory_used_bytes", "memory_total_bytes", "power_watts"} <= names
+    total = next(s.value for s in samples if s.name == "memory_total_bytes")
+    assert total == (41306 + 4187) * 1024 * 1024
+    assert all(s.source == "dcgm" and dict(s.labels)["gpu"] == "0" for s in samples)
+    run = RunBuilder(ticks=5)
+    d = diagnose(summary(), run.samples() + samples)
+    assert d.primary == Resource.GPU_MEMORY_BANDWIDTH
+    assert d.finding(Resource.GPU_MEMORY_BANDWIDTH).numbers["dram_active_p50"] == pytest.approx(0.78)
+    assert verdicts(d)[Resource.GPU_COMPUTE] is Verdict.RULED_OUT
+
+
+def test_no_samples_and_no_summary_is_no_data_everywhere():
+    d = diagnose({}, [])
+    assert set(verdicts(d).values()) == {Verdict.NO_DATA}
+    assert d.primary == NO_BOTTLENECK and d.confidence == "low"
+
+
+def test_to_dict_shape_is_json_ready():
+    d = diagnose(summary(total=100, failed=50, by_class={"http_status": 50}), RunBuilder().samples())
+    out = json.loads(json.dumps(d.to_dict()))
+    assert set(out) >= {"primary", "confidence", "findings", "next_steps"}
+    assert len(out["findings"]) == len(Resource)
+    for f in out["findings"]:
+        assert {"resource", "verdict", "evidence"} <= set(f)
+        assert all(math.isfinite(v) for v in f["numbers"].values())
+    assert out["primary"] == "errors"
+
+
+def test_engine_inferred_from_stored_raw_series():
+    run = RunBuilder()
+    run.set("metrics", "raw:vllm:num_requests_waiting", 0)
+    d = diagnose(summary(), run.samples())
+    assert d.engine == "vllm"
+
+
+def test_small_schedule_lag_on_long_requests_does_not_blame_the_client():
+    d = diagnose(summary(lag_p99_ms=22, e2e_mean_ms=5000, limited=True), RunBuilder().samples())
+    assert verdicts(d)[Resource.LOAD_GENERATOR] is Verdict.RULED_OUT
+    assert "client-limited" in d.finding(Resource.LOAD_GENERATOR).evidence  # bench's flag is still shown
+
+
+def test_client_starved_by_other_processes_says_so():
+    run = RunBuilder()
+    run.set("host", "cpu_percent_total", run.noisy(99, 1)).set("process", "cpu_percent", run.noisy(15, 3))
+    run.set("client", "loop_lag_ms", run.noisy(150, 50), worker="0")
+    d = diagnose(summary(lag_p99_ms=400, e2e_mean_ms=300), run.samples())
+    assert d.primary == Resource.LOAD_GENERATOR
+    assert "other processes" in d.finding(Resource.LOAD_GENERATOR).evidence
+    assert "quiet machine" in " ".join(d.next_steps)
+    assert verdicts(d)[Resource.SERVER_CPU] is Verdict.RULED_OUT
+
+
+def test_loopback_retransmits_from_full_accept_queues_do_not_blame_the_network():
+    run = RunBuilder()
+    run.set("host", "tcp_retrans_ratio", run.noisy(0.03, 0.005))
+    d = diagnose(summary(), run.samples())
+    assert verdicts(d)[Resource.NETWORK] is Verdict.RULED_OUT
+    run.set("host", "net_rx_bytes_per_s", run.noisy(40e6, 5e6), iface="eth0")  # now a real link carries it
+    d = diagnose(summary(), run.samples())
+    assert verdicts(d)[Resource.NETWORK] is Verdict.BOTTLENECK

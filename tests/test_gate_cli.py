@@ -1,0 +1,322 @@
+"""`servewise gate` against runs written into a temporary store: resolution, exit codes, JSON, --serve."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from servewise.analysis.metrics import MetricsAccumulator
+from servewise.cli import gate as gate_cli
+from servewise.records import ErrorClass, Phase, RequestRecord, TokenSource
+from servewise.store import RunStore
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+ENVIRONMENT = {"hostname": "bench-1", "cpu_model": "Xeon", "python": "3.11.9", "gpus": []}
+TARGET = {"url": "http://127.0.0.1:8000", "api": "chat", "model": "tiny", "server": {"engine": "llama.cpp"}}
+
+
+def make_records(
+    seed: int, requests: int = 400, *, ttft_scale: float = 1.0, failed: int = 0, tokens: int = 16
+) -> list[RequestRecord]:
+    """Poisson-ish arrivals at 4 req/s with lognormal TTFT and steady decode; the last ``failed`` fail."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(requests):
+        t_send = i * 0.25 + rng.uniform(0, 0.01)
+        if i >= requests - failed:
+            records.append(
+                RequestRecord(
+                    index=i,
+                    t_sched=t_send,
+                    t_send=t_send,
+                    t_end=t_send + 0.01,
+                    status=503,
+                    error=ErrorClass.HTTP_STATUS,
+                    phase=Phase.STEADY,
+                )
+            )
+            continue
+        ttft = rng.lognormal(np.log(0.15), 0.2) * ttft_scale
+        gaps = rng.lognormal(np.log(0.02), 0.1, tokens - 1)
+        chunks = list(t_send + ttft + np.concatenate([[0.0], np.cumsum(gaps)]))
+        records.append(
+            RequestRecord(
+                index=i,
+                t_sched=t_send,
+                t_send=t_send,
+                t_first=chunks[0],
+                t_end=chunks[-1],
+                chunk_times=chunks,
+                input_tokens=64,
+                output_tokens=tokens,
+                output_tokens_source=TokenSource.USAGE,
+                status=200,
+                phase=Phase.STEADY,
+            )
+        )
+    return records
+
+
+def add_run(
+    store: RunStore, records: list[RequestRecord], labels: dict[str, str] | None = None, *,
+    environment: dict | None = None, seed: int = 42,
+) -> str:  # fmt: skip
+    spec = {
+        "target": {"url": TARGET["url"]},
+        "workload": {"seed": seed},
+        "load": {"kind": "poisson", "rate": 4},
+    }
+    run_id = store.create_run(
+        kind="bench", spec=spec, labels=labels or {}, tool_version="0.1.0", target=TARGET,
+        environment=environment or ENVIRONMENT,
+    )  # fmt: skip
+    store.append_records(run_id, records)
+    store.finish_run(
+        run_id,
+        "ok",
+        {"run_id": run_id, "status": "ok", "metrics": MetricsAccumulator().add_all(records).result()},
+    )
+    return run_id
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "runs.db"
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer()
+    gate_cli.register(app)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command keeps typer from collapsing the app into `gate` itself
+        """unused"""
+
+    return app
+
+
+def invoke(app: typer.Typer, store_path: Path, *args: str):
+    return CliRunner().invoke(app, ["gate", "--store", str(store_path), *args])
+
+
+def test_like_with_like_passes_and_records_the_verdict(app, store_path):
+    with RunStore(store_path) as store:
+        base = add_run(store, make_records(1), {"release": "v1"})
+        cand = add_run(store, make_records(2), {"release": "v2"})
+    result = invoke(app, store_path, "--baseline", "label:release=v1", "--candidate", cand, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["verdict"] == "pass"
+    assert report["baseline"]["run_id"] == base
+    assert report["fingerprint_diff"] == []
+    assert report["rollback_to"] is None
+    names = {m["name"] for m in report["metrics"]}
+    assert {"ttft_p50", "ttft_p95", "tpot_p50", "itl_p95", "e2e_p95", "throughput", "errors"} <= names
+    assert all(
+        {"name", "baseline", "candidate", "change_pct", "ci", "verdict"} <= set(m) for m in report["metrics"]
+    )
+    with RunStore(store_path) as store:
+        assert store.get_run(cand).summary["gate"]["verdict"] == "pass"
+        assert store.get_run(cand).summary["metrics"]["requests_ok"] == 400
+
+
+def test_regression_fails_with_rollback_to_the_last_run_that_passed(app, store_path):
+    with RunStore(store_path) as store:
+        add_run(store, make_records(1), {"release": "v1"})
+        good = add_run(store, make_records(2), {"release": "v2"})
+        bad = add_run(store, make_records(3, ttft_scale=1.5), {"release": "v3"})
+    assert invoke(app, store_path, "-b", "label:release=v1", "-c", good).exit_code == 0
+    result = invoke(app, store_path, "-b", "latest-pass", "-c", bad, "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["verdict"] == "fail"
+    assert report["baseline"]["run_id"] == good  # latest-pass
+    assert report["rollback_to"] == {"run_id": good, "labels": {"release": "v2"}}
+    failed = {m["name"] for m in report["metrics"] if m["verdict"] == "fail" and m["gated"]}
+    assert "ttft_p50" in failed
+    ttft = next(m for m in report["metrics"] if m["name"] == "ttft_p50")
+    assert ttft["ci"][0] > 10 and ttft["change_pct"] == pytest.approx(50, abs=8)
+    # a failed candidate is never the next latest-pass
+    with RunStore(store_path) as store:
+        assert gate_cli.resolve_run(store, "latest-pass").id == good
+
+
+def test_label_selector_takes_the_newest_match_other_than_the_candidate(store_path):
+    with RunStore(store_path) as store:
+        older = add_run(store, make_records(1, 50), {"release": "v1", "model": "a"})
+        newer = add_run(store, make_records(2, 50), {"release": "v1", "model": "a"})
+        add_run(store, make_records(3, 50), {"release": "v1", "model": "b"})
+        assert gate_cli.resolve_run(store, "label:release=v1,model=a").id == newer
+        assert gate_cli.resolve_run(store, "label:release=v1,model=a", exclude=newer).id == older
+        with pytest.raises(gate_cli.GateUsageError, match="no run with label:release=v9"):
+            gate_cli.resolve_run(store, "label:release=v9")
+        with pytest.raises(gate_cli.GateUsageError, match="passed a gate"):
+            gate_cli.resolve_run(store, "latest-pass")
+
+
+def test_all_errors_candidate_fails_and_table_names_it(app, store_path):
+    with RunStore(store_path) as store:
+        add_run(store, make_records(1), {"release": "v1"})
+        cand = add_run(store, make_records(2, failed=400))
+    result = invoke(app, store_path, "-b", "label:release=v1", "-c", cand)
+    assert result.exit_code == 1
+    assert "errors" in result.output and "FAIL" in result.output
+
+
+def test_tiny_runs_are_inconclusive(app, store_path):
+    with RunStore(store_path) as store:
+        base = add_run(store, make_records(1, 8))
+        cand = add_run(store, make_records(2, 8, ttft_scale=2.0))
+    result = invoke(app, store_path, "-b", base, "-c", cand, "--json")
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.output)["verdict"] == "inconclusive"
+
+
+def test_empty_candidate_is_inconclusive_not_pass(app, store_path):
+    with RunStore(store_path) as store:
+        base = add_run(store, make_records(1))
+        cand = add_run(store, [])
+    assert invoke(app, store_path, "-b", base, "-c", cand).exit_code == 3
+
+
+def test_slo_breach_fails_at_once(app, store_path):
+    with RunStore(store_path) as store:
+        base = add_run(store, make_records(1))
+        cand = add_run(store, make_records(2))
+    result = invoke(app, store_path, "-b", base, "-c", cand, "--slo", "ttft_p50=50ms", "--json")
+    assert result.exit_code == 1
+    slo = next(m for m in json.loads(result.output)["metrics"] if m["name"] == "slo ttft_p50")
+    assert slo["verdict"] == "fail" and slo["candidate"] > 50
+
+
+def test_unlike_runs_are_flagged_in_table_and_json(app, store_path):
+    with RunStore(store_path) as store:
+        base = add_run(store, make_records(1))
+        cand = add_run(
+            store, make_records(2), environment={**ENVIRONMENT, "gpus": [{"name": "H100"}]}, seed=7
+        )
+    result = invoke(app, store_path, "-b", base, "-c", cand, "--json")
+    fields = {d["field"] for d in json.loads(result.output)["fingerprint_diff"]}
+    assert {"environment.gpus", "workload.seed", "spec_hash"} <= fields
+    table = invoke(app, store_path, "-b", base, "-c", cand, "--no-record")
+    assert "warning" in table.output and "workload.seed" in table.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-b", "nope-run"], "no run"),
+        (["-b", "latest", "--max-regression", "ttft=10%"], "--max-regression"),
+        (["-b", "latest", "--max-regression", "ttft_p95=lots"], "percentage"),
+        (["-b", "latest", "--slo", "ttft_p95"], "slo"),
+        (["-b", "label:"], "label selector"),
+        (["-b", "latest", "--confidence", "2"], "--confidence"),
+        ([], "--baseline is required"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(app, store_path, args, message):
+    with RunStore(store_path) as store:
+        add_run(store, make_records(1, 30))
+        add_run(store, make_records(2, 30))
+    result = invoke(app, store_path, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_max_regression_parsing():
+    assert gate_cli.parse_max_regression(
+        "ttft_p95=10%, throughput=-5%,errors=0.5%,ttft_p99=20"
+    ) == pytest.approx({"ttft_p95": 0.10, "throughput": 0.05, "errors": 0.005, "ttft_p99": 0.20})
+
+
+def _serve(store_path: Path):
+    server = gate_cli.make_server(store_path, {"record": False}, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_web_provider_serves_the_json_verdict(store_path):
+    with RunStore(store_path) as store:
+        add_run(store, make_records(1), {"release": "stable"})
+        add_run(store, make_records(2, ttft_scale=1.5), {"release": "canary"})
+    server, base = _serve(store_path)
+    try:
+        status, report = _get(f"{base}/gate?baseline=label:release=stable&candidate=label:release=canary")
+        assert status == 200 and report["verdict"] == "fail"
+        assert _get(f"{base}/healthz") == (200, {"status": "ok"})
+        status, report = _get(f"{base}/gate?candidate=latest")
+        assert status == 400 and report["verdict"] == "error" and "baseline" in report["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_argo_templates_match_what_the_gate_accepts(app, store_path):
+    documents = [
+        doc for path in sorted(DEPLOY.glob("argo/*.yaml")) for doc in yaml.safe_load_all(path.read_text())
+    ]
+    templates = {
+        doc["metadata"]["name"]: doc for doc in documents if doc and doc["kind"] == "AnalysisTemplate"
+    }
+    job = templates["servewise-gate-job"]["spec"]["metrics"][0]
+    container = job["provider"]["job"]["spec"]["template"]["spec"]["containers"][0]
+    argv = [*container["command"], *container.get("args", [])]
+    assert argv[:2] == ["servewise", "gate"]
+    with RunStore(store_path) as store:
+        add_run(store, make_records(1), {"release": "stable"})
+        add_run(store, make_records(2), {"release": "canary"})
+    args = [a.replace("{{args.baseline}}", "label:release=stable").replace("{{args.candidate}}", "label:release=canary")
+            for a in argv[2:] if not a.startswith("--store")]  # fmt: skip
+    assert invoke(app, store_path, *args).exit_code == 0
+
+    web = templates["servewise-gate-web"]["spec"]["metrics"][0]
+    assert web["provider"]["web"]["jsonPath"] == "{$.verdict}"
+    assert "pass" in web["successCondition"] and "fail" in web["failureCondition"]
+    url = web["provider"]["web"]["url"].replace("{{args.baseline}}", "label:release=stable")
+    url = url.replace("{{args.candidate}}", "label:release=canary")
+    server, base = _serve(store_path)
+    try:
+        path = url.split("://", 1)[1].split("/", 1)[1]
+        status, report = _get(f"{base}/{path}")
+        assert status == 200 and report["verdict"] == "pass"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_github_actions_step_runs_the_gate():
+    workflow = yaml.safe_load((DEPLOY / "github-actions" / "servewise-gate.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    assert any("servewise gate" in step.get("run", "") for step in steps)
+
+
+def test_client_limited_run_makes_the_gate_inconclusive(app, store_path):
+    with RunStore(store_path) as store:
+        base = add_run(store, make_records(1))
+        cand = add_run(store, make_records(2))
+        summary = store.get_run(cand).summary
+        store.update_summary(
+            cand, {**summary, "client": {"limited": True, "reason": "schedule lag p99 90 ms > 10 ms"}}
+        )
+    result = invoke(app, store_path, "-b", base, "-c", cand, "--json")
+    assert result.exit_code == 3
+    assert "client-limited (schedule lag p99 90 ms" in json.loads(result.output)["reason"]
