@@ -147,11 +147,18 @@ class _Worker:
         return self.stats
 
     def _on_parent_message(self) -> None:
-        while self.commands.poll():
-            if self.commands.recv() == "stop":
-                self.stopping = True
-                self.sender.cancel()
-                self.idle.set()
+        try:
+            while self.commands.poll():
+                if self.commands.recv() == "stop":
+                    self._stop()
+        except (EOFError, OSError):  # the parent is gone: stop rather than spin on a closed pipe
+            asyncio.get_running_loop().remove_reader(self.commands.fileno())
+            self._stop()
+
+    def _stop(self) -> None:
+        self.stopping = True
+        self.sender.cancel()
+        self.idle.set()
 
     async def _open_loop(self) -> None:
         job = self.job
