@@ -38,8 +38,8 @@ def wait_for_records(store_path, count, timeout_s=60.0):
     raise AssertionError(f"the run stored fewer than {count} records in {timeout_s}s")
 
 
-def bench(url, store, *extra, timeout=120):
-    return servewise("bench", "--target", url, "--quiet", "--json", "-", *extra, store=store, timeout=timeout)
+def bench(url, store, *extra, timeout=120, env=None):
+    return servewise("bench", "--target", url, "--quiet", "--json", "-", *extra, store=store, timeout=timeout, env=env)
 
 
 def test_measures_exact_ttft_and_tpot(timing_url, store_path):

@@ -23,7 +23,11 @@ from engines.servers import LlamaServer
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 
 SERVEWISE = [sys.executable, "-c", "from servewise.cli.app import main; main()"]
-WORKLOAD = ["--load", "concurrency:4", "--requests", "240", "--input-tokens", "64", "--output-tokens", "16",
+# this shared 2-core machine is noisy: the allowance is set to its run-to-run spread, as a team would set
+# theirs from `servewise runs repeat`; a real regression (a quarter of the slots and half the threads) is
+# far past it
+ALLOWANCE = "ttft_p50=25%,ttft_p95=35%,tpot_p50=25%,tpot_p95=35%,itl_p50=25%,itl_p95=35%,e2e_p50=25%,e2e_p95=35%,throughput=25%,errors=2%"
+WORKLOAD = ["--load", "concurrency:4", "--requests", "400", "--input-tokens", "64", "--output-tokens", "16",
             "--seed", "7", "--quiet"]  # fmt: skip
 
 
@@ -33,10 +37,10 @@ def bench(store: Path, server: LlamaServer, label: str) -> None:
         done = subprocess.run(
             [*SERVEWISE, "bench", "--target", server.base_url, "--model", server.model, *WORKLOAD,
              "--label", f"config={label}", "--store", str(store)],
-            capture_output=True, text=True, timeout=150,
+            capture_output=True, text=True, timeout=240,
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"servewise bench ({label}) did not finish in 150 s: {exc.stdout!r} {exc.stderr!r}")
+        pytest.fail(f"servewise bench ({label}) did not finish in 240 s: {exc.stdout!r} {exc.stderr!r}")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -44,7 +48,8 @@ def gate(store: Path, baseline: str, candidate: str) -> tuple[int, dict]:
     app = typer.Typer()
     gate_cli.register(app)
     app.command("noop")(lambda: None)  # keeps typer from collapsing the app into `gate` itself
-    args = ["gate", "--baseline", baseline, "--candidate", candidate, "--store", str(store), "--json"]
+    args = ["gate", "--baseline", baseline, "--candidate", candidate, "--store", str(store), "--json",
+            "--max-regression", ALLOWANCE]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code in (0, 1, 3), result.output
     return result.exit_code, json.loads(result.output)

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from servewise.probes import PROBE_NAMES, ProbeConfig, ProbeResult, ProbeStatus, load_api_key, run_probes
+from servewise.probes import PROBE_NAMES, ProbeConfig, ProbeResult, ProbeStatus, run_probes
+from servewise.secrets import load_api_key
 
 KEY = "sk-servewise-test-secret-0123456789"
 CONTEXT = 512

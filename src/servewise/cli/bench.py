@@ -25,16 +25,18 @@ from servewise.engine.runner import (
     install_interrupt_handler,
 )
 from servewise.engine.sweep import run_sweep
-from servewise.engine.target import TargetUnreachable, discover, resolve_api_key
+from servewise.engine.target import TargetUnreachable, discover
 from servewise.records import record_from_row
 from servewise.report.prometheus import LiveMetrics
 from servewise.report.terminal import progress_line, summary_view
+from servewise.secrets import load_api_key
 from servewise.spec import (
     RunSpec,
     SpecError,
     load_spec_file,
     merge_spec,
     parse_duration,
+    parse_labels,
     parse_length,
     parse_load,
     parse_slo,
@@ -63,16 +65,6 @@ EPILOG = """\
 [bold]Exit codes[/]: 0 SLO met or none given, 1 SLO missed, 2 bad usage or spec, 3 target unreachable
 or every request failed, 130 interrupted (finished requests are kept).
 """
-
-
-def _labels(values: list[str]) -> dict[str, str]:
-    labels = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SpecError(f"--label must be KEY=VALUE, got {item!r}")
-        labels[key.strip()] = value.strip()
-    return labels
 
 
 def build_spec(
@@ -156,7 +148,7 @@ def build_spec(
     if any(v is not None for v in sweep.values()):
         overrides["sweep"] = {k: v for k, v in sweep.items() if v is not None}
     if labels:
-        overrides["labels"] = file_data.get("labels", {}) | _labels(labels)
+        overrides["labels"] = file_data.get("labels", {}) | parse_labels(labels)
     return merge_spec(file_data, overrides, source=str(spec_file) if spec_file else "flags")
 
 
@@ -170,7 +162,7 @@ async def run_bench(
     telemetry: TelemetryOptions | None = None,
 ) -> dict[str, Any]:
     """Discover the target, start workers, run (or sweep), and return the stored summary."""
-    api_key = resolve_api_key(spec.target)
+    api_key = load_api_key(spec.target.api_key_env, spec.target.api_key_file)
     info = await discover(spec.target, api_key)
     run_id = new_run_id()
     live_metrics = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +22,8 @@ from servewise.coldstart.caches import CacheError
 from servewise.coldstart.probe import origin_of
 from servewise.coldstart.process import LaunchError
 from servewise.coldstart.render import progress_text, run_table, summary_table, verdict_lines
-from servewise.spec import SpecError, parse_duration
+from servewise.secrets import load_api_key
+from servewise.spec import SpecError, parse_duration, parse_labels
 from servewise.store import RunStore, StoreError, default_store_path
 
 EXIT_OK, EXIT_USAGE, EXIT_NOT_READY, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -42,16 +42,6 @@ def _fail(console: Console, message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _labels(items: list[str]) -> dict[str, str]:
-    labels = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SpecError(f"--label expects KEY=VALUE, got {item!r}")
-        labels[key.strip()] = value.strip()
-    return labels
-
-
 def _endpoint(ready: str | None, url: str | None, api: str, model: str | None, prompt: str, max_tokens: int,
               api_key_env: str | None) -> Endpoint:  # fmt: skip
     if api not in ("chat", "completions"):
@@ -63,11 +53,7 @@ def _endpoint(ready: str | None, url: str | None, api: str, model: str | None, p
         origin_of(base)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
-    api_key = None
-    if api_key_env:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            raise SpecError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
+    api_key = load_api_key(api_key_env, fallback=False)
     return Endpoint(
         base_url=base,
         ready_url=ready or origin_of(base) + "/health",
@@ -137,7 +123,7 @@ def coldstart(
             raise SpecError("give either a server command after `--` or --attach PID, not both")
         endpoint = _endpoint(ready, url, api, model, prompt, max_tokens, api_key_env)
         user_phases = tuple(parse_user_phase(p) for p in phase or ())
-        labels = _labels(label or [])
+        labels = parse_labels(label or [])
         store_path = store or default_store_path()
         config = ColdstartConfig(
             endpoint=endpoint,

@@ -77,8 +77,12 @@ def doctor(
         try:
             result = project(
                 model=model_arch,
-                input_tokens=round(metrics.get("mean_input_tokens") or spec.workload.input_tokens.value or 512),
-                output_tokens=round(metrics.get("mean_output_tokens") or spec.workload.output_tokens.value or 128),
+                input_tokens=round(
+                    metrics.get("mean_input_tokens") or spec.workload.input_tokens.value or 512
+                ),
+                output_tokens=round(
+                    metrics.get("mean_output_tokens") or spec.workload.output_tokens.value or 128
+                ),
                 demand=knee,
                 slo=slo_limits(spec.slo),
                 measured=(best_run.summary, best_run.spec, best_run.id),
@@ -92,7 +96,11 @@ def doctor(
 
     console.print(Text("4/4 probing readiness and placing the stage", style="bold"))
     assessment, probes = assess(
-        store, url=url, answers_path=answers, config=probe_config(spec.target.api_key_env, spec.target.api_key_file, 32, 10.0, spec.target.model), warn=console
+        store,
+        url=url,
+        answers_path=answers,
+        config=probe_config(spec.target.api_key_env, spec.target.api_key_file, 32, 10.0, spec.target.model),
+        warn=console,
     )
     attach(store, run_id, assessment.to_dict(), probes)
     stored = store.get_run(run_id).summary or {}
@@ -105,7 +113,18 @@ def doctor(
 
 
 def _twin_process(port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "servewise", "twin", "--model", DEMO_MODEL, "--gpu", DEMO_GPU, "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "servewise",
+        "twin",
+        "--model",
+        DEMO_MODEL,
+        "--gpu",
+        DEMO_GPU,
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -126,7 +145,9 @@ def register(app: typer.Typer) -> None:
         url: str = typer.Argument(..., help="Base URL of the endpoint."),
         api: str | None = typer.Option(None, help="chat | completions (default chat)."),
         model: str | None = typer.Option(None, help="Served model name (default: first from /v1/models)."),
-        slo: str = typer.Option("ttft_p95=1s,tpot_p95=100ms,errors=1%", help="The SLO the knee is found for."),
+        slo: str = typer.Option(
+            "ttft_p95=1s,tpot_p95=100ms,errors=1%", help="The SLO the knee is found for."
+        ),
         input_tokens: str = typer.Option("512", help="Prompt length distribution."),
         output_tokens: str = typer.Option("128", help="Output length distribution."),
         sweep_step: str = typer.Option("10s", help="How long each rate step runs."),
@@ -156,14 +177,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo", rich_help_panel="Advise")
     def demo_command(
-        output: Path = typer.Option(Path("servewise-demo-report.html"), "--output", "-o", help="Report file."),
+        output: Path = typer.Option(
+            Path("servewise-demo-report.html"), "--output", "-o", help="Report file."
+        ),
         sweep_step: str = typer.Option("6s", help="How long each rate step runs."),
         store: Path | None = typer.Option(None, help="Run store path."),
         port: int = typer.Option(18999, help="Port for the twin."),
     ) -> None:
         """Start the twin (a simulated Llama-3.1-8B on an RTX 4090) and run doctor against it."""
         console = Console()
-        console.print(Text(f"starting the twin: simulated {DEMO_MODEL} on {DEMO_GPU} (no GPU needed)", style="bold"))
+        console.print(
+            Text(f"starting the twin: simulated {DEMO_MODEL} on {DEMO_GPU} (no GPU needed)", style="bold")
+        )
         proc = _twin_process(port)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -29,7 +29,7 @@ from servewise.analysis.gate import (
     evaluate_gate,
     run_samples,
 )
-from servewise.spec import SloSpec, SpecError, parse_slo
+from servewise.spec import SloSpec, SpecError, parse_labels, parse_slo
 from servewise.store import RunRow, RunStore, StoreError
 
 EXIT_CODES = {Verdict.PASS: 0, Verdict.FAIL: 1, Verdict.INCONCLUSIVE: 3}
@@ -68,12 +68,11 @@ def parse_max_regression(text: str | None) -> dict[str, float]:
 
 
 def _parse_labels(text: str) -> dict[str, str]:
-    labels = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise GateUsageError(f"label selector needs KEY=VALUE, got {item!r} (e.g. label:release=v1.3)")
-        labels[key.strip()] = value.strip()
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        labels = parse_labels(items, "label selector (e.g. label:release=v1.3)")
+    except SpecError as exc:
+        raise GateUsageError(str(exc)) from None
     if not labels:
         raise GateUsageError("label selector is empty (e.g. label:release=v1.3)")
     return labels

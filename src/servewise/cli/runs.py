@@ -19,7 +19,7 @@ from servewise.cli.bench import run_bench
 from servewise.engine.loop import run as run_loop
 from servewise.engine.target import TargetUnreachable
 from servewise.report.terminal import summary_view
-from servewise.spec import RunSpec, SpecError
+from servewise.spec import RunSpec, SpecError, parse_labels
 from servewise.store import RunStore
 
 runs_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=True)
@@ -28,16 +28,6 @@ CSV_COLUMNS = (
     "index", "worker", "phase", "t_sched", "t_send", "ttft_ms", "tpot_ms", "e2e_ms", "itl_mean_ms", "status",
     "error", "error_detail", "max_tokens", "input_tokens", "output_tokens", "output_tokens_source", "finish_reason",
 )  # fmt: skip
-
-
-def _labels(values: list[str]) -> dict[str, str]:
-    pairs = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError(f"--label must be KEY=VALUE, got {item!r}")
-        pairs[key] = value
-    return pairs
 
 
 def _fmt(value: Any, spec: str = ",.1f") -> str:
@@ -54,7 +44,7 @@ def list_runs(
 ) -> None:
     """The newest runs, optionally filtered by label."""
     with RunStore(store) as run_store:
-        rows = run_store.list_runs(kind=kind, labels=_labels(label), limit=limit)
+        rows = run_store.list_runs(kind=kind, labels=parse_labels(label), limit=limit)
     if as_json:
         print(json.dumps([{"run_id": r.id, "kind": r.kind, "status": r.status, "created_at": r.created_at,
                            "labels": r.labels, "target": r.target.get("url")} for r in rows], indent=2))  # fmt: skip

@@ -27,7 +27,8 @@ from servewise.analysis.stage import (
     parse_answers,
     traffic_pattern_from_series,
 )
-from servewise.probes import ProbeConfig, ProbeResult, ProbeStatus, load_api_key, run_probes_sync
+from servewise.probes import ProbeConfig, ProbeResult, ProbeStatus, run_probes_sync
+from servewise.secrets import load_api_key
 from servewise.store import RunStore, StoreError
 from servewise.telemetry.promql import PromQLError, fetch_traffic
 

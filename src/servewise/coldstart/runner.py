@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import platform
 import signal
 import statistics
 import threading
@@ -33,6 +32,7 @@ from servewise.coldstart.process import (
     ProcessSampler,
     process_started_at,
 )
+from servewise.engine.fingerprint import environment_fingerprint
 from servewise.records import RequestRecord
 from servewise.store import RunStore
 
@@ -134,17 +134,6 @@ class _Watch:
 
     def mark(self, name: str, at: float | None = None) -> None:
         self.events.append(verdicts.Event(name, (at or time.perf_counter()) - self.t0, "probe"))
-
-
-def _environment() -> dict[str, Any]:
-    mem = psutil.virtual_memory().total
-    return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "memory_bytes": mem,
-    }
 
 
 @contextlib.contextmanager
@@ -512,7 +501,7 @@ def run_coldstart(
         labels=labels or {},
         tool_version=servewise.__version__,
         target=target,
-        environment=_environment(),
+        environment=environment_fingerprint(),
     )
     runs = 1 if config.attach_pid is not None else config.runs
     config = replace(config, log_dir=config.log_dir / run_id, runs=runs)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,23 +39,6 @@ class TargetInfo:
             "server": self.server,
             "simulated": self.simulated,
         }
-
-
-def resolve_api_key(target: TargetSpec) -> str | None:
-    """From the named environment variable or file, else ``OPENAI_API_KEY``; never from the spec itself."""
-    if target.api_key_file:
-        try:
-            return Path(target.api_key_file).expanduser().read_text().strip() or None
-        except OSError as exc:
-            raise SpecError(
-                f"target.api_key_file: cannot read {target.api_key_file}: {exc.strerror}"
-            ) from None
-    if target.api_key_env:
-        value = os.environ.get(target.api_key_env)
-        if not value:
-            raise SpecError(f"target.api_key_env: environment variable {target.api_key_env} is not set")
-        return value
-    return os.environ.get("OPENAI_API_KEY") or None
 
 
 async def discover(target: TargetSpec, api_key: str | None, timeout_s: float = 10.0) -> TargetInfo:

@@ -28,7 +28,8 @@ from servewise.spec.models import LoadSpec, RunSpec
 from servewise.workload.arrivals import arrival_times
 from servewise.workload.plan import WorkloadPlan
 
-FLUSH_INTERVAL_S = 0.25
+FLUSH_INTERVAL_S = 0.1
+SAMPLE_INTERVAL_S = 0.5
 LOOP_PROBE_S = 0.05
 MAX_SENDS_WITHOUT_YIELD = 32
 
@@ -218,14 +219,18 @@ class _Worker:
             await finished.wait()
 
     async def _flush_forever(self) -> None:
+        """Small batches often: a big pickle (or the parent's insert of it) would stall the pacer."""
+        labels = (("worker", str(self.job.worker_id)),)
+        next_sample = perf_counter()
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             now = perf_counter()
-            labels = (("worker", str(self.job.worker_id)),)
-            self.samples.append((now, "client", "in_flight", float(self.pool.in_flight), labels))
-            self.samples.append((now, "client", "loop_lag_ms", self.loop_lag_window * 1000, labels))
-            self.samples.append((now, "client", "connections", float(self.pool.connections), labels))
-            self.loop_lag_window = 0.0
+            if now >= next_sample:
+                next_sample = now + SAMPLE_INTERVAL_S
+                self.samples.append((now, "client", "in_flight", float(self.pool.in_flight), labels))
+                self.samples.append((now, "client", "loop_lag_ms", self.loop_lag_window * 1000, labels))
+                self.samples.append((now, "client", "connections", float(self.pool.connections), labels))
+                self.loop_lag_window = 0.0
             self._flush()
 
     async def _probe_loop(self) -> None:

@@ -5,7 +5,6 @@ from servewise.probes.readiness import (
     ProbeConfig,
     ProbeResult,
     ProbeStatus,
-    load_api_key,
     run_probes,
     run_probes_sync,
 )
@@ -15,7 +14,6 @@ __all__ = [
     "ProbeConfig",
     "ProbeResult",
     "ProbeStatus",
-    "load_api_key",
     "run_probes",
     "run_probes_sync",
 ]

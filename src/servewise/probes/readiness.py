@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -103,24 +101,6 @@ _LOAD_AWARE_HEALTH = {
     "llamacpp": "llama.cpp answers /health with 503 'Loading model' until the model is loaded",
     "vllm": "vLLM starts its HTTP server only after the engine has loaded the model",
 }
-
-
-def load_api_key(env_name: str | None = None, file_path: str | None = None) -> str | None:
-    """The key from an environment variable or a file, never from a flag value (shells keep history)."""
-    if env_name:
-        value = os.environ.get(env_name)
-        if not value:
-            raise ValueError(f"environment variable {env_name} is not set or empty")
-        return value.strip()
-    if file_path:
-        try:
-            value = Path(file_path).expanduser().read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read the API key file {file_path}: {exc.strerror}") from None
-        if not value:
-            raise ValueError(f"the API key file {file_path} is empty")
-        return value
-    return None
 
 
 # -- HTTP plumbing: every call returns a _Reply and never raises --------------------------------------

@@ -14,7 +14,7 @@ from servewise.spec.models import (
     TargetSpec,
     WorkloadSpec,
 )
-from servewise.spec.parse import parse_duration, parse_length, parse_load, parse_slo
+from servewise.spec.parse import parse_duration, parse_labels, parse_length, parse_load, parse_slo
 
 __all__ = [
     "Api",
@@ -31,6 +31,7 @@ __all__ = [
     "load_spec_file",
     "merge_spec",
     "parse_duration",
+    "parse_labels",
     "parse_length",
     "parse_load",
     "parse_slo",

@@ -103,6 +103,17 @@ def parse_load(text: str) -> LoadSpec:
     )
 
 
+def parse_labels(items: list[str], what: str = "--label") -> dict[str, str]:
+    """``["release=v1.4", "model=llama"]`` (or one comma-separated string's parts) -> a dict."""
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"{what} must be KEY=VALUE, got {item!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
 _SLO_ITEM = re.compile(r"^\s*(ttft|tpot|itl|e2e)_(p50|p90|p95|p99|p99\.9|mean|max)\s*=\s*(.+?)\s*$")
 
 
