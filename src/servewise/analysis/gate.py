@@ -29,14 +29,16 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from servewise.analysis.metrics import request_latencies
 from servewise.records import Phase, RequestRecord
 from servewise.spec import SloSpec
+
+_STD_NORMAL = NormalDist()
 
 
 class Verdict(StrEnum):
@@ -261,7 +263,7 @@ def mann_whitney_greater(base_sorted: np.ndarray, cand_sorted: np.ndarray) -> fl
     sd = math.sqrt(n1 * n2 / 12 * (total + 1 - tie_term))
     if sd == 0:
         return 1.0
-    return float(stats.norm.sf((u - n1 * n2 / 2 - 0.5) / sd))
+    return _STD_NORMAL.cdf(-(u - n1 * n2 / 2 - 0.5) / sd)
 
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
@@ -292,7 +294,7 @@ def _median_shift(
     """Mann-Whitney U (one-sided: candidate slower) with the Hodges-Lehmann shift and its interval."""
     n1, n2 = len(base_sorted), len(cand_sorted)
     reference = sorted_quantile(base_sorted, 0.5)
-    z = stats.norm.ppf(1 - policy.alpha)
+    z = _STD_NORMAL.inv_cdf(1 - policy.alpha)
     pairs = n1 * n2
     k_low = max(1, math.floor(pairs / 2 - z * math.sqrt(pairs * (n1 + n2 + 1) / 12)))
     ranks = np.array([k_low, (pairs + 1) // 2, pairs // 2 + 1, pairs - k_low + 1])
@@ -354,14 +356,16 @@ def _errors(baseline: RunSamples, candidate: RunSamples, policy: GatePolicy) -> 
     b_fail, b_total = baseline.requests_failed, baseline.requests_failed + baseline.requests_ok
     c_fail, c_total = candidate.requests_failed, candidate.requests_failed + candidate.requests_ok
     p_base, p_cand = b_fail / b_total, c_fail / c_total
-    z = stats.norm.ppf(1 - policy.alpha)
+    z = _STD_NORMAL.inv_cdf(1 - policy.alpha)
     base_low, base_high = _wilson(b_fail, b_total, z)
     cand_low, cand_high = _wilson(c_fail, c_total, z)
     diff = p_cand - p_base
     low = diff - math.sqrt((p_cand - cand_low) ** 2 + (base_high - p_base) ** 2)
     high = diff + math.sqrt((cand_high - p_cand) ** 2 + (p_base - base_low) ** 2)
     table = [[c_fail, c_total - c_fail], [b_fail, b_total - b_fail]]
-    p_value = float(stats.fisher_exact(table, alternative="greater").pvalue)
+    from scipy.stats import fisher_exact  # imported here: scipy.stats costs every CLI start 40 MB
+
+    p_value = float(fisher_exact(table, alternative="greater").pvalue)
     return _Estimate(
         "errors", "fisher exact", "%", 100 * p_base, 100 * p_cand, diff, (low, high), worse=diff,
         worse_upper=high, p_value=p_value, n_baseline=b_total, n_candidate=c_total,

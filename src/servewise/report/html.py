@@ -20,7 +20,6 @@ from markupsafe import Markup
 from servewise.analysis.metrics import request_latencies
 from servewise.analysis.stage import startup_times
 from servewise.records import Sample
-from servewise.report import charts
 from servewise.store import RunStore
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -218,7 +217,7 @@ def _coldstart_view(coldstart: Mapping[str, Any] | None) -> dict[str, Any] | Non
         }
     findings = coldstart.get("verdicts") or coldstart.get("findings") or []
     return {
-        "chart": _markup(charts.coldstart_runs(runs)),
+        "chart": _markup(_charts().coldstart_runs(runs)),
         "stats": [
             (k, str(stats[k]) if k == "count" else _num(stats[k], 2))
             for k in ("count", "min", "median", "max", "cv")
@@ -226,6 +225,13 @@ def _coldstart_view(coldstart: Mapping[str, Any] | None) -> dict[str, Any] | Non
         ],
         "findings": [f for f in findings if isinstance(f, Mapping)],
     }
+
+
+def _charts():
+    """matplotlib loads only when a report is drawn: every other command starts without its 40 MB."""
+    from servewise.report import charts
+
+    return charts
 
 
 def _markup(svg: str | None) -> Markup | None:
@@ -257,11 +263,11 @@ def render_report(bundle: ReportBundle) -> str:
     missing: list[str] = []
     sections = {
         "latency_vs_load": _markup(
-            charts.latency_vs_load(sweep, slo.get("targets") or [], summary.get("max_rate_meeting_slo"))
+            _charts().latency_vs_load(sweep, slo.get("targets") or [], summary.get("max_rate_meeting_slo"))
         ),
-        "distributions": _markup(charts.distributions(bundle.ttft_ms, bundle.tpot_ms)),
-        "timelines": _markup(charts.resource_timelines(bundle.samples, diagnosis.get("primary"))),
-        "costs": _markup(charts.tier_costs(plan.get("tiers") or [])),
+        "distributions": _markup(_charts().distributions(bundle.ttft_ms, bundle.tpot_ms)),
+        "timelines": _markup(_charts().resource_timelines(bundle.samples, diagnosis.get("primary"))),
+        "costs": _markup(_charts().tier_costs(plan.get("tiers") or [])),
     }
     hints = {
         "latency_vs_load": "latency-vs-load curves: no sweep in this run (bench --load sweep --slo ...)",
