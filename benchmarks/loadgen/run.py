@@ -278,9 +278,10 @@ class AIPerf:
                "--wait-for-model-timeout", "0", *extra]  # fmt: skip
         proc, cpu = timed_group(cmd, timeout, cwd=self.workdir)
         path = art / "profile_export_aiperf.json"
-        if not path.exists():
-            shutil.rmtree(art, ignore_errors=True)
-            return {"error": last_lines(proc)}, cpu
+        if not path.exists():  # keep the artifacts (logs/aiperf.log) for diagnosis
+            text = f"{proc.stdout}\n{proc.stderr}".splitlines()
+            errs = [x.strip()[:300] for x in text if "error" in x.lower() or "timeout" in x.lower()]
+            return {"error": errs[-3:] or last_lines(proc), "rc": proc.returncode, "artifacts": str(art)}, cpu
         result = json.loads(path.read_text())
         shutil.rmtree(art, ignore_errors=True)
         return result, cpu
