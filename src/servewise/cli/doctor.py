@@ -3,6 +3,7 @@ measured run and the stage, ending in one self-contained HTML report."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -112,7 +113,14 @@ def doctor(
     return path, stored | extra
 
 
-def _twin_process(port: int) -> subprocess.Popen:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _twin_process(port: int, console: Console) -> subprocess.Popen:
+    """The twin in its own process (its own core, its own event loop), stopped by PID when the demo ends."""
     cmd = [
         sys.executable,
         "-m",
@@ -126,16 +134,18 @@ def _twin_process(port: int) -> subprocess.Popen:
         str(port),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise typer.Exit(3)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
             return proc
         except OSError:
             time.sleep(0.2)
     proc.kill()
+    _, err = proc.communicate(timeout=10)
+    console.print(f"error: the twin did not start on port {port}", markup=False)
+    for line in (err or b"").decode(errors="replace").strip().splitlines()[-5:]:
+        console.print(f"  {line}", markup=False)
     raise typer.Exit(3)
 
 
@@ -182,14 +192,15 @@ def register(app: typer.Typer) -> None:
         ),
         sweep_step: str = typer.Option("6s", help="How long each rate step runs."),
         store: Path | None = typer.Option(None, help="Run store path."),
-        port: int = typer.Option(18999, help="Port for the twin."),
+        port: int | None = typer.Option(None, help="Port for the twin (default: a free one)."),
     ) -> None:
         """Start the twin (a simulated Llama-3.1-8B on an RTX 4090) and run doctor against it."""
         console = Console()
         console.print(
             Text(f"starting the twin: simulated {DEMO_MODEL} on {DEMO_GPU} (no GPU needed)", style="bold")
         )
-        proc = _twin_process(port)
+        port = port or _free_port()
+        proc = _twin_process(port, console)
         url = f"http://127.0.0.1:{port}"
         try:
             spec = build_spec(
