@@ -7,6 +7,7 @@ import pytest
 from servewise.store import RunStore
 
 from cli_runner import servewise
+from engines.servers import tiny_model_dir
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 
@@ -42,6 +43,17 @@ def test_llama_server_open_loop_with_slo_and_records(llama_server, store_path):
     assert len(records) == summary["metrics"]["requests_ok"]
     assert all(len(r.chunk_times) >= 15 for r in records)  # one content chunk per token
     assert run.target["models"] and run.environment["cpu_count"]
+
+
+def test_tokenizer_makes_prompt_lengths_exact(llama_server, store_path):
+    """With the model's own tokenizer.json, llama-server counts exactly the prompt tokens asked for, in
+    every request (completions has no template to add to them)."""
+    pytest.importorskip("tokenizers")
+    for tokens in (37, 83):
+        summary = bench(llama_server, store_path, "--api", "completions", "--tokenizer", str(tiny_model_dir() / "hf"), "--load", "concurrency:2", "--requests", "6", "--input-tokens", str(tokens), "--output-tokens", "4")
+        with RunStore(store_path) as store:
+            counts = [r.input_tokens for r in store.iter_records(summary["run_id"])]
+        assert counts == [tokens] * 6
 
 
 def test_vllm_chat_and_completions_streamed(vllm_server, store_path):

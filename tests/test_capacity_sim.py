@@ -101,6 +101,22 @@ def test_simulated_max_throughput_matches_the_steady_state_model() -> None:
     assert result.summary(0.2)["output_tokens_per_s"] == pytest.approx(fluid.output_tokens_per_s, rel=0.12)
 
 
+def test_guaranteed_no_evict_reserves_final_lengths_and_never_preempts() -> None:
+    engine = EngineConfig(max_num_seqs=2048, guaranteed_no_evict=True)
+    step, kv, engine = _setup("rtx4090", engine)
+    n = 800
+    result = simulate(step, kv, engine, np.full(n, 200), np.full(n, 1800), arrivals=np.zeros(n))
+    assert result.summary(0.2)["preemptions"] == 0
+    assert result.output_tokens_done == 1800 * n
+    # the KV cache holds capacity / (input + output) requests, not capacity / (input + output / 2)
+    assert result.summary(0.2)["running_mean"] <= kv / 2000 + 1
+    fluid = steady_state(step, kv, engine, 200, 1800)
+    assert fluid.limit == "kv-cache" and fluid.batch == pytest.approx(kv / 2000)
+    assert result.summary(0.2)["output_tokens_per_s"] == pytest.approx(fluid.output_tokens_per_s, rel=0.12)
+    vllm = steady_state(step, kv, EngineConfig(max_num_seqs=2048), 200, 1800)
+    assert vllm.batch > 1.5 * fluid.batch
+
+
 def test_closed_loop_keeps_the_concurrency() -> None:
     step, kv, engine = _setup("h100-sxm")
     result = simulate(step, kv, engine, np.full(400, 300), np.full(400, 200), concurrency=8)
@@ -150,3 +166,32 @@ def test_published_fit_generalizes_across_gpus() -> None:
     assert in_sample < 8.0
     logo, _ = fit.logo(rows, fit.fit)
     assert logo <= 15.0
+
+
+def test_allreduce_time_hand_computed_70b_tp4_nvlink() -> None:
+    """Llama-3.1-70B TP4 on H100 SXM (NVLink 4, 450 GB/s), one decode step of 64 tokens: each all-reduce moves
+    64 x 8192 x 2 B = 1 MiB; ring: 2(4-1)/4 x 1 MiB / (0.8 x 450 GB/s) = 4.369 us plus 2(4-1) x 1 us = 6 us."""
+    from servewise.capacity.hardware import allreduce_prior, builtin_catalog
+
+    gpu = builtin_catalog().get("h100-sxm")
+    prior = allreduce_prior(gpu)
+    assert prior.kind == "nvlink"
+    one = prior.allreduce_s(64 * 8192 * 2, 4, gpu.interconnect_gbs)
+    assert one == pytest.approx(1.5 * 1048576 / 360e9 + 6e-6, rel=1e-9)
+    assert 2 * 80 * one == pytest.approx(1.659e-3, rel=1e-3)  # two per layer, 80 layers
+    assert allreduce_prior(builtin_catalog().get("l40s")).kind == "pcie"
+    assert prior.allreduce_s(1e6, 1, gpu.interconnect_gbs) == 0.0
+
+
+def test_moe_step_reads_only_routed_experts() -> None:
+    """Mixtral (8 experts, top-2): a step of B tokens reads 1-(3/4)^B of the expert weights; at large B, all."""
+    from servewise.capacity.hardware import builtin_catalog
+    from servewise.capacity.memory import Deployment
+    from servewise.capacity.models import get_model
+    from servewise.capacity.perf import Efficiency, StepModel
+
+    step = StepModel(Deployment(get_model("mixtral-8x7b"), builtin_catalog().get("h100-sxm"), 2, "bf16", "bf16"),
+                     Efficiency())
+    w1, w4, wall = step.weight_read_s(1), step.weight_read_s(4), step.weight_read_s(10_000)
+    assert (w4 - w1) / (wall - w1) == pytest.approx((0.75 - 0.75**4) / 0.75, rel=1e-9)
+    assert step.weight_read_s(1e6) == pytest.approx(wall)

@@ -4,7 +4,9 @@ vLLM-like: a waiting queue served first come, first served; each step has a toke
 decoding sequences (one token each) fill first, then prefill chunks (chunked prefill) — or, with
 chunked prefill off, steps that only prefill whenever a waiting request can start; the KV cache is
 counted in tokens and a request is admitted only when its whole prompt fits; when decoding needs
-room that is not there, the most recently admitted request is preempted and recomputed later.
+room that is not there, the most recently admitted request is preempted and recomputed later. With
+``EngineConfig.guaranteed_no_evict`` (TensorRT-LLM's default scheduler) a request is admitted only when
+its prompt and its whole output fit beside the final lengths of those running, and none is preempted.
 
 Speed: a decoding sequence's context is never updated token by token. A global decode-step counter
 ``G`` advances; a sequence stores where it joined (``g0``, ``ctx0``), so its context is
@@ -76,6 +78,7 @@ class BatchEngine:
         self._S = 0  # sum over decoding seqs of (ctx0 - g0)
         self.D = 0  # decoding seqs
         self._reserved_prefill = 0
+        self._reserved_final = 0  # guaranteed_no_evict: sum of running requests' input + output
         self.preemptions = 0
         self.prefill_tokens_done = 0
         self.output_tokens_done = 0
@@ -118,6 +121,8 @@ class BatchEngine:
         if not self.waiting or len(self.running) >= self.engine.max_num_seqs:
             return False
         head = self.waiting[0]
+        if self.engine.guaranteed_no_evict:
+            return self._reserved_final + head.input_tokens + head.out <= self.capacity
         return self.kv_used + growth + head.prompt + 1 + self._watermark <= self.capacity
 
     # -- transitions ----------------------------------------------------------------------------
@@ -129,12 +134,14 @@ class BatchEngine:
         if seq.scheduled is None:
             seq.scheduled = now
         self._reserved_prefill += seq.prompt
+        self._reserved_final += seq.input_tokens + seq.out
         self.prefilling.append(seq)
         self.running.append(seq)
         return seq
 
     def _preempt(self, result: StepResult) -> None:
         victim = self.running.pop()
+        self._reserved_final -= victim.input_tokens + victim.out
         if victim.state == "decoding":
             victim.gen = self.generated(victim)
             self._S -= victim.ctx0 - victim.g0
@@ -178,6 +185,7 @@ class BatchEngine:
         seq.state = "finished"
         seq.finished_at = now
         self.running.remove(seq)
+        self._reserved_final -= seq.input_tokens + seq.out
         result.finished.append(seq)
 
     def _pop_finished(self, result: StepResult, now: float) -> None:
@@ -200,10 +208,12 @@ class BatchEngine:
         elif seq.state == "prefilling":
             self.prefilling.remove(seq)
             self._reserved_prefill -= seq.prompt
+            self._reserved_final -= seq.input_tokens + seq.out
             self.running.remove(seq)
         elif seq.state == "decoding":
             self._S -= seq.ctx0 - seq.g0
             self.D -= 1
+            self._reserved_final -= seq.input_tokens + seq.out
             seq.epoch += 1
             self.running.remove(seq)
         seq.state = "aborted"

@@ -161,6 +161,45 @@ def builtin_catalog() -> GpuCatalog:
     return GpuCatalog({name: _gpu_from_dict(name, fields, "hardware.yaml") for name, fields in raw.items()})
 
 
+@dataclass(frozen=True, slots=True)
+class AllReducePrior:
+    """How close a ring all-reduce gets to the data-sheet link bandwidth, and its cost per ring step."""
+
+    kind: str
+    bus_bandwidth_fraction: float
+    hop_latency_s: float
+
+    def latency_s(self, num_gpus: int, extra_hop_s: float = 0.0) -> float:
+        """The fixed part of one ring all-reduce: 2(n-1) steps, each paying the hop latency (plus ``extra_hop_s``)."""
+        return 2.0 * (num_gpus - 1) * (self.hop_latency_s + extra_hop_s) if num_gpus > 1 else 0.0
+
+    def transfer_s(self, nbytes: float, num_gpus: int, link_gbs: float) -> float:
+        """The bandwidth part: each GPU sends and receives 2(n-1)/n of the buffer at the achievable bus bandwidth."""
+        if num_gpus <= 1:
+            return 0.0
+        return 2.0 * (num_gpus - 1) / num_gpus * nbytes / (self.bus_bandwidth_fraction * link_gbs * 1e9)
+
+    def allreduce_s(self, nbytes: float, num_gpus: int, link_gbs: float, extra_hop_s: float = 0.0) -> float:
+        """One ring all-reduce of ``nbytes`` over ``num_gpus`` GPUs."""
+        return self.latency_s(num_gpus, extra_hop_s) + self.transfer_s(nbytes, num_gpus, link_gbs)
+
+
+@cache
+def _allreduce_priors() -> dict[str, AllReducePrior]:
+    text = resources.files("servewise.capacity").joinpath("data/hardware.yaml").read_text()
+    raw = yaml.safe_load(text)["interconnects"]
+    return {kind: AllReducePrior(kind, float(v["bus_bandwidth_fraction"]), float(v["hop_latency_us"]) * 1e-6)
+            for kind, v in raw.items()}
+
+
+def allreduce_prior(gpu: Gpu) -> AllReducePrior:
+    """The prior for the GPU's interconnect kind (``hardware.yaml`` ``interconnects``); unknown kinds count as PCIe,
+    the slowest path a server always has."""
+    priors = _allreduce_priors()
+    link = gpu.interconnect.strip().lower()
+    return next((p for kind, p in priors.items() if link.startswith(kind)), priors["pcie"])
+
+
 def parse_prices(items: list[str]) -> dict[str, float]:
     """``["h100-sxm=2.49", "a100-sxm-80gb=1.5"]`` (also comma-joined) -> {name: price}."""
     prices: dict[str, float] = {}

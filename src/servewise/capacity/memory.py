@@ -22,13 +22,20 @@ ACTIVATION_BYTES_PER_TOKEN_HIDDEN = 16
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """The serving engine's knobs that decide batching (vLLM's names and defaults)."""
+    """The serving engine's knobs that decide batching (vLLM's names and defaults).
+
+    ``guaranteed_no_evict``: admit a request only when the KV cache can hold its prompt and its whole
+    output at once, and never preempt (TensorRT-LLM's default ``GUARANTEED_NO_EVICT`` capacity scheduler).
+    Off (vLLM): admit on the prompt alone and preempt when decoding runs out of room, so the cache
+    holds requests at their current, not their final, length.
+    """
 
     max_num_seqs: int = 256
     max_batched_tokens: int = 8192
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     chunked_prefill: bool = True
+    guaranteed_no_evict: bool = False
 
 
 @dataclass(frozen=True, slots=True)

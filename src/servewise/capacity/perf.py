@@ -4,8 +4,10 @@ A step runs the batch's new tokens (prefill chunks and one token per decoding se
 model. Two kernel groups, each a roofline: the weight matmuls (compute-bound for many tokens, else
 bound by reading the weights once) and attention (prefill: compute; decode: reading the KV cache).
 A fixed per-step overhead (scheduling, sampling, kernel launches) and a small per-sequence overhead
-come on top; tensor parallelism adds two all-reduces per layer. The only fitted numbers are the
-achievable fractions of memory bandwidth and of dense compute (16-bit and fp8) and the overheads:
+come on top; tensor parallelism adds two ring all-reduces per layer, timed from the interconnect's
+data-sheet bandwidth with public priors for the achievable bus bandwidth and per-step latency
+(``hardware.yaml`` ``interconnects``). The only fitted numbers are the achievable fractions of memory
+bandwidth and of dense compute (16-bit and fp8), the overheads and one engine cost per all-reduce step:
 few, physical, so they carry over to GPUs and models they were not fitted on.
 """
 
@@ -17,9 +19,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from servewise.capacity.hardware import allreduce_prior
 from servewise.capacity.memory import Deployment, EngineConfig, kv_bytes_per_token, weight_bytes
 
-ALLREDUCE_LATENCY_S = 8e-6
+#: Activations are all-reduced in 16 bits even when weights and KV cache are fp8 (TensorRT-LLM, vLLM).
+ALLREDUCE_BYTES_PER_VALUE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,9 @@ class Efficiency:
     fp8_compute: float = 0.45
     step_overhead_s: float = 0.002
     per_seq_overhead_s: float = 5e-6
+    #: Engine cost per ring step of a tensor-parallel all-reduce on top of the link's latency prior (launch,
+    #: waiting for the slowest GPU); fitted on multi-GPU rows of another engine version, 0 on one GPU.
+    allreduce_sync_s: float = 0.0
     source: str = "defaults"
 
     def scaled(self, factor: float, source: str) -> Efficiency:
@@ -39,7 +46,8 @@ class Efficiency:
         return replace(self, kv_bandwidth=self.kv_bandwidth * factor, weight_bandwidth=self.weight_bandwidth * factor,
                        compute=self.compute * factor,
                        fp8_compute=self.fp8_compute * factor, step_overhead_s=self.step_overhead_s / factor,
-                       per_seq_overhead_s=self.per_seq_overhead_s / factor, source=source)
+                       per_seq_overhead_s=self.per_seq_overhead_s / factor,
+                       allreduce_sync_s=self.allreduce_sync_s / factor, source=source)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,12 +88,12 @@ class StepModel:
         self.decode_s_per_context_token = max(self._s_per_attn_pair, self._s_per_kv_token)
         self._fixed_s = eff.step_overhead_s
         self._per_seq_s = eff.per_seq_overhead_s
-        if n > 1:
-            link = gpu.interconnect_gbs * 1e9
-            self._fixed_s += 2 * model.layers * ALLREDUCE_LATENCY_S
-            self._comm_s_per_token = 2 * model.layers * 2.0 * (n - 1) / n * model.hidden * 2.0 / link
-        else:
-            self._comm_s_per_token = 0.0
+        # Tensor parallelism: two ring all-reduces per layer (after attention, after the MLP) of every token's
+        # hidden state, not overlapped with compute. Latency is per collective, bandwidth per token.
+        prior = allreduce_prior(gpu)
+        self._fixed_s += 2 * model.layers * prior.latency_s(n, eff.allreduce_sync_s)
+        self._comm_s_per_token = 2 * model.layers * prior.transfer_s(model.hidden * ALLREDUCE_BYTES_PER_VALUE, n,
+                                                                     gpu.interconnect_gbs)
 
     @staticmethod
     def _expert_bytes(dep: Deployment) -> float:
@@ -140,14 +148,18 @@ def steady_state(step: StepModel, kv_capacity_tokens: int, engine: EngineConfig,
     """Throughput with ``concurrency`` requests in flight (None: as many as the engine admits).
 
     The batch is the smallest of: the requests offered, ``max_num_seqs``, what the KV cache holds at
-    the average context (input + output/2), and what the token budget allows once every finishing
-    request's prompt has to be prefilled in the same steps (batch · (1 + input/output) <= budget).
+    the average context (input + output/2; at the final one, input + output, for a ``guaranteed_no_evict``
+    engine), and what the token budget allows once every finishing request's prompt has to be
+    prefilled in the same steps (batch · (1 + input/output) <= budget).
     The step time averages steps that carry a prompt chunk and steps that only decode.
     """
     model = step.deployment.model
     mean_context = model.kv_tokens_for_context(input_tokens + output_tokens / 2)
+    # A no-evict scheduler reserves every request's final length up front; otherwise the cache holds
+    # requests at their current length, input + output/2 on average.
+    held = model.kv_tokens_for_context(input_tokens + output_tokens) if engine.guaranteed_no_evict else mean_context
     limits = {
-        "kv-cache": kv_capacity_tokens / max(mean_context, 1.0),
+        "kv-cache": kv_capacity_tokens / max(held, 1.0),
         "max-num-seqs": float(engine.max_num_seqs),
         "token-budget": engine.max_batched_tokens / (1.0 + input_tokens / output_tokens),
     }

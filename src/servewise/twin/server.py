@@ -57,8 +57,7 @@ WORDS = (" the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", "
 DEFAULT_MAX_TOKENS = 256
 TWIN_KEY: web.AppKey[TwinScheduler] = web.AppKey("twin", "TwinScheduler")
 SPIN_S = 0.0012  # wake this early and spin: epoll timers round to whole milliseconds
-RESYNC_S = 0.05
-MAX_LEAD_S = 0.004  # if the loop falls this far behind the ideal clock, restart the clock instead of bursting
+RESYNC_S = 0.05  # if the loop falls this far behind the ideal clock, restart the clock instead of bursting
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +214,10 @@ class TwinScheduler:
             deadline = start + result.duration * scale
             if result.preempted:
                 self.metrics.preemptions += len(result.preempted)
-            # Writing n tokens takes n·c; start half of that early so the writes straddle the due time.
+            # Writing n tokens takes n·c; start half of that early (never before the step began) so the
+            # writes straddle the due time.
             tokens = len(result.first_tokens) + len(result.decoded)
-            begin = deadline - min(tokens * self._write_cost / 2, MAX_LEAD_S)
+            begin = deadline - min(tokens * self._write_cost / 2, deadline - start)
             delay = begin - SPIN_S - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -227,41 +227,45 @@ class TwinScheduler:
             self._clock = deadline
 
     def _emit(self, first: list[Seq], decoded: list[Seq], finished: list[Seq], due: float) -> None:
-        """Write the step's tokens; the hot loop of the twin, so everything is inlined."""
+        """Write the step's tokens, then do the step's bookkeeping. The write loop is the twin's hot loop
+        and sets its timing error (a step's tokens are all due at once), so it does nothing else."""
         streams = self.streams
-        metrics = self.metrics
-        written_first = time.perf_counter()
-        for seq in first:
-            stream = streams.get(seq.idx)
-            if stream is not None:
-                metrics.ttft.observe(due - stream.arrival)
-        bounds, counts = metrics.itl.bounds, metrics.itl.counts
-        itl_sum = 0.0
-        count = 0
-        gone: list[Stream] = []
-        stopped: list[Stream] = []
         n_words = len(WORDS)
-        for batch, is_first in ((first, True), (decoded, False)):
+        live: list[Stream] = []
+        gone: list[Stream] = []
+        new_streams = 0
+        written_first = time.perf_counter()
+        for batch in (first, decoded):
             for seq in batch:
                 stream = streams.get(seq.idx)
                 if stream is None:
                     continue
-                if not is_first:
-                    gap = due - stream.last_token
-                    counts[bisect_left(bounds, gap)] += 1
-                    itl_sum += gap
-                stream.last_token = due
-                emitted = stream.emitted = stream.emitted + 1
-                count += 1
                 transport = stream.transport
                 if transport is not None:
                     if transport.is_closing():
                         gone.append(stream)
                         continue
-                    transport.write(stream.chunks[emitted % n_words])
-                if emitted >= stream.max_tokens and seq.state != "finished":
-                    stopped.append(stream)
+                    transport.write(stream.chunks[(stream.emitted + 1) % n_words])
+                live.append(stream)
+            if batch is first:
+                new_streams = len(live)
         written_last = time.perf_counter()
+        metrics = self.metrics
+        for stream in live[:new_streams]:
+            metrics.ttft.observe(due - stream.arrival)
+        bounds, counts = metrics.itl.bounds, metrics.itl.counts
+        itl_sum = 0.0
+        for stream in live[new_streams:]:
+            gap = due - stream.last_token
+            counts[bisect_left(bounds, gap)] += 1
+            itl_sum += gap
+        stopped: list[Stream] = []
+        for stream in live:
+            stream.last_token = due
+            stream.emitted += 1
+            if stream.emitted >= stream.max_tokens and stream.seq.state != "finished":
+                stopped.append(stream)
+        count = len(live)
         metrics.itl.total += itl_sum
         metrics.generation_tokens += count
         for stream in gone:

@@ -1,0 +1,125 @@
+"""Check the fitted capacity model on published measurements it was not fitted on (out of sample).
+
+    .venv/bin/python benchmarks/capacity_holdout.py [--csv benchmarks/capacity_holdout.csv] [--rows] [--simulate]
+
+Projects every row of the holdout CSV (larger models, tensor parallelism, MoE, other input/output lengths,
+GPUs and precisions of the same TensorRT-LLM v0.14 table) with exactly the machinery ``capacity_fit.py``
+uses for the calibration rows: the constants stored in ``data/fit.json``, the same engine knobs, the same
+fluid steady state. Nothing here is fitted. Prints predicted vs published with the signed error and the
+binding batch limit, then MAPE and median signed error overall and per group (model and TP size; GPU and
+precision; length pair).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from capacity_fit import DEFAULT_CSV as CALIBRATION_CSV
+from capacity_fit import ROOT, TP_CSV, Row, fit, fit_tp, project, read_rows, read_tp_rows, simulate_row
+
+from servewise.capacity.perf import fit_provenance, fitted_efficiency
+
+DEFAULT_CSV = ROOT / "benchmarks" / "capacity_holdout.csv"
+
+
+@dataclass(frozen=True)
+class HoldoutRow:
+    model: str
+    num_gpus: int
+    row: Row
+
+
+@dataclass(frozen=True)
+class Result:
+    case: HoldoutRow
+    predicted: float
+    limit: str
+
+    @property
+    def error(self) -> float:
+        """Signed relative error, predicted / published - 1."""
+        return self.predicted / self.case.row.output_tokens_per_s - 1
+
+
+def read_holdout(path: Path) -> list[HoldoutRow]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return [HoldoutRow(r["model"], int(r["num_gpus"]),
+                       Row(r["gpu"], r["precision"], int(r["input_tokens"]), int(r["output_tokens"]),
+                           float(r["output_tokens_per_s"]))) for r in csv.DictReader(lines)]
+
+
+def summarize(results: Iterable[Result]) -> tuple[int, float, float]:
+    """(rows, MAPE %, median signed error %)."""
+    errors = np.array([r.error for r in results])
+    return len(errors), 100 * float(np.mean(np.abs(errors))), 100 * float(np.median(errors))
+
+
+def print_groups(title: str, results: list[Result], key: Callable[[Result], tuple]) -> None:
+    groups: dict[tuple, list[Result]] = {}
+    for r in results:
+        groups.setdefault(key(r), []).append(r)
+    print(f"\n{title:34} {'rows':>5} {'MAPE%':>7} {'median err%':>12}")
+    for name in sorted(groups):
+        n, m, med = summarize(groups[name])
+        print(f"{' '.join(map(str, name)):34} {n:5} {m:7.1f} {med:+12.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument("--rows", action="store_true", help="print every row, not only the summaries")
+    parser.add_argument("--simulate", action="store_true", help="also run each row through the simulator (slow)")
+    parser.add_argument("--refit", action="store_true",
+                        help="refit the constants on the calibration csv now instead of reading data/fit.json")
+    args = parser.parse_args()
+    cases = read_holdout(args.csv)
+    eff = fit_tp(fit(read_rows(CALIBRATION_CSV)), read_tp_rows(TP_CSV)) if args.refit else fitted_efficiency()
+    prov = fit_provenance()["provenance"]
+    started = time.perf_counter()
+    results = []
+    for c in cases:
+        state = project(c.row, eff, c.model, c.num_gpus)
+        results.append(Result(c, state.output_tokens_per_s, state.limit))
+    elapsed = time.perf_counter() - started
+    if args.refit:
+        print(f"constants: refitted now on {CALIBRATION_CSV.name} and {TP_CSV.name}: {eff}")
+    else:
+        print(f"constants: {eff.source} (in-sample MAPE {prov['in_sample_mape_pct']}%, LOGO {prov['logo_mape_pct']}%)")
+    if args.rows:
+        print(f"{'model':14} {'gpu':15} {'tp':>2} {'prec':5} {'in':>5} {'out':>5} {'published':>10} "
+              f"{'predicted':>10} {'err%':>7}  limit")
+        for r in results:
+            c = r.case
+            print(f"{c.model:14} {c.row.gpu:15} {c.num_gpus:2} {c.row.precision:5} {c.row.input_tokens:5} "
+                  f"{c.row.output_tokens:5} {c.row.output_tokens_per_s:10.1f} {r.predicted:10.1f} "
+                  f"{100 * r.error:+7.1f}  {r.limit}")
+    print_groups("model, TP", results, lambda r: (r.case.model, f"TP{r.case.num_gpus}"))
+    print_groups("gpu, precision", results, lambda r: (r.case.row.gpu, r.case.row.precision))
+    print_groups("input/output", results, lambda r: (f"{r.case.row.input_tokens}/{r.case.row.output_tokens}",))
+    print_groups("binding limit (model's view)", results, lambda r: (r.limit,))
+    n, overall, median = summarize(results)
+    worst = max(results, key=lambda r: abs(r.error))
+    w = worst.case
+    print(f"\nholdout: {n} rows, MAPE {overall:.1f}%, median signed error {median:+.1f}% "
+          f"(worst {w.model} {w.row.gpu} TP{w.num_gpus} {w.row.precision} {w.row.input_tokens}/{w.row.output_tokens}: "
+          f"{100 * worst.error:+.1f}%) in {elapsed:.1f} s")
+    within = 100 * float(np.mean([abs(r.error) <= 0.25 for r in results]))
+    print(f"rows within ±25%: {within:.0f}%")
+    if args.simulate:
+        started = time.perf_counter()
+        sims = [simulate_row(c.row, eff, c.model, c.num_gpus) / c.row.output_tokens_per_s - 1 for c in cases]
+        print(f"simulator, same constants: MAPE {100 * float(np.mean(np.abs(sims))):.1f}%, median signed error "
+              f"{100 * float(np.median(sims)):+.1f}% in {time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
