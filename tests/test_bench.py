@@ -482,3 +482,34 @@ def test_live_prometheus_metrics_during_a_run(timing_url, store_path):
     assert ok and ok[0] >= 10
     run_id = json.loads(out)["run_id"]
     assert any(s.labels.get("run_id") == run_id for s in families["servewise_ttft_seconds"].samples)
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    """A certificate for 127.0.0.1 that no system trust store knows: a private CA's endpoint."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_endpoint_verified_against_the_teams_own_ca(self_signed, store_path):
+    """Production endpoints sit behind TLS, often with a private CA: an untrusted certificate is one clear
+    line naming it; trusted the standard OpenSSL way (SSL_CERT_FILE), the run measures as over HTTP."""
+    cert, _ = self_signed
+    with timing_server(ttft_ms=50, itl_ms=5, tls=self_signed) as server:
+        assert server.url.startswith("https://")
+        args = ("bench", "--target", server.url, "--load", "concurrency:2", "--requests", "6", "--output-tokens", "8",
+                "--quiet", "--json", "-")
+        refused = servewise(*args, store=store_path)
+        assert refused.code != 0
+        message = " ".join(refused.stderr.split())
+        assert "TLS certificate is not trusted (self-signed certificate)" in message and "SSL_CERT_FILE" in message
+        assert "Traceback" not in refused.stdout + refused.stderr
+        trusted = servewise(*args, store=store_path, env={"SSL_CERT_FILE": str(cert)})
+    assert trusted.code == 0, trusted.stderr[-2000:]
+    metrics = trusted.json()["metrics"]
+    assert metrics["requests_ok"] == 6 and metrics["requests_failed"] == 0
+    assert 50 <= metrics["ttft_ms"]["p50"] < 90 and metrics["mean_output_tokens"] == 8

@@ -20,6 +20,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from servewise.cli.app import app as servewise_app
 from servewise.cli.coldstart import register
 from servewise.coldstart import ColdstartConfig, ColdstartError, Endpoint, parse_user_phase, run_coldstart
 from servewise.coldstart.caches import CacheError, check_drop_caches
@@ -138,6 +139,12 @@ def test_user_phases_appear_in_order_with_arrival_times(tmp_path: Path, store: R
     assert max(rss) > 10e6  # a Python process with aiohttp loaded
     # ~10 Hz over ~2 s per start
     assert len([s for s in samples if s.name == "rss_bytes" and dict(s.labels)["launch"] == "1"]) >= 8
+
+    # `runs show` lays the stored cold start out as `coldstart` printed it, not as raw JSON
+    shown = CliRunner().invoke(servewise_app, ["runs", "show", summary["run_id"], "--store", str(store.path)],
+                               env={"COLUMNS": "160", "NO_COLOR": "1"})
+    assert shown.exit_code == 0, shown.output
+    assert "restore" in shown.output and "repeatability:" in shown.output and not shown.output.lstrip().startswith("{")
 
 
 def test_crash_on_start_is_reported_with_its_log_and_exit_code(tmp_path: Path, store: RunStore) -> None:

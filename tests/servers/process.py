@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -32,11 +33,12 @@ class RunningServer:
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
+    unverified = ssl._create_unverified_context()  # readiness only; what is tested verifies
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
         with contextlib.suppress(OSError):
-            urllib.request.urlopen(url, timeout=1).read()
+            urllib.request.urlopen(url, timeout=1, context=unverified).read()
             return
         time.sleep(0.1)
     raise RuntimeError(f"server at {url} not ready within {timeout_s}s")
@@ -55,9 +57,11 @@ def stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def timing_server(
-    ttft_ms: float = 100.0, itl_ms: float = 10.0, capacity: int | None = None
+    ttft_ms: float = 100.0, itl_ms: float = 10.0, capacity: int | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[RunningServer]:
-    """The exact-timing fake server (tests/servers/timing_server.py) in its own process."""
+    """The exact-timing fake server (tests/servers/timing_server.py) in its own process; HTTPS with ``tls``
+    (certificate, key)."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -71,9 +75,11 @@ def timing_server(
     ]
     if capacity:
         cmd += ["--capacity", str(capacity)]
+    if tls:
+        cmd += ["--tls", str(tls[0]), str(tls[1])]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         wait_ready(url + "/health", proc)
         yield RunningServer(url=url, pid=proc.pid, port=port)
     finally:

@@ -4,7 +4,7 @@ Timing: the first content chunk is written ``ttft_ms`` after the request is read
 ``itl_ms``. Query or header ``X-Fault`` (or the model name ``fault:<name>``) picks a fault:
 reset, malformed, http429, http500, http503, hang, bigline, no-done, usage-on-finish, no-usage,
 multi-token, crlf, error-event, close-early.
-Run: python timing_server.py --port 8123 --ttft-ms 100 --itl-ms 10 [--capacity N]
+Run: python timing_server.py --port 8123 --ttft-ms 100 --itl-ms 10 [--capacity N] [--tls CERT KEY]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import time
 
 from aiohttp import web
@@ -164,11 +165,17 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=100.0)
     parser.add_argument("--itl-ms", type=float, default=10.0)
     parser.add_argument("--capacity", type=int, default=None, help="concurrent requests served; more queue")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate")
     args = parser.parse_args()
+    context = None
+    if args.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*args.tls)
     web.run_app(
         make_app(args.ttft_ms, args.itl_ms, args.capacity),
         host="127.0.0.1",
         port=args.port,
+        ssl_context=context,
         print=None,
         access_log=None,
     )

@@ -37,6 +37,14 @@ def distribution(values: np.ndarray | Iterable[float]) -> dict[str, float | int 
     return stats
 
 
+def ttft_ms(record: RequestRecord) -> float | None:
+    return None if record.t_first is None else (record.t_first - record.t_send) * 1000
+
+
+def e2e_ms(record: RequestRecord) -> float | None:
+    return None if record.t_end is None else (record.t_end - record.t_send) * 1000
+
+
 def tpot_ms(record: RequestRecord) -> float | None:
     if record.t_first is None or record.t_end is None or not record.output_tokens or record.output_tokens < 2:
         return None
@@ -59,9 +67,9 @@ def meets_request_slo(record: RequestRecord, targets: list[SloTarget]) -> bool:
         return False
     for target in targets:
         if target.metric == "ttft":
-            value = None if record.t_first is None else (record.t_first - record.t_send) * 1000
+            value = ttft_ms(record)
         elif target.metric == "e2e":
-            value = None if record.t_end is None else (record.t_end - record.t_send) * 1000
+            value = e2e_ms(record)
         else:
             value = tpot_ms(record)
         if value is not None and value > target.limit:
@@ -132,13 +140,24 @@ class LogHistogram:
 class _Columns:
     ttft: array
     tpot: array
-    itl: LogHistogram
+    itl: LogHistogram | array  # a histogram in the bounded-memory summary, every gap for the gate
     e2e: array
     lag: array
 
     @classmethod
     def empty(cls) -> _Columns:
         return cls(array("d"), array("d"), LogHistogram(), array("d"), array("d"))
+
+
+def _add_latencies(record: RequestRecord, columns: _Columns) -> None:
+    """One OK request's TTFT, TPOT, E2E and inter-token gaps (ms): the one place both summaries take them."""
+    if (value := ttft_ms(record)) is not None:
+        columns.ttft.append(value)
+    if (value := e2e_ms(record)) is not None:
+        columns.e2e.append(value)
+    if (value := tpot_ms(record)) is not None:
+        columns.tpot.append(value)
+    columns.itl.extend(itl_gaps_ms(record))
 
 
 class MetricsAccumulator:
@@ -184,16 +203,9 @@ class MetricsAccumulator:
             self.error_examples.setdefault(error, record.error_detail)
             return
         self.ok += 1
-        cols = self._cols
-        if record.t_first is not None:
-            cols.ttft.append((record.t_first - record.t_send) * 1000)
+        _add_latencies(record, self._cols)
         if record.t_end is not None:
-            cols.e2e.append((record.t_end - record.t_send) * 1000)
             self.busy_s += record.t_end - record.t_send
-        value = tpot_ms(record)
-        if value is not None:
-            cols.tpot.append(value)
-        cols.itl.extend(itl_gaps_ms(record))
         self.sources[record.output_tokens_source.value] += 1
         self.output_tokens += record.output_tokens or 0
         if record.input_tokens is not None:
@@ -288,16 +300,9 @@ def evaluate_slo(slo: SloSpec, metrics: dict) -> dict:
 def request_latencies(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
     """Per-request steady-state latency samples (ms) for statistics that compare whole distributions;
     ``itl_ms`` pools every gap (kept whole here, unlike the summary's histogram)."""
-    ttft, tpot, e2e, itl = array("d"), array("d"), array("d"), array("d")
+    columns = _Columns(array("d"), array("d"), array("d"), array("d"), array("d"))
     for record in records:
-        if record.phase is not Phase.STEADY or not record.ok:
-            continue
-        if record.t_first is not None:
-            ttft.append((record.t_first - record.t_send) * 1000)
-        if record.t_end is not None:
-            e2e.append((record.t_end - record.t_send) * 1000)
-        if (value := tpot_ms(record)) is not None:
-            tpot.append(value)
-        itl.extend(itl_gaps_ms(record))
-    return {name: np.frombuffer(column, dtype=np.float64).copy() for name, column in
-            (("ttft_ms", ttft), ("tpot_ms", tpot), ("e2e_ms", e2e), ("itl_ms", itl))}  # fmt: skip
+        if record.phase is Phase.STEADY and record.ok:
+            _add_latencies(record, columns)
+    return {f"{name}_ms": np.frombuffer(getattr(columns, name), dtype=np.float64).copy()
+            for name in ("ttft", "tpot", "e2e", "itl")}

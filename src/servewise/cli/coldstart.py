@@ -21,7 +21,7 @@ from servewise.coldstart import (
 from servewise.coldstart.caches import CacheError
 from servewise.coldstart.probe import origin_of
 from servewise.coldstart.process import LaunchError
-from servewise.coldstart.render import progress_text, run_table, summary_table, verdict_lines
+from servewise.coldstart.render import progress_text, run_table, summary_view
 from servewise.secrets import load_api_key
 from servewise.spec import SpecError, parse_duration, parse_labels
 from servewise.store import RunStore, StoreError, default_store_path
@@ -162,9 +162,7 @@ def coldstart(
             raise _fail(console, str(exc), EXIT_NOT_READY) from None
 
     if summary["runs_ok"]:
-        console.print(summary_table(summary))
-        for line in verdict_lines(summary):
-            console.print(line, markup=False, highlight=False)
+        console.print(summary_view(summary))
     console.print(
         f"stored as run {summary['run_id']} in {run_store.path}; server logs in {summary['log_dir']}"
     )

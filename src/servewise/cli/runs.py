@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from servewise.analysis.metrics import itl_gaps_ms, tpot_ms
+from servewise.analysis.metrics import e2e_ms, itl_gaps_ms, tpot_ms, ttft_ms
 from servewise.analysis.repeatability import noise_floor, repeat_spread
 from servewise.cli.bench import run_bench
+from servewise.coldstart.render import summary_view as coldstart_view
 from servewise.engine.loop import run as run_loop
 from servewise.engine.target import TargetUnreachable
 from servewise.report.terminal import summary_view
@@ -74,13 +75,16 @@ def show(
     store: Path | None = typer.Option(None, help="Run store path."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored summary as JSON."),
 ) -> None:
-    """A stored run's summary, as `bench` printed it."""
+    """A stored run's summary, as `bench` or `coldstart` printed it."""
     with RunStore(store) as run_store:
         run = run_store.get_run(run_id)
-    if as_json or not run.summary or run.kind not in ("bench", "sweep", "sweep-step"):
-        print(json.dumps(run.summary or {"run_id": run.id, "status": run.status}, indent=2, default=str))
-        return
-    Console().print(summary_view(run.summary))
+    summary = run.summary or {}
+    if run.kind in ("bench", "sweep", "sweep-step") and summary and not as_json:
+        Console().print(summary_view(summary))
+    elif run.kind == "coldstart" and summary.get("runs_ok") and not as_json:
+        Console().print(coldstart_view(summary))
+    else:  # asked for, or nothing finished to lay out
+        print(json.dumps(summary or {"run_id": run.id, "status": run.status}, indent=2, default=str))
 
 
 @runs_app.command("export")
@@ -106,8 +110,7 @@ def export(
                     gaps = itl_gaps_ms(r)
                     writer.writerow([
                         r.index, r.worker, r.phase.value, f"{r.t_sched:.6f}", f"{r.t_send:.6f}",
-                        _ms(None if r.t_first is None else (r.t_first - r.t_send) * 1000), _ms(tpot_ms(r)),
-                        _ms(None if r.t_end is None else (r.t_end - r.t_send) * 1000),
+                        _ms(ttft_ms(r)), _ms(tpot_ms(r)), _ms(e2e_ms(r)),
                         _ms(sum(gaps) / len(gaps) if gaps else None), r.status or "",
                         r.error.value if r.error else "", r.error_detail, r.max_tokens or "", r.input_tokens or "",
                         r.output_tokens if r.output_tokens is not None else "", r.output_tokens_source.value,

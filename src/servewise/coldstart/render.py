@@ -140,3 +140,8 @@ def verdict_lines(summary: Mapping[str, Any]) -> list[str]:
             line += f"\n    next: {finding['advice']}"
         lines.append(line)
     return lines
+
+
+def summary_view(summary: Mapping[str, Any]) -> Group:
+    """The summary table and the verdicts, as `coldstart` prints them and `runs show` shows them again."""
+    return Group(summary_table(summary), *(Text(line) for line in verdict_lines(summary)))

@@ -65,6 +65,11 @@ async def discover(target: TargetSpec, api_key: str | None, timeout_s: float = 1
                         for m in data
                         if isinstance(m, dict)
                     ]
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TargetUnreachable(
+                f"{target.url} answers, but its TLS certificate is not trusted ({exc.certificate_error.verify_message});"
+                " if it is signed by your own CA, point SSL_CERT_FILE at that CA's certificate bundle"
+            ) from None
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise TargetUnreachable(f"nothing answers at {target.url} ({_reason(exc)})") from None
         except (aiohttp.ClientError, ValueError):
