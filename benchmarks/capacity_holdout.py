@@ -1,19 +1,21 @@
 """Check the fitted capacity model on published measurements it was not fitted on (out of sample).
 
-    .venv/bin/python benchmarks/capacity_holdout.py [--csv benchmarks/capacity_holdout.csv] [--rows] [--simulate]
+    .venv/bin/python benchmarks/capacity_holdout.py [--csv benchmarks/capacity_holdout.csv] [--rows] [--simulate] [--write]
 
 Projects every row of the holdout CSV (larger models, tensor parallelism, MoE, other input/output lengths,
 GPUs and precisions of the same TensorRT-LLM v0.14 table) with exactly the machinery ``capacity_fit.py``
 uses for the calibration rows: the constants stored in ``data/fit.json``, the same engine knobs, the same
 fluid steady state. Nothing here is fitted. Prints predicted vs published with the signed error and the
 binding batch limit, then MAPE and median signed error overall and per group (model and TP size; GPU and
-precision; length pair).
+precision; length pair). ``--write`` stores the one-GPU and multi-GPU errors in ``data/validation.json``,
+which ``servewise plan`` quotes beside its projections.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +31,7 @@ from capacity_fit import ROOT, TP_CSV, Row, fit, fit_tp, project, read_rows, rea
 from servewise.capacity.perf import fit_provenance, fitted_efficiency
 
 DEFAULT_CSV = ROOT / "benchmarks" / "capacity_holdout.csv"
+VALIDATION_JSON = ROOT / "src" / "servewise" / "capacity" / "data" / "validation.json"
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,22 @@ def print_groups(title: str, results: list[Result], key: Callable[[Result], tupl
         print(f"{' '.join(map(str, name)):34} {n:5} {m:7.1f} {med:+12.1f}")
 
 
+def write_validation(results: list[Result], path: Path, fit: dict) -> None:
+    groups = {"one_gpu": [r for r in results if r.case.num_gpus == 1],
+              "multi_gpu": [r for r in results if r.case.num_gpus > 1]}
+    errors = {}
+    for name, group in groups.items():
+        n, mape, median = summarize(group)
+        errors[name] = {"rows": n, "mape_pct": round(mape, 1), "median_error_pct": round(median, 1)}
+    VALIDATION_JSON.write_text(json.dumps({
+        **errors, "fit": fit,
+        "provenance": {"data": path.name, "rows": len(results), "date": time.strftime("%Y-%m-%d"),
+                       "script": "benchmarks/capacity_holdout.py --write",
+                       "what": "output tokens/s at max throughput vs published TensorRT-LLM v0.14 rows never fitted on"},
+    }, indent=2) + "\n")
+    print(f"wrote {VALIDATION_JSON.relative_to(ROOT)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
@@ -80,6 +99,7 @@ def main() -> None:
     parser.add_argument("--simulate", action="store_true", help="also run each row through the simulator (slow)")
     parser.add_argument("--refit", action="store_true",
                         help="refit the constants on the calibration csv now instead of reading data/fit.json")
+    parser.add_argument("--write", action="store_true", help="store the errors in data/validation.json for `plan`")
     args = parser.parse_args()
     cases = read_holdout(args.csv)
     eff = fit_tp(fit(read_rows(CALIBRATION_CSV)), read_tp_rows(TP_CSV)) if args.refit else fitted_efficiency()
@@ -114,6 +134,10 @@ def main() -> None:
           f"{100 * worst.error:+.1f}%) in {elapsed:.1f} s")
     within = 100 * float(np.mean([abs(r.error) <= 0.25 for r in results]))
     print(f"rows within ±25%: {within:.0f}%")
+    if args.write:
+        if args.refit:
+            raise SystemExit("--write validates the stored fit; drop --refit")
+        write_validation(results, args.csv, eff.to_dict())
     if args.simulate:
         started = time.perf_counter()
         sims = [simulate_row(c.row, eff, c.model, c.num_gpus) / c.row.output_tokens_per_s - 1 for c in cases]

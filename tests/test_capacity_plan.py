@@ -25,6 +25,8 @@ from servewise.capacity import (
     plan,
     simulate,
 )
+from servewise.capacity.perf import fit_validation
+from servewise.capacity.projection import accuracy_note
 from servewise.cli import plan as plan_cli
 from servewise.spec import LengthSpec, LoadSpec, RunSpec, TargetSpec, WorkloadSpec
 from servewise.store import RunStore
@@ -151,6 +153,22 @@ def test_plan_table_and_bad_names(cli: typer.Typer) -> None:
     assert both.exit_code == 2 and "at most one" in both.output
 
 
+def test_plan_says_how_far_to_trust_it(cli: typer.Typer) -> None:
+    """The stored out-of-sample check belongs to the stored fit (a refit without `capacity_holdout.py
+    --write` fails here), and `plan` quotes it: the multi-GPU error only when a tier is multi-GPU."""
+    validation = fit_validation()
+    assert validation is not None, "data/validation.json was made on another fit: rerun capacity_holdout.py --write"
+    assert validation["provenance"]["rows"] == validation["one_gpu"]["rows"] + validation["multi_gpu"]["rows"]
+    assert 0 < validation["one_gpu"]["mape_pct"] < validation["multi_gpu"]["mape_pct"] < 100
+    one = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:1"])
+    assert one.exit_code == 0, one.output
+    text = " ".join(one.output.split())
+    assert f"one GPU {validation['one_gpu']['mape_pct']:g}% mean error" in text and "tensor-parallel" not in text
+    multi = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-70b", "--gpus", "h100-sxm:4"])
+    assert f"tensor-parallel {validation['multi_gpu']['mape_pct']:g}%" in " ".join(multi.output.split())
+    assert accuracy_note(None, multi_gpu=True) is None
+
+
 def _synthetic_run(store_path, factor: float) -> str:
     """A bench run as `bench` would store it, measured on an rtx4090 whose stack is ``factor`` as fast."""
     dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
@@ -220,6 +238,8 @@ def test_from_run_calibration_recovers_a_known_efficiency(tmp_path, cli: typer.T
     plain = json.loads(CliRunner().invoke(cli, args).output)
     calibrated = CliRunner().invoke(cli, [*args, "--from-run", run_id, "--current-gpu", "rtx4090"])
     assert calibrated.exit_code == 0, calibrated.output
+    table = CliRunner().invoke(cli, [*args[:-1], "--from-run", run_id, "--current-gpu", "rtx4090"])
+    assert "accuracy on" not in table.output  # calibrated on the user's run: the published check no longer applies
     tiers = {t["gpu"]: t for t in json.loads(calibrated.output)["tiers"]}
     assert set(tiers) == {"rtx4090", "h100-sxm"}  # the current GPU joins the projection
     assert tiers["h100-sxm"]["tpot_ms_p50"] > 1.3 * plain["tiers"][0]["tpot_ms_p50"]

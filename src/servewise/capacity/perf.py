@@ -66,6 +66,13 @@ def fit_provenance() -> dict[str, Any]:
     return json.loads(resources.files("servewise.capacity").joinpath("data/fit.json").read_text())
 
 
+def fit_validation() -> dict[str, Any] | None:
+    """How far the stored fit was off on published rows it never saw (``benchmarks/capacity_holdout.py
+    --write``); None when that check was made on another fit, so a refit never quotes stale errors."""
+    data = json.loads(resources.files("servewise.capacity").joinpath("data/validation.json").read_text())
+    return data if data.get("fit") == fitted_efficiency().to_dict() else None
+
+
 class StepModel:
     """Time of one engine step for a deployment; constants are folded once so a step costs a few flops."""
 

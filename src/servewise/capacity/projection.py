@@ -11,7 +11,7 @@ from servewise.capacity.errors import CapacityError, unknown_name
 from servewise.capacity.hardware import builtin_catalog, parse_prices
 from servewise.capacity.memory import Deployment, EngineConfig, default_kv_precision, smallest_fitting_tp
 from servewise.capacity.models import KV_PRECISIONS, PRECISION_BYTES, get_model
-from servewise.capacity.perf import fitted_efficiency
+from servewise.capacity.perf import fit_validation, fitted_efficiency
 from servewise.capacity.planner import (
     DEFAULT_TIERS,
     PlanRequest,
@@ -102,5 +102,21 @@ def project(
         current_gpu=catalog.get(current_gpu).name if current_gpu else None,
     )
     result = plan(request, catalog)
-    result.notes.extend(notes)
+    if measured is None:
+        notes.append(accuracy_note(fit_validation(), any(t.fits and t.num_gpus > 1 for t in result.tiers)))
+    result.notes.extend(note for note in notes if note)
     return result
+
+
+def accuracy_note(validation: dict[str, Any] | None, multi_gpu: bool) -> str | None:
+    """How far to trust the projection, in the words of the out-of-sample check."""
+    if validation is None:
+        return None
+    one = validation["one_gpu"]
+    text = (f"accuracy on {validation['provenance']['rows']} published rows never fitted on: one GPU "
+            f"{one['mape_pct']:g}% mean error (median {one['median_error_pct']:+g}%)")
+    if multi_gpu:
+        multi = validation["multi_gpu"]
+        text += (f"; tensor-parallel {multi['mape_pct']:g}% (median {multi['median_error_pct']:+g}%: "
+                 f"{'optimistic' if multi['median_error_pct'] > 0 else 'pessimistic'})")
+    return text + "; --from-run calibrates on your own measurement"

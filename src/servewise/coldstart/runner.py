@@ -153,8 +153,14 @@ def _signals_deferred() -> Iterator[list[int]]:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A SIGTERM to servewise stops the server like Ctrl-C does (only the main thread can set handlers)."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt wherever the main thread is, so the server is stopped.
+
+    Also for SIGINT: left at Python's default, ``asyncio.run`` turns it into cancelling the probe task, and
+    a cancellation can be lost (``asyncio.wait_for`` before CPython 3.12 drops one that arrives as its
+    connection completes), leaving the probe running to its timeout: seen once in CI as a Ctrl-C ignored
+    for 30 s. Only the main thread can set handlers.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -162,11 +168,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    previous = {sig: signal.signal(sig, _raise) for sig in HELD_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def preflight(config: ColdstartConfig) -> None:
@@ -507,7 +514,7 @@ def run_coldstart(
     config = replace(config, log_dir=config.log_dir / run_id, runs=runs)
     results: list[dict[str, Any]] = []
     interrupted = False
-    with _sigterm_as_interrupt():
+    with _signals_as_interrupt():
         for index in range(1, runs + 1):
             try:
                 result = measure_start(config, index, on_progress)
