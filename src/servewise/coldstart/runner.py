@@ -158,8 +158,8 @@ def _signals_as_interrupt() -> Iterator[None]:
 
     Also for SIGINT: left at Python's default, ``asyncio.run`` turns it into cancelling the probe task, and
     a cancellation can be lost (``asyncio.wait_for`` before CPython 3.12 drops one that arrives as its
-    connection completes), leaving the probe running to its timeout: seen once in CI as a Ctrl-C ignored
-    for 30 s. Only the main thread can set handlers.
+    connection completes), leaving the probe running to its timeout: seen once in a test run as a
+    Ctrl-C ignored for 30 s. Only the main thread can set handlers.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
