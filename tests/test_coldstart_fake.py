@@ -264,6 +264,35 @@ def test_attach_measures_a_server_started_elsewhere_and_leaves_it_running(
         server.wait()
 
 
+def test_attach_follows_the_servers_log_file_for_phases(tmp_path: Path, store: RunStore) -> None:
+    """A server started elsewhere with its output in a file (`> server.log`): the lines written after
+    attaching are timed as they arrive, so phases appear as they do for a launched server."""
+    port = free_port()
+    log_file = tmp_path / "server.log"
+    log_file.write_text("written before attach: step A: tokenizer ready\n")
+    with log_file.open("ab") as out:
+        server = subprocess.Popen(
+            list(fake(port, "--line", "0.8:step B: checkpoint restored in 0.3 s", "--listen-after", "1.2")),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        cfg = ColdstartConfig(
+            endpoint=endpoint(port), attach_pid=server.pid, attach_log=log_file, log_dir=tmp_path / "logs",
+            timeout_s=30, user_phases=(parse_user_phase("tokenizer=step A"), parse_user_phase("restore=step B")),
+        )  # fmt: skip
+        summary = run_coldstart(cfg, store)
+        assert summary["status"] == "ok", summary
+        run = summary["runs"][0]
+        at = {e["name"]: e["t"] for e in run["events"]}
+        assert "tokenizer" not in at  # written before attach: it cannot be timed, so it is not read
+        assert 0.5 < at["restore"] < at["port_open"] < 10  # from the process's start, as it arrived
+        assert "checkpoint restored" in Path(run["log_path"]).read_text()
+        assert server.poll() is None, "attach must not stop the server"
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
 def test_port_already_taken_refuses_before_launching(tmp_path: Path, store: RunStore) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -321,6 +350,8 @@ def test_drop_caches_is_refused_clearly_where_it_cannot_work(tmp_path: Path) -> 
         (["--", "python", "x.py"], "--ready"),
         (["--ready", "http://127.0.0.1:1/health", "--phase", "oops", "--", "python"], "NAME=REGEX"),
         (["--ready", "http://127.0.0.1:1/health", "--attach", "1", "--", "python"], "not both"),
+        (["--ready", "http://127.0.0.1:1/health", "--log", "x.log", "--", "python"], "--log follows the log"),
+        (["--ready", "http://127.0.0.1:1/health", "--attach", "1", "--log", "/nonexistent/x.log"], "--log: no file"),
         (["--ready", "not a url", "--", "python"], "not an http"),
         (["--ready", "http://127.0.0.1:1/health"], "server command"),
     ],

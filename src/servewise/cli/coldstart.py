@@ -81,6 +81,10 @@ def coldstart(
         str | None, typer.Option(help="base URL of the OpenAI API (default: from --ready)")
     ] = None,
     attach: Annotated[int | None, typer.Option(help="measure a server started elsewhere (its PID)")] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(help="with --attach: the server's log file, followed for phase markers from attach on"),
+    ] = None,
     api: Annotated[str, typer.Option(help="chat or completions, for the first request")] = "chat",
     model: Annotated[str | None, typer.Option(help="model id for requests (default: first listed)")] = None,
     prompt: Annotated[str, typer.Option(help="prompt of the first and warm requests")] = (
@@ -121,6 +125,11 @@ def coldstart(
     try:
         if command and attach is not None:
             raise SpecError("give either a server command after `--` or --attach PID, not both")
+        if log is not None and attach is None:
+            raise SpecError("--log follows the log of a server started elsewhere (--attach PID); "
+                            "a launched server's output is captured already")
+        if log is not None and not log.is_file():
+            raise SpecError(f"--log: no file at {log}")
         endpoint = _endpoint(ready, url, api, model, prompt, max_tokens, api_key_env)
         user_phases = tuple(parse_user_phase(p) for p in phase or ())
         labels = parse_labels(label or [])
@@ -129,6 +138,7 @@ def coldstart(
             endpoint=endpoint,
             command=tuple(command or ()),
             attach_pid=attach,
+            attach_log=log,
             runs=runs,
             timeout_s=parse_duration(timeout),
             warm_requests=warm_requests,

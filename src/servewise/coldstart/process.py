@@ -1,8 +1,9 @@
 """The server process: launch it in its own process group, timestamp its output, sample it, stop it.
 
-Output is read from a pipe by a thread that stamps each line with ``time.perf_counter()`` the moment
-it arrives and appends it to a log file, so phase markers get arrival times rather than the
-server's own clock, and the whole log survives for the user.
+Output is read from a pipe (or, for a server started elsewhere, followed in its log file) by a thread
+that stamps each line with ``time.perf_counter()`` the moment it arrives and appends it to a log file,
+so phase markers get arrival times rather than the server's own clock, and the whole log survives for
+the user.
 """
 
 from __future__ import annotations
@@ -29,7 +30,46 @@ class LaunchError(RuntimeError):
     """The server command could not be started at all (not found, not executable)."""
 
 
-class LaunchedServer:
+class StampedLines:
+    """Log lines stamped with ``time.perf_counter()`` as they arrive, split on newlines and carriage
+    returns (progress bars), and copied to ``log_path`` for the user."""
+
+    def __init__(self, log_path: Path, on_line: Callable[[float, str], None] | None = None) -> None:
+        self.log_path = log_path
+        self.on_line = on_line
+        self.lines: list[tuple[float, str]] = []
+        self._pending = b""
+        self._lock = threading.Lock()
+
+    def _feed(self, chunk: bytes, now: float) -> None:
+        self._pending += chunk.replace(b"\r", b"\n")
+        *complete, self._pending = self._pending.split(b"\n")
+        for raw in complete:
+            if raw.strip():
+                self._add(now, raw)
+
+    def _flush(self) -> None:
+        if self._pending.strip():
+            self._add(time.perf_counter(), self._pending)
+        self._pending = b""
+
+    def _add(self, now: float, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace")
+        with self._lock:
+            self.lines.append((now, line))
+        if self.on_line is not None:
+            self.on_line(now, line)
+
+    def lines_since(self, index: int) -> list[tuple[float, str]]:
+        with self._lock:
+            return self.lines[index:]
+
+    def tail(self, count: int = 20) -> list[str]:
+        with self._lock:
+            return [line for _, line in self.lines[-count:]]
+
+
+class LaunchedServer(StampedLines):
     """A server started by us. ``stop()`` is idempotent and always ends the whole process group."""
 
     def __init__(
@@ -39,16 +79,13 @@ class LaunchedServer:
         env: dict[str, str] | None = None,
         on_line: Callable[[float, str], None] | None = None,
     ) -> None:
+        super().__init__(log_path, on_line)
         self.argv = list(argv)
-        self.log_path = log_path
         self.env = env
-        self.on_line = on_line
-        self.lines: list[tuple[float, str]] = []
         self.t0 = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
         self.descendants: list[psutil.Process] = []
         self._reader: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     @property
     def pid(self) -> int:
@@ -77,10 +114,8 @@ class LaunchedServer:
         return self.t0
 
     def _read(self) -> None:
-        """Split on both newlines and carriage returns (progress bars) and stamp at arrival."""
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        pending = b""
         with open(self.log_path, "wb") as log:
             while True:
                 try:
@@ -92,28 +127,8 @@ class LaunchedServer:
                     break
                 log.write(chunk)
                 log.flush()
-                pending += chunk.replace(b"\r", b"\n")
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    if raw.strip():
-                        self._add(now, raw)
-            if pending.strip():
-                self._add(time.perf_counter(), pending)
-
-    def _add(self, now: float, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace")
-        with self._lock:
-            self.lines.append((now, line))
-        if self.on_line is not None:
-            self.on_line(now, line)
-
-    def lines_since(self, index: int) -> list[tuple[float, str]]:
-        with self._lock:
-            return self.lines[index:]
-
-    def tail(self, count: int = 20) -> list[str]:
-        with self._lock:
-            return [line for _, line in self.lines[-count:]]
+                self._feed(chunk, now)
+            self._flush()
 
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -138,6 +153,49 @@ class LaunchedServer:
         if self._reader is not None:
             self._reader.join(timeout=5)
         return self.proc.returncode
+
+
+class FollowedLog(StampedLines):
+    """The log file of a server started elsewhere (``coldstart --attach PID --log FILE``), followed like
+    ``tail -f`` from where it ends at attach time: lines written earlier cannot be timed, so they are not
+    read. Polled every 20 ms, so a line's stamp is at most that late; a truncated file is read again."""
+
+    POLL_S = 0.02
+
+    def __init__(self, source: Path, log_path: Path) -> None:
+        super().__init__(log_path)
+        self.source = source
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            offset = self.source.stat().st_size
+        except OSError as exc:
+            raise LaunchError(f"cannot read the server log {self.source}: {exc.strerror or exc}") from None
+        self._reader = threading.Thread(target=self._follow, args=(offset,), name="coldstart-follow", daemon=True)
+        self._reader.start()
+
+    def _follow(self, offset: int) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            while not self._stop.wait(self.POLL_S):
+                with contextlib.suppress(OSError), open(self.source, "rb") as source:
+                    if os.fstat(source.fileno()).st_size < offset:  # truncated or rotated
+                        offset = 0
+                    source.seek(offset)
+                    chunk = source.read()
+                    if chunk:
+                        offset += len(chunk)
+                        log.write(chunk)
+                        log.flush()
+                        self._feed(chunk, time.perf_counter())
+            self._flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -27,9 +27,11 @@ from servewise.coldstart import caches, verdicts
 from servewise.coldstart.markers import BUILTIN_PATTERNS, MarkerPattern, detect_engine, find_marks, match_line
 from servewise.coldstart.probe import Endpoint, get_status, model_ids, port_open, stream_request
 from servewise.coldstart.process import (
+    FollowedLog,
     LaunchedServer,
     LaunchError,
     ProcessSampler,
+    StampedLines,
     process_started_at,
 )
 from servewise.engine.fingerprint import environment_fingerprint
@@ -43,11 +45,13 @@ HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @dataclass(frozen=True)
 class ColdstartConfig:
-    """Everything one ``servewise coldstart`` invocation needs; ``command`` is empty with ``attach_pid``."""
+    """Everything one ``servewise coldstart`` invocation needs; ``command`` is empty with ``attach_pid``
+    (whose log, if any, is followed from ``attach_log``)."""
 
     endpoint: Endpoint
     command: tuple[str, ...] = ()
     attach_pid: int | None = None
+    attach_log: Path | None = None
     runs: int = 3
     timeout_s: float = 600.0
     warm_requests: int = 5
@@ -67,6 +71,7 @@ class ColdstartConfig:
         return {
             "command": list(self.command),
             "attach_pid": self.attach_pid,
+            "attach_log": str(self.attach_log) if self.attach_log else None,
             "runs": self.runs,
             "timeout_s": self.timeout_s,
             "warm_requests": self.warm_requests,
@@ -101,14 +106,14 @@ ProgressFn = Callable[[Progress], None]
 class _LastMark:
     """The latest phase marker in the log so far, read incrementally (the terminal shows it)."""
 
-    def __init__(self, server: LaunchedServer, patterns: tuple[MarkerPattern, ...]) -> None:
-        self.server = server
+    def __init__(self, log: StampedLines, patterns: tuple[MarkerPattern, ...]) -> None:
+        self.log = log
         self.patterns = patterns
         self.seen = 0
         self.last: str | None = None
 
     def __call__(self) -> str | None:
-        new = self.server.lines_since(self.seen)
+        new = self.log.lines_since(self.seen)
         self.seen += len(new)
         for t, line in new:
             for mark in match_line(t, line, self.patterns):
@@ -348,6 +353,7 @@ def measure_start(
     cache_state = _prepare_caches(config, env, files)
     patterns = (*config.user_phases, *BUILTIN_PATTERNS)
     server: LaunchedServer | None = None
+    followed: FollowedLog | None = None
     sampler: ProcessSampler | None = None
     status, error, exit_code = "ok", None, None
 
@@ -359,11 +365,13 @@ def measure_start(
         def alive() -> bool:
             return server.returncode() is None
 
-        stage_of_log = _LastMark(server, patterns)
     else:
         pid = config.attach_pid
         t0 = process_started_at_or_error(pid)
         attached = psutil.Process(pid)
+        if config.attach_log is not None:
+            followed = FollowedLog(config.attach_log, config.log_dir / f"run-{index}.log")
+            followed.start()  # LaunchError propagates: nothing of ours is running
 
         def alive() -> bool:
             try:
@@ -371,8 +379,8 @@ def measure_start(
             except psutil.Error:
                 return False
 
-        def stage_of_log() -> str | None:
-            return None
+    log: StampedLines | None = server or followed
+    stage_of_log = _LastMark(log, patterns) if log is not None else lambda: None
 
     watch = _Watch(t0=t0)
     if config.attach_pid is not None:
@@ -403,6 +411,8 @@ def measure_start(
         with _signals_deferred() as pending:
             if sampler is not None:
                 sampler.stop()
+            if followed is not None:
+                followed.stop()
             if server is not None:
                 progress("stopping")
                 server.descendants = sampler.processes() if sampler else []
@@ -411,7 +421,7 @@ def measure_start(
         if pending:
             status, error = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
     outcome = _Outcome(index, pid, status, error, exit_code, model_path, files, cache_state)
-    return _launch_result(config, outcome, watch, server, sampler, patterns)
+    return _launch_result(config, outcome, watch, log, sampler, patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,11 +442,11 @@ def _launch_result(
     config: ColdstartConfig,
     outcome: _Outcome,
     watch: _Watch,
-    server: LaunchedServer | None,
+    log: StampedLines | None,
     sampler: ProcessSampler | None,
     patterns: tuple[MarkerPattern, ...],
 ) -> dict[str, Any]:
-    marks = find_marks(((t - watch.t0, line) for t, line in server.lines), patterns) if server else []
+    marks = find_marks(((t - watch.t0, line) for t, line in log.lines), patterns) if log else []
     events = sorted(
         [*watch.events, *(verdicts.Event(m.name, m.t, "log", m.reported_s) for m in marks)], key=lambda e: e.t
     )
@@ -464,8 +474,8 @@ def _launch_result(
         "error": outcome.error,
         "pid": outcome.pid,
         "exit_code": outcome.exit_code,
-        "log_path": str(server.log_path) if server else None,
-        "log_tail": server.tail(config.tail_lines) if server and outcome.status != "ok" else [],
+        "log_path": str(log.log_path) if log else None,
+        "log_tail": log.tail(config.tail_lines) if log and outcome.status != "ok" else [],
         "engine": detect_engine(marks),
         "model": watch.model,
         "startup_s": startup,
