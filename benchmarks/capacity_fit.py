@@ -102,6 +102,8 @@ def fit(rows: list[Row]) -> Efficiency:
 
 @dataclass(frozen=True)
 class TpRow:
+    """A published row of any model on ``num_gpus`` GPUs (the TP calibration rows and the holdout)."""
+
     model: str
     num_gpus: int
     row: Row

@@ -14,7 +14,6 @@ which ``servewise plan`` quotes beside its projections.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from capacity_fit import DEFAULT_CSV as CALIBRATION_CSV
-from capacity_fit import ROOT, TP_CSV, Row, fit, fit_tp, project, read_rows, read_tp_rows, simulate_row
+from capacity_fit import ROOT, TP_CSV, TpRow, fit, fit_tp, project, read_rows, read_tp_rows, simulate_row
 
 from servewise.capacity.perf import fit_provenance, fitted_efficiency
 
@@ -35,15 +34,8 @@ VALIDATION_JSON = ROOT / "src" / "servewise" / "capacity" / "data" / "validation
 
 
 @dataclass(frozen=True)
-class HoldoutRow:
-    model: str
-    num_gpus: int
-    row: Row
-
-
-@dataclass(frozen=True)
 class Result:
-    case: HoldoutRow
+    case: TpRow
     predicted: float
     limit: str
 
@@ -51,13 +43,6 @@ class Result:
     def error(self) -> float:
         """Signed relative error, predicted / published - 1."""
         return self.predicted / self.case.row.output_tokens_per_s - 1
-
-
-def read_holdout(path: Path) -> list[HoldoutRow]:
-    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    return [HoldoutRow(r["model"], int(r["num_gpus"]),
-                       Row(r["gpu"], r["precision"], int(r["input_tokens"]), int(r["output_tokens"]),
-                           float(r["output_tokens_per_s"]))) for r in csv.DictReader(lines)]
 
 
 def summarize(results: Iterable[Result]) -> tuple[int, float, float]:
@@ -101,7 +86,7 @@ def main() -> None:
                         help="refit the constants on the calibration csv now instead of reading data/fit.json")
     parser.add_argument("--write", action="store_true", help="store the errors in data/validation.json for `plan`")
     args = parser.parse_args()
-    cases = read_holdout(args.csv)
+    cases = read_tp_rows(args.csv)
     eff = fit_tp(fit(read_rows(CALIBRATION_CSV)), read_tp_rows(TP_CSV)) if args.refit else fitted_efficiency()
     prov = fit_provenance()["provenance"]
     started = time.perf_counter()

@@ -71,25 +71,13 @@ def wait_http(url: str, timeout_s: float = 20) -> None:
 
 
 def timed(
-    cmd: list[str], env: dict | None = None, timeout: float = 900
+    cmd: list[str], env: dict | None = None, timeout: float = 900, cwd: Path | None = None
 ) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``cmd``; return it and the CPU% (user+sys of the whole reaped tree / wall) it used."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return proc, 100 * cpu / wall
+    """Run ``cmd`` in its own session; return it and the CPU% (user+sys of the whole reaped tree / wall).
 
-
-def timed_group(
-    cmd: list[str], timeout: float, cwd: Path | None = None, env: dict | None = None
-) -> tuple[subprocess.CompletedProcess, float]:
-    """Like ``timed`` but in its own session; on timeout the whole process group is SIGKILLed.
-
-    Peers (AIPerf, GuideLLM) spawn service/worker processes; killing only the direct child would leave
-    them running. A timed-out run returns rc -9 and stderr ending in "hard timeout".
+    On timeout (or Ctrl-C) the whole process group is SIGKILLed: servewise's workers and AIPerf's and
+    GuideLLM's service processes would outlive their parent otherwise. A timed-out run returns rc -9 and
+    stderr ending in "hard timeout".
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -102,6 +90,10 @@ def timed_group(
             os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         err = (err or "") + f"\nhard timeout after {timeout:.0f} s"
+    except BaseException:  # Ctrl-C: its own session does not get the terminal's signal, so end it here
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -276,7 +268,7 @@ class AIPerf:
                "--isl", "32", "--isl-stddev", "0", "--osl", "16", "--random-seed", "1",
                "--artifact-dir", str(art), "--ui", "none", "--no-server-metrics", "--no-gpu-telemetry",
                "--wait-for-model-timeout", "0", *extra]  # fmt: skip
-        proc, cpu = timed_group(cmd, timeout, cwd=self.workdir)
+        proc, cpu = timed(cmd, timeout=timeout, cwd=self.workdir)
         path = art / "profile_export_aiperf.json"
         if not path.exists():  # keep the artifacts (logs/aiperf.log) for diagnosis
             text = f"{proc.stdout}\n{proc.stderr}".splitlines()
@@ -347,7 +339,7 @@ class GuideLLM:
                "--data", "kind=synthetic_text,prompt_tokens=32,output_tokens=16",
                "--tokenizer", f"kind=huggingface_auto,model={TOKENIZER}",
                "--output", f"kind=json,path={out}", "--disable-console"]  # fmt: skip
-        proc, cpu = timed_group(cmd, timeout, cwd=self.workdir)
+        proc, cpu = timed(cmd, timeout=timeout, cwd=self.workdir)
         if not out.exists():
             return {"error": last_lines(proc)}, cpu
         report = json.loads(out.read_text())
@@ -400,7 +392,6 @@ CLIENTS = {
     "aiperf": AIPerf,
     "guidellm": GuideLLM,
 }
-NOT_RUN: dict[str, str] = {}
 
 
 def rate_search(client, rates: list[float], seconds: float, bisect: int) -> dict:
@@ -518,8 +509,6 @@ def table(results: dict) -> str:
         lines.append(
             f"| {name} | {sus.get('sustained')} | {sus.get('first_failed')} | {closed} | {cpu} | {ttft} |"
         )
-    for name, why in NOT_RUN.items():
-        lines.append(f"| {name} | not run: {why} | | | | |")
     return "\n".join(lines)
 
 

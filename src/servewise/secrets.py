@@ -30,4 +30,6 @@ def load_api_key(
         if not value:
             raise SpecError(f"environment variable {env_name} (the API key) is not set or empty")
         return value
-    return (os.environ.get(DEFAULT_KEY_ENV) or "").strip() or None if fallback else None
+    if not fallback:
+        return None
+    return os.environ.get(DEFAULT_KEY_ENV, "").strip() or None

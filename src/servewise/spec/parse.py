@@ -104,7 +104,7 @@ def parse_load(text: str) -> LoadSpec:
 
 
 def parse_labels(items: list[str], what: str = "--label") -> dict[str, str]:
-    """``["release=v1.4", "model=llama"]`` (or one comma-separated string's parts) -> a dict."""
+    """``["release=v1.4", "model=llama"]`` -> a dict; ``what`` names the input in the error."""
     labels = {}
     for item in items:
         key, sep, value = item.partition("=")
