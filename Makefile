@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint engines system-deps venv clean
+.PHONY: demo test lint typecheck engines system-deps venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,15 @@ engines:
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 
-test: venv system-deps engines lint
+## mypy over src/servewise, configured in pyproject.toml ([tool.mypy])
+typecheck: venv
+	$(BIN)/mypy
+
+test: venv system-deps engines lint typecheck
 	$(BIN)/pytest
 
 demo: venv
 	$(BIN)/servewise demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

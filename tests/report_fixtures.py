@@ -1,4 +1,4 @@
-"""A stored run with every report piece, built by hand; hostile strings wherever a server's text goes."""
+"""A stored sweep with every report piece, built by hand; hostile strings wherever a server's text goes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,17 @@ from pathlib import Path
 
 from servewise.analysis.stage import TrafficPattern, assess_stage, history_from_runs, parse_answers
 from servewise.records import Phase, RequestRecord, Sample, TokenSource
+from servewise.results import (
+    ColdstartResult,
+    PlanNote,
+    PlanRecord,
+    ProbeRecord,
+    StageNote,
+    StageRecord,
+    StepDiagnosis,
+    SweepResult,
+    SweepStep,
+)
 from servewise.store import RunStore
 
 HOSTILE = "<script>alert('pwned')</script>"
@@ -50,25 +61,30 @@ def samples(seconds: int = 30) -> list[Sample]:
     return out
 
 
-def sweep() -> list[dict]:
+def sweep() -> list[SweepStep]:
     steps = []
     for rate in (1.0, 2.0, 4.0, 6.0, 8.0):
         ttft = 80 + 15 * rate**2
         steps.append(
-            {
-                "rate": rate,
-                "metrics": {
-                    "ttft_ms": {"p50": ttft * 0.7, "p95": ttft, "p99": ttft * 1.3},
-                    "tpot_ms": {"p50": 18 + rate, "p95": 20 + 2 * rate},
-                    "output_tokens_per_s": 60 * rate,
-                },
-                "slo_met": ttft <= 800,
-            }
+            SweepStep.model_validate(
+                {
+                    "rate": rate,
+                    "run_id": f"step-{rate:g}",
+                    "why": "met" if ttft <= 800 else "ttft_p95",
+                    "client_limited": False,
+                    "metrics": {
+                        "ttft_ms": {"p50": ttft * 0.7, "p95": ttft, "p99": ttft * 1.3},
+                        "tpot_ms": {"p50": 18 + rate, "p95": 20 + 2 * rate},
+                        "output_tokens_per_s": 60 * rate,
+                    },
+                    "slo_met": ttft <= 800,
+                }
+            )
         )
     return steps
 
 
-def plan() -> dict:
+def plan() -> PlanRecord:
     def tier(gpu: str, price: float, cost: float | None, fits: bool = True) -> dict:
         return {
             "gpu": gpu,
@@ -84,30 +100,45 @@ def plan() -> dict:
             "cost_per_million_output_tokens": cost,
         }
 
-    return {
-        "tiers": [
-            tier("RTX 4090", 0.69, 0.16),
-            tier("A100 80GB", 1.89, 0.31),
-            tier(HOSTILE, 3.99, 0.52),
-            tier("T4", 0.35, None, fits=False),
-        ],
-        "recommendation": {
-            "gpu": "RTX 4090",
-            "replicas": 2,
-            "reason": "cheapest tier meeting the SLO " + HOSTILE,
-        },
-    }
+    return PlanRecord.model_validate(
+        {
+            "tiers": [
+                tier("RTX 4090", 0.69, 0.16),
+                tier("A100 80GB", 1.89, 0.31),
+                tier(HOSTILE, 3.99, 0.52),
+                tier("T4", 0.35, None, fits=False),
+            ],
+            "recommendation": "cheapest tier meeting the SLO " + HOSTILE,
+        }
+    )
 
 
-def stage_dict() -> dict:
+def stage_record() -> StageRecord:
     history = history_from_runs([], traffic=TrafficPattern(7, 86400, 0.2, 1.6, 3.0, 0.05, "prometheus"))
-    probes = [{"name": "bad_json", "status": "fail", "evidence": f"malformed JSON: 500: {HOSTILE}"}]
+    probes = [ProbeRecord(name="bad_json", status="fail", evidence=f"malformed JSON: 500: {HOSTILE}")]
     answers = parse_answers("users_depend: yes\ntraffic_growing: yes\n")
-    return assess_stage(probes, history, answers).to_dict()
+    return StageRecord.model_validate(assess_stage(probes, history, answers).to_dict())
+
+
+def coldstart() -> ColdstartResult:
+    """A cold-start run's result, given to the report beside the sweep (`report RUN --coldstart ID`)."""
+    return ColdstartResult.model_validate(
+        {
+            "runs": [{"status": "ok", "startup_s": v} for v in (21.0, 24.5, 22.1, 58.0)],
+            "runs_ok": 4,
+            "aggregate": {"startup_s": {"count": 4, "min": 21.0, "median": 23.3, "max": 58.0, "cv": 0.6}},
+            "verdicts": [
+                {"key": "repeatability", "verdict": "not repeatable", "evidence": HOSTILE, "advice": None}
+            ],
+            "status": "ok",
+        }
+    )
 
 
 def store_full_run(store_path: Path, *, simulated: bool = True) -> str:
-    """A bench run with sweep, records, samples, diagnosis, plan, stage, probes and cold start stored."""
+    """A sweep with records, samples, and doctor's notes (diagnosis, plan, stage and probes) stored.
+
+    The cold start is a run of its own in real use: give ``coldstart()`` to the report beside this one."""
     with RunStore(store_path) as store:
         target = {
             "url": "http://127.0.0.1:8000",
@@ -117,7 +148,7 @@ def store_full_run(store_path: Path, *, simulated: bool = True) -> str:
             "server": {"simulates": "Llama-3.1-8B on RTX 4090"},
         }
         run_id = store.create_run(
-            kind="bench",
+            kind="sweep",
             spec={"target": target},
             labels={},
             tool_version="0.1",
@@ -126,7 +157,7 @@ def store_full_run(store_path: Path, *, simulated: bool = True) -> str:
         )
         store.append_records(run_id, records())
         store.append_samples(run_id, samples())
-        summary = {
+        result = {
             "run_id": run_id,
             "status": "ok",
             "target": target,
@@ -160,27 +191,22 @@ def store_full_run(store_path: Path, *, simulated: bool = True) -> str:
             "client": {"limited": False, "reason": None},
             "sweep": sweep(),
             "max_rate_meeting_slo": 6.0,
-            "diagnosis": {
-                "primary": "kv_cache",
-                "confidence": "high",
-                "findings": [
-                    {
-                        "resource": "kv_cache",
-                        "verdict": "saturated",
-                        "evidence": f"kv usage 100% while queue grows {HOSTILE}",
-                    }
-                ],
-            },
-            "plan": plan(),
-            "stage": stage_dict(),
-            "probes": [{"name": "version", "status": "pass", "evidence": f"/version: {HOSTILE}"}],
-            "coldstart": {
-                "runs": [{"status": "ok", "startup_s": v} for v in (21.0, 24.5, 22.1, 58.0)],
-                "aggregate": {"startup_s": {"count": 4, "min": 21.0, "median": 23.3, "max": 58.0, "cv": 0.6}},
-                "verdicts": [
-                    {"key": "repeatability", "verdict": "not repeatable", "evidence": HOSTILE, "advice": None}
-                ],
-            },
         }
-        store.finish_run(run_id, "ok", summary)
+        store.finish_run(run_id, SweepResult.model_validate(result))
+        diagnosis = {
+            "run_id": "step-6",
+            "primary": "kv_cache",
+            "confidence": "high",
+            "findings": [
+                {
+                    "resource": "kv_cache",
+                    "verdict": "bottleneck",
+                    "evidence": f"kv usage 100% while queue grows {HOSTILE}",
+                }
+            ],
+        }
+        store.annotate(run_id, StepDiagnosis.model_validate(diagnosis))
+        store.annotate(run_id, PlanNote(plan=plan()))
+        probes = [ProbeRecord(name="version", status="pass", evidence=f"/version: {HOSTILE}")]
+        store.annotate(run_id, StageNote(stage=stage_record(), probes=probes))
         return run_id

@@ -461,7 +461,7 @@ def test_runs_repeat_records_the_spread(timing_url, store_path):
     with RunStore(store_path) as store:
         again = store.get_run(data["runs"][2])
         assert again.labels["repeat_of"] == first["run_id"]
-        assert store.get_run(first["run_id"]).summary["repeat_spread"]["ttft_ms_p50"] == ttft["relative"]
+        assert store.get_run(first["run_id"]).export_json()["repeat_spread"]["ttft_ms_p50"] == ttft["relative"]
 
 
 def test_live_prometheus_metrics_during_a_run(timing_url, store_path):

@@ -28,6 +28,8 @@ from servewise.capacity import (
 from servewise.capacity.perf import fit_validation
 from servewise.capacity.projection import accuracy_note
 from servewise.cli import plan as plan_cli
+from servewise.cli.app import ServewiseGroup
+from servewise.results import RunResult
 from servewise.spec import LengthSpec, LoadSpec, RunSpec, TargetSpec, WorkloadSpec
 from servewise.store import RunStore
 
@@ -48,7 +50,7 @@ TIER_KEYS = {
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=ServewiseGroup)
     plan_cli.register(app)
 
     @app.callback()
@@ -195,8 +197,7 @@ def _synthetic_run(store_path, factor: float) -> str:
         )
         store.finish_run(
             run_id,
-            "ok",
-            {
+            RunResult.model_validate({
                 "run_id": run_id,
                 "status": "ok",
                 "load": "closed loop, 8 concurrent",
@@ -208,7 +209,7 @@ def _synthetic_run(store_path, factor: float) -> str:
                     "mean_output_tokens": 200,
                     "concurrency_mean": sim["running_mean"],
                 },
-            },
+            }),
         )
     return run_id
 
@@ -218,7 +219,7 @@ def test_from_run_calibration_recovers_a_known_efficiency(tmp_path, cli: typer.T
     run_id = _synthetic_run(store_path, factor=0.6)
     with RunStore(store_path) as store:
         row = store.get_run(run_id)
-    measured = measured_from_run(row.summary, row.spec)
+    measured = measured_from_run(row.measured, row.spec)
     assert measured.concurrency == 8 and measured.input_tokens == 500
     dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
     calibration = calibrate(dep, fitted_efficiency(), EngineConfig(), measured)
@@ -243,6 +244,6 @@ def test_from_run_calibration_recovers_a_known_efficiency(tmp_path, cli: typer.T
     tiers = {t["gpu"]: t for t in json.loads(calibrated.output)["tiers"]}
     assert set(tiers) == {"rtx4090", "h100-sxm"}  # the current GPU joins the projection
     assert tiers["h100-sxm"]["tpot_ms_p50"] > 1.3 * plain["tiers"][0]["tpot_ms_p50"]
-    assert tiers["rtx4090"]["tpot_ms_p50"] == pytest.approx(row.summary["metrics"]["tpot_ms"]["p50"], rel=0.1)
+    assert tiers["rtx4090"]["tpot_ms_p50"] == pytest.approx(row.export_json()["metrics"]["tpot_ms"]["p50"], rel=0.1)
     missing = CliRunner().invoke(cli, [*args, "--from-run", "nope", "--current-gpu", "rtx4090"])
     assert missing.exit_code == 2 and "no run 'nope'" in missing.output

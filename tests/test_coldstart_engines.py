@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from servewise.cli.app import ServewiseGroup
 from servewise.cli.coldstart import register
-from servewise.coldstart import ColdstartConfig, Endpoint, run_coldstart, verdicts
+from servewise.coldstart import ColdstartConfig, Endpoint, verdicts
+from servewise.flows.coldstart import run_coldstart
 from servewise.store import RunStore
 
 from engines.servers import LlamaServer, VllmServer
@@ -33,7 +35,7 @@ def _skip_unless_installed(server_cls: type) -> None:
 def test_llama_server_cold_start_through_the_cli(tmp_path: Path) -> None:
     _skip_unless_installed(LlamaServer)
     srv = LlamaServer(slots=2)  # only for its command, port and model path: coldstart launches it
-    app = typer.Typer()
+    app = typer.Typer(cls=ServewiseGroup)
     register(app)
 
     @app.callback()
@@ -89,7 +91,7 @@ def test_vllm_compile_phase_with_and_without_its_compile_cache(tmp_path: Path) -
         log_dir=tmp_path / "logs",
     )
     with RunStore(tmp_path / "runs.db") as store:
-        summary = run_coldstart(config, store)
+        summary = run_coldstart(config, store).to_json()
     assert summary["status"] == "ok", [(r["status"], r["error"], r["log_tail"]) for r in summary["runs"]]
     cold, warm = summary["runs"]
     assert summary["engine"] == "vllm"

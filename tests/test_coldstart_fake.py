@@ -20,10 +20,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from servewise.cli.app import ServewiseGroup
 from servewise.cli.app import app as servewise_app
 from servewise.cli.coldstart import register
-from servewise.coldstart import ColdstartConfig, ColdstartError, Endpoint, parse_user_phase, run_coldstart
+from servewise.coldstart import ColdstartConfig, ColdstartError, Endpoint, parse_user_phase
 from servewise.coldstart.caches import CacheError, check_drop_caches
+from servewise.flows.coldstart import run_coldstart
 from servewise.store import RunStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "coldstart"
@@ -63,7 +65,7 @@ def store(tmp_path: Path) -> Iterator[RunStore]:
 
 
 def cli() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=ServewiseGroup)
     register(app)
 
     @app.callback()
@@ -102,7 +104,7 @@ def test_user_phases_appear_in_order_with_arrival_times(tmp_path: Path, store: R
         ),
         runs=2,
     )  # fmt: skip
-    summary = run_coldstart(cfg, store)
+    summary = run_coldstart(cfg, store).to_json()
     assert summary["status"] == "ok" and summary["runs_ok"] == 2
     for run in summary["runs"]:
         order = names(run)
@@ -130,7 +132,7 @@ def test_user_phases_appear_in_order_with_arrival_times(tmp_path: Path, store: R
 
     stored = store.get_run(summary["run_id"])
     assert (stored.kind, stored.status) == ("coldstart", "ok")
-    assert stored.summary is not None and stored.summary["runs_ok"] == 2
+    assert stored.export_json() is not None and stored.export_json()["runs_ok"] == 2
     samples = store.samples(summary["run_id"], source="coldstart")
     launches = {dict(s.labels)["launch"] for s in samples}
     assert launches == {"1", "2"}
@@ -149,7 +151,7 @@ def test_user_phases_appear_in_order_with_arrival_times(tmp_path: Path, store: R
 
 def test_crash_on_start_is_reported_with_its_log_and_exit_code(tmp_path: Path, store: RunStore) -> None:
     port = free_port()
-    summary = run_coldstart(config(port, tmp_path, "--crash-after", "0.2", runs=3), store)
+    summary = run_coldstart(config(port, tmp_path, "--crash-after", "0.2", runs=3), store).to_json()
     assert summary["status"] == "failed"
     assert len(summary["runs"]) == 1  # no point starting again
     run = summary["runs"][0]
@@ -184,7 +186,7 @@ def test_never_ready_times_out_shows_the_log_and_exits_nonzero(tmp_path: Path) -
 def test_a_server_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path, store: RunStore) -> None:
     port = free_port()
     started = time.monotonic()
-    summary = run_coldstart(config(port, tmp_path, "--ignore-sigterm", grace_s=1.0, warm_requests=0), store)
+    summary = run_coldstart(config(port, tmp_path, "--ignore-sigterm", grace_s=1.0, warm_requests=0), store).to_json()
     assert summary["status"] == "ok"
     run = summary["runs"][0]
     assert run["exit_code"] == -signal.SIGKILL
@@ -201,7 +203,7 @@ def test_ctrl_c_stops_the_server_and_stores_the_run(tmp_path: Path, store: RunSt
             raise KeyboardInterrupt
 
     cfg = config(port, tmp_path, "--healthy-after", "30", "--child", "--pid-file", str(pid_file), runs=3)
-    summary = run_coldstart(cfg, store, on_progress=interrupt)
+    summary = run_coldstart(cfg, store, on_progress=interrupt).to_json()
     assert summary["status"] == "interrupted"
     assert [r["status"] for r in summary["runs"]] == ["interrupted"]
     assert gone(summary["runs"][0]["pid"]) and gone(int(pid_file.read_text()))
@@ -237,7 +239,7 @@ def test_sigint_to_the_cli_process_stops_the_server(tmp_path: Path) -> None:
     with RunStore(tmp_path / "runs.db") as s:
         (run,) = s.list_runs(kind="coldstart")
         assert run.status == "interrupted"
-        assert run.summary is not None and gone(run.summary["runs"][0]["pid"])
+        assert run.export_json() is not None and gone(run.export_json()["runs"][0]["pid"])
 
 
 def test_attach_measures_a_server_started_elsewhere_and_leaves_it_running(
@@ -251,7 +253,7 @@ def test_attach_measures_a_server_started_elsewhere_and_leaves_it_running(
         cfg = ColdstartConfig(
             endpoint=endpoint(port), attach_pid=server.pid, runs=4, log_dir=tmp_path, timeout_s=30
         )
-        summary = run_coldstart(cfg, store)
+        summary = run_coldstart(cfg, store).to_json()
         assert summary["status"] == "ok" and len(summary["runs"]) == 1
         run = summary["runs"][0]
         assert names(run)[0] == "attached" and "port_open" in names(run)
@@ -280,7 +282,7 @@ def test_attach_follows_the_servers_log_file_for_phases(tmp_path: Path, store: R
             endpoint=endpoint(port), attach_pid=server.pid, attach_log=log_file, log_dir=tmp_path / "logs",
             timeout_s=30, user_phases=(parse_user_phase("tokenizer=step A"), parse_user_phase("restore=step B")),
         )  # fmt: skip
-        summary = run_coldstart(cfg, store)
+        summary = run_coldstart(cfg, store).to_json()
         assert summary["status"] == "ok", summary
         run = summary["runs"][0]
         at = {e["name"]: e["t"] for e in run["events"]}
@@ -307,7 +309,7 @@ def test_compile_cache_state_and_clear(tmp_path: Path, store: RunStore) -> None:
     port = free_port()
     cache = tmp_path / "compile-cache"
     keep = config(port, tmp_path, "--write-cache", str(cache), runs=2, warm_requests=0, compile_cache=cache)
-    states = [r["cache"]["compile_cache"]["existed"] for r in run_coldstart(keep, store)["runs"]]
+    states = [r["cache"]["compile_cache"]["existed"] for r in run_coldstart(keep, store).runs]
     assert states == [False, True]  # the first start filled it
     cleared = config(
         port,
@@ -319,7 +321,7 @@ def test_compile_cache_state_and_clear(tmp_path: Path, store: RunStore) -> None:
         compile_cache=cache,
         clear_dirs=(cache,),
     )
-    runs = run_coldstart(cleared, store)["runs"]
+    runs = run_coldstart(cleared, store).runs
     assert [r["cache"]["compile_cache"]["existed"] for r in runs] == [False, False]
     assert [r["cache"]["cleared"] for r in runs] == [[str(cache)], [str(cache)]]
 
@@ -330,7 +332,7 @@ def test_model_files_are_sized_and_their_page_cache_share_recorded(tmp_path: Pat
     model.mkdir()
     (model / "model.safetensors").write_bytes(os.urandom(3_000_000))
     (model / "config.json").write_text("{}")
-    summary = run_coldstart(config(port, tmp_path, runs=1, warm_requests=0, model_path=model), store)
+    summary = run_coldstart(config(port, tmp_path, runs=1, warm_requests=0, model_path=model), store).to_json()
     run = summary["runs"][0]
     assert run["model_bytes"] == 3_000_000  # weights only, not config.json
     share = run["cache"]["model_resident_share"]

@@ -7,7 +7,7 @@ import pytest
 from servewise.coldstart.markers import (
     BUILTIN_PATTERNS,
     MarkerError,
-    detect_engine,
+    engine_from_log,
     find_marks,
     match_line,
     parse_user_phase,
@@ -108,5 +108,5 @@ def test_first_occurrence_counts_and_engine_is_the_one_seen_most() -> None:
         ("weights_loaded", 1.0),
         ("app_startup", 3.0),
     ]
-    assert detect_engine(marks) == "vllm"
-    assert detect_engine(marks[-1:]) is None
+    assert engine_from_log(marks) == "vllm"
+    assert engine_from_log(marks[-1:]) is None

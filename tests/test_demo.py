@@ -24,7 +24,7 @@ def test_demo_runs_end_to_end(tmp_path, store_path):
     html = report.read_text()
     assert "Simulated target" in html and "<script" not in html.lower()
     with RunStore(store_path) as store:
-        sweep = store.list_runs(kind="sweep", limit=1)[0].summary
+        sweep = store.list_runs(kind="sweep", limit=1)[0].export_json()
     assert sweep["target"]["simulated"] is True
     assert sweep["max_rate_meeting_slo"] and sweep["max_rate_meeting_slo"] > 2
     assert sweep["plan"]["tiers"] and sweep["stage"]["stage"]

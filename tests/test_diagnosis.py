@@ -10,10 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from servewise.analysis.diagnosis import NO_BOTTLENECK, Resource, Verdict, diagnose
+from servewise.analysis.diagnosis import NO_BOTTLENECK, Resource
+from servewise.analysis.diagnosis import FindingStatus as Verdict
+from servewise.analysis.diagnosis import diagnose as _diagnose
 from servewise.records import Sample
+from servewise.results import RunResult
 from servewise.telemetry.exposition import parse_exposition
 from servewise.telemetry.gpu import dcgm_samples
+
+
+def diagnose(summary, samples, **kwargs):
+    """The stored JSON shape in, as the tests write it; the typed result is what diagnose reads."""
+    return _diagnose(RunResult.model_validate(summary) if summary else None, samples, **kwargs)
+
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
 GPU_RESOURCES = (Resource.GPU_COMPUTE, Resource.GPU_MEMORY_BANDWIDTH)
@@ -365,7 +374,7 @@ def test_no_samples_and_no_summary_is_no_data_everywhere():
 
 def test_to_dict_shape_is_json_ready():
     d = diagnose(summary(total=100, failed=50, by_class={"http_status": 50}), RunBuilder().samples())
-    out = json.loads(json.dumps(d.to_dict()))
+    out = json.loads(json.dumps(d.to_json()))
     assert set(out) >= {"primary", "confidence", "findings", "next_steps"}
     assert len(out["findings"]) == len(Resource)
     for f in out["findings"]:

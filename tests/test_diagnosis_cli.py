@@ -8,12 +8,14 @@ import typer
 from typer.testing import CliRunner
 
 from servewise.cli import diagnose as diagnose_cli
+from servewise.cli.app import ServewiseGroup
+from servewise.results import RunResult
 from servewise.store import RunStore
 from test_diagnosis import RunBuilder, summary
 
 
 def make_app() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=ServewiseGroup)
     diagnose_cli.register(app)
 
     @app.callback()
@@ -29,7 +31,7 @@ def store_run(path, samples, run_summary) -> str:
             kind="bench", spec={}, labels={}, tool_version="test", target={}, environment={}
         )
         store.append_samples(run_id, samples)
-        store.finish_run(run_id, "ok", run_summary)
+        store.finish_run(run_id, RunResult.model_validate(run_summary))
     return run_id
 
 

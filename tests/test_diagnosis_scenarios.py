@@ -24,8 +24,11 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from servewise.analysis.diagnosis import Diagnosis, Resource, Verdict, diagnose
+from servewise.analysis.diagnosis import FindingStatus as Verdict
+from servewise.analysis.diagnosis import Resource, diagnose
 from servewise.records import Sample
+from servewise.results import DiagnosisResult as Diagnosis
+from servewise.results import RunResult
 from servewise.store import RunStore
 from servewise.telemetry import TelemetrySession
 
@@ -87,7 +90,7 @@ class Observed:
 
     def explain(self) -> str:
         context = {k: self.summary.get(k) for k in ("load", "client", "workers")}
-        return json.dumps({**self.diagnosis.to_dict(), "bench": context}, indent=1)
+        return json.dumps({**self.diagnosis.to_json(), "bench": context}, indent=1)
 
 
 def bench_observed(
@@ -140,7 +143,7 @@ def bench_observed(
         stored = runs.samples(summary["run_id"])
     # Once bench samples telemetry itself, its samples replace ours (same sources, same clock).
     samples = stored if any(s.source == "host" for s in stored) else stored + collected
-    return Observed(summary, samples, diagnose(summary, samples, server_engine=engine))
+    return Observed(summary, samples, diagnose(RunResult.model_validate(summary), samples, server_engine=engine))
 
 
 def assert_ruled_out(observed: Observed, *resources: str) -> None:

@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 
 from servewise.analysis.metrics import MetricsAccumulator
 from servewise.cli import gate as gate_cli
+from servewise.cli.app import ServewiseGroup
+from servewise.errors import UsageError
+from servewise.flows import gate as gate_flow
+from servewise.flows.refs import resolve_run
 from servewise.records import ErrorClass, Phase, RequestRecord, TokenSource
+from servewise.results import ClientCheck, RunResult
 from servewise.store import RunStore
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -81,9 +86,7 @@ def add_run(
     )  # fmt: skip
     store.append_records(run_id, records)
     store.finish_run(
-        run_id,
-        "ok",
-        {"run_id": run_id, "status": "ok", "metrics": MetricsAccumulator().add_all(records).result()},
+        run_id, RunResult(run_id=run_id, status="ok", metrics=MetricsAccumulator().add_all(records).result())
     )
     return run_id
 
@@ -95,7 +98,7 @@ def store_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=ServewiseGroup)
     gate_cli.register(app)
 
     @app.command("noop")
@@ -126,8 +129,8 @@ def test_like_with_like_passes_and_records_the_verdict(app, store_path):
         {"name", "baseline", "candidate", "change_pct", "ci", "verdict"} <= set(m) for m in report["metrics"]
     )
     with RunStore(store_path) as store:
-        assert store.get_run(cand).summary["gate"]["verdict"] == "pass"
-        assert store.get_run(cand).summary["metrics"]["requests_ok"] == 400
+        assert store.get_run(cand).export_json()["gate"]["verdict"] == "pass"
+        assert store.get_run(cand).export_json()["metrics"]["requests_ok"] == 400
 
 
 def test_regression_fails_with_rollback_to_the_last_run_that_passed(app, store_path):
@@ -148,7 +151,7 @@ def test_regression_fails_with_rollback_to_the_last_run_that_passed(app, store_p
     assert ttft["ci"][0] > 10 and ttft["change_pct"] == pytest.approx(50, abs=8)
     # a failed candidate is never the next latest-pass
     with RunStore(store_path) as store:
-        assert gate_cli.resolve_run(store, "latest-pass").id == good
+        assert resolve_run(store, "latest-pass").id == good
 
 
 def test_label_selector_takes_the_newest_match_other_than_the_candidate(store_path):
@@ -156,12 +159,12 @@ def test_label_selector_takes_the_newest_match_other_than_the_candidate(store_pa
         older = add_run(store, make_records(1, 50), {"release": "v1", "model": "a"})
         newer = add_run(store, make_records(2, 50), {"release": "v1", "model": "a"})
         add_run(store, make_records(3, 50), {"release": "v1", "model": "b"})
-        assert gate_cli.resolve_run(store, "label:release=v1,model=a").id == newer
-        assert gate_cli.resolve_run(store, "label:release=v1,model=a", exclude=newer).id == older
-        with pytest.raises(gate_cli.GateUsageError, match="no run with label:release=v9"):
-            gate_cli.resolve_run(store, "label:release=v9")
-        with pytest.raises(gate_cli.GateUsageError, match="passed a gate"):
-            gate_cli.resolve_run(store, "latest-pass")
+        assert resolve_run(store, "label:release=v1,model=a").id == newer
+        assert resolve_run(store, "label:release=v1,model=a", exclude=newer).id == older
+        with pytest.raises(UsageError, match="no run with label:release=v9"):
+            resolve_run(store, "label:release=v9")
+        with pytest.raises(UsageError, match="passed a gate"):
+            resolve_run(store, "latest-pass")
 
 
 def test_all_errors_candidate_fails_and_table_names_it(app, store_path):
@@ -235,13 +238,13 @@ def test_usage_errors_exit_2_with_one_line(app, store_path, args, message):
 
 
 def test_max_regression_parsing():
-    assert gate_cli.parse_max_regression(
+    assert gate_flow.parse_max_regression(
         "ttft_p95=10%, throughput=-5%,errors=0.5%,ttft_p99=20"
     ) == pytest.approx({"ttft_p95": 0.10, "throughput": 0.05, "errors": 0.005, "ttft_p99": 0.20})
 
 
 def _serve(store_path: Path):
-    server = gate_cli.make_server(store_path, {"record": False}, port=0)
+    server = gate_flow.make_server(store_path, {"record": False}, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -313,9 +316,9 @@ def test_client_limited_run_makes_the_gate_inconclusive(app, store_path):
     with RunStore(store_path) as store:
         base = add_run(store, make_records(1))
         cand = add_run(store, make_records(2))
-        summary = store.get_run(cand).summary
-        store.update_summary(
-            cand, {**summary, "client": {"limited": True, "reason": "schedule lag p99 90 ms > 10 ms"}}
+        summary = store.get_run(cand).measured
+        store.finish_run(
+            cand, summary.model_copy(update={"client": ClientCheck(limited=True, reason="schedule lag p99 90 ms > 10 ms")})
         )
     result = invoke(app, store_path, "-b", base, "-c", cand, "--json")
     assert result.exit_code == 3

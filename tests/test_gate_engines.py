@@ -15,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from servewise.cli import gate as gate_cli
+from servewise.cli.app import ServewiseGroup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,7 +53,7 @@ def bench(store: Path, server: LlamaServer, label: str) -> None:
 
 
 def gate(store: Path, baseline: str, candidate: str) -> tuple[int, dict]:
-    app = typer.Typer()
+    app = typer.Typer(cls=ServewiseGroup)
     gate_cli.register(app)
     app.command("noop")(lambda: None)  # keeps typer from collapsing the app into `gate` itself
     args = ["gate", "--baseline", baseline, "--candidate", candidate, "--store", str(store), "--json",

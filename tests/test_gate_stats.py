@@ -10,7 +10,6 @@ from servewise.analysis.gate import (
     DEFAULT_GATED,
     GatePolicy,
     RunSamples,
-    Verdict,
     bootstrap_quantile,
     evaluate_gate,
     holm_adjust,
@@ -18,6 +17,7 @@ from servewise.analysis.gate import (
     mann_whitney_greater,
     sorted_quantile,
 )
+from servewise.results.gate import GateVerdict as Verdict
 from servewise.spec import parse_slo
 
 OUTPUT_TOKENS = 128

@@ -25,20 +25,22 @@ def test_glossary_definitions():
         [r, record(1, 10.5, [10.9, 11.0], 2), record(2, 11.0, [], 0, error=ErrorClass.TIMEOUT),
          record(3, 9.0, [9.1, 9.2], 2, phase=Phase.WARMUP)]
     )  # fmt: skip
-    m = acc.result()
+    metrics = acc.result()
+    m = metrics.to_json()
     assert m["requests_ok"] == 2 and m["requests_failed"] == 1 and m["errors_by_class"] == {"timeout": 1}
     assert m["ttft_ms"]["count"] == 2 and m["ttft_ms"]["min"] == pytest.approx(100.0)
     assert m["itl_ms"]["count"] == 4  # three gaps of 20 ms and one of 100 ms
     assert m["itl_ms"]["p50"] == pytest.approx(20.0, rel=1e-3)
     assert m["goodput_rps"] < m["requests_per_s"]  # the 400 ms TTFT request misses the SLO
-    slo = evaluate_slo(parse_slo("ttft_p95=150ms,errors=10%"), m)
+    slo = evaluate_slo(parse_slo("ttft_p95=150ms,errors=10%"), metrics).to_json()
     assert slo["met"] is False and [t["met"] for t in slo["targets"]] == [False, False]
 
 
 def test_empty_run_has_counts_but_no_statistics():
-    m = MetricsAccumulator().result()
+    metrics = MetricsAccumulator().result()
+    m = metrics.to_json()
     assert m["requests_ok"] == 0 and m["ttft_ms"] == distribution([]) and m["ttft_ms"]["p50"] is None
-    assert evaluate_slo(parse_slo("errors=1%"), m)["met"] is False  # no data never passes
+    assert evaluate_slo(parse_slo("errors=1%"), metrics).to_json()["met"] is False  # no data never passes
 
 
 def test_log_histogram_matches_exact_quantiles_within_its_resolution():

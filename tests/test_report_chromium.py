@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from report_fixtures import HOSTILE, store_full_run
+from report_fixtures import HOSTILE, coldstart, store_full_run
 from servewise.report import charts
 from servewise.report.html import bundle_from_store, write_report
 from servewise.store import RunStore
@@ -49,7 +49,7 @@ def report(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("report")
     run_id = store_full_run(tmp / "runs.db")
     with RunStore(tmp / "runs.db") as store:
-        return write_report(tmp / "report.html", bundle_from_store(store, run_id))
+        return write_report(tmp / "report.html", bundle_from_store(store, run_id, coldstart=coldstart()))
 
 
 def _hex(color: str) -> np.ndarray:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 
-from report_fixtures import HOSTILE, records, samples, store_full_run
+from report_fixtures import HOSTILE, coldstart, records, samples, store_full_run
 from servewise.report.html import ReportBundle, bundle_from_store, render_report, write_report
+from servewise.results import RunResult, SweepResult
 from servewise.store import RunStore
 
 
 def test_full_report_has_every_section_and_no_live_markup(tmp_path):
     run_id = store_full_run(tmp_path / "runs.db")
     with RunStore(tmp_path / "runs.db") as store:
-        bundle = bundle_from_store(store, run_id)
+        bundle = bundle_from_store(store, run_id, coldstart=coldstart())
     assert len(bundle.ttft_ms) == 300 and bundle.samples
     html = render_report(bundle)
     for section in (
@@ -92,8 +93,8 @@ def test_sweep_report_reads_its_steps(tmp_path):
             )
             store.append_records(child, records(n, seed=int(rate)))
             store.append_samples(child, samples(10))
-            store.finish_run(child, "ok", {"status": "ok"})
-        store.finish_run(parent, "ok", {"status": "ok", "max_rate_meeting_slo": 4.0, "sweep": []})
+            store.finish_run(child, RunResult(run_id=child, status="ok"))
+        store.finish_run(parent, SweepResult(run_id=parent, status="ok", max_rate_meeting_slo=4.0, sweep=[]))
         bundle = bundle_from_store(store, parent)
     assert len(bundle.ttft_ms) == 60  # the knee step only
     assert len(bundle.samples) == 2 * len(samples(10))  # the whole sweep's timeline

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from servewise.analysis.stage import (
@@ -14,6 +16,15 @@ from servewise.analysis.stage import (
     history_from_runs,
     parse_answers,
     traffic_pattern_from_series,
+)
+from servewise.results import (
+    Annotations,
+    ColdstartResult,
+    DiagnosisResult,
+    GateMark,
+    ProbeRecord,
+    RunResult,
+    SweepResult,
 )
 from servewise.store import RunRow
 
@@ -39,43 +50,59 @@ def _bench(
     diagnosis: dict | None = None,
     rate: float = 4.0,
 ) -> RunRow:
-    summary = {
-        "status": "ok" if met is not False else "slo_failed",
+    status = "ok" if met is not False else "slo_failed"
+    measured = {
+        "run_id": f"b{day}",
+        "status": status,
         "load": f"poisson {rate:g} req/s",
         "metrics": {"output_tokens_per_s": tok_s, "ttft_ms": {"p95": 120.0}},
         "slo": {"met": met, "targets": []},
-        "max_rate_meeting_slo": capacity,
-        "diagnosis": diagnosis,
+        "diagnosis": DiagnosisResult.model_validate(diagnosis) if diagnosis else None,
     }
+    # a run that found the max rate meeting the SLO is a sweep
+    result = (
+        SweepResult(**measured, max_rate_meeting_slo=capacity)
+        if capacity is not None
+        else RunResult(**measured)
+    )
     return RunRow(
         f"b{day}",
-        "bench",
+        "sweep" if capacity is not None else "bench",
         None,
         T0 + day * DAY,
         T0 + day * DAY + 60,
-        summary["status"],
+        status,
         _spec(rate),
         {},
         "0.1",
         {},
         {},
-        summary,
+        result,
+        Annotations(),
     )
 
 
-def _other(kind: str, day: float, summary: dict) -> RunRow:
-    return RunRow(f"{kind}{day}", kind, None, T0 + day * DAY, None, "ok", {}, {}, "0.1", {}, {}, summary)
+def _gated(run: RunRow, verdict: str) -> RunRow:
+    """The run as `servewise gate` leaves it: its verdict noted beside the result."""
+    gate = GateMark(verdict=verdict, baseline="b0", at=run.created_at)
+    return replace(run, annotations=Annotations(gate=gate))
 
 
-def _coldstart_summary(*startup_s: float) -> dict:
+def _other(kind: str, day: float, result: ColdstartResult) -> RunRow:
+    return RunRow(
+        f"{kind}{day}", kind, None, T0 + day * DAY, None, "ok", {}, {}, "0.1", {}, {}, result, Annotations()
+    )
+
+
+def _coldstart_summary(*startup_s: float) -> ColdstartResult:
     """The shape `servewise coldstart` stores: per-run results; a failed start has no startup time."""
     runs = [{"status": "ok", "startup_s": v} for v in startup_s] + [{"status": "failed", "startup_s": None}]
-    return {"runs": runs, "runs_ok": len(startup_s), "aggregate": {}, "verdicts": []}
+    return ColdstartResult(runs=runs, runs_ok=len(startup_s), aggregate={}, verdicts=[])
 
 
 DIAGNOSED = {"primary": "gpu_memory_bandwidth", "confidence": "high", "findings": []}
 GOOD_PROBES = [
-    {"name": n, "status": "pass", "evidence": f"{n} ok"}
+    ProbeRecord(name=n, status="pass", evidence=f"{n} ok")
     for n in (
         "health",
         "readiness",
@@ -151,8 +178,7 @@ def test_mature_production_commitments_and_discipline():
     runs = [
         _bench(d, tok_s=800.0 + (d % 2) * 10, capacity=20.0, diagnosis=DIAGNOSED) for d in range(0, 30, 3)
     ]
-    for run in runs[::2]:
-        run.summary["gate"] = {"verdict": "pass", "baseline": "b0", "at": run.created_at}
+    runs = [_gated(run, "pass") if i % 2 == 0 else run for i, run in enumerate(runs)]
     rollback = _bench(13.1, tok_s=805.0, capacity=20.0, diagnosis=DIAGNOSED)
     rollback.labels["rollback"] = "true"
     gates = [rollback]
@@ -198,10 +224,12 @@ def test_repeat_runs_that_disagree_fail_with_their_spread():
 
 
 def test_probe_failures_reach_checklist_and_layers():
-    probes = [dict(p) for p in GOOD_PROBES]
-    probes[[p["name"] for p in probes].index("bad_json")].update(
-        status="fail", evidence="malformed JSON: 500"
-    )
+    probes = [
+        p.model_copy(update={"status": "fail", "evidence": "malformed JSON: 500"})
+        if p.name == "bad_json"
+        else p
+        for p in GOOD_PROBES
+    ]
     result = assess_stage(probes=probes, history=history_from_runs([]), answers=_answers(users_depend="yes"))
     item = next(c for c in result.checklist if c.key == "bad_json")
     assert (item.status, item.evidence) == ("fail", "malformed JSON: 500")

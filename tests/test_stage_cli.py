@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 from report_fixtures import store_full_run
 from servewise.cli import report as report_cli
 from servewise.cli import stage as stage_cli
+from servewise.cli.app import ServewiseGroup
 from servewise.store import RunStore
 from test_probes import KEY, bad_app, good_app
 
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=ServewiseGroup)
     stage_cli.register(app)
     report_cli.register(app)
     return app
@@ -92,7 +93,7 @@ def test_stage_probes_attaches_and_report_shows_it(cli, tmp_path, good_url, monk
     assert {p["name"]: p["status"] for p in data["probes"]}["bad_json"] == "pass"
     assert KEY not in result.output
     with RunStore(db) as store:
-        summary = store.get_run(run_id).summary
+        summary = store.get_run(run_id).export_json()
     assert summary["stage"]["stage"] == "early product" and summary["probes"]
 
     out = tmp_path / "report.html"

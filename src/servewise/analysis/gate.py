@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from statistics import NormalDist
 from typing import Any
 
@@ -36,15 +35,10 @@ import numpy as np
 
 from servewise.analysis.metrics import request_latencies
 from servewise.records import Phase, RequestRecord
+from servewise.results.gate import GateVerdict
 from servewise.spec import SloSpec
 
 _STD_NORMAL = NormalDist()
-
-
-class Verdict(StrEnum):
-    PASS = "pass"
-    FAIL = "fail"
-    INCONCLUSIVE = "inconclusive"
 
 
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e")
@@ -52,7 +46,7 @@ QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 # p99 needs thousands of requests to be decided within 10%, so it is reported but gated only on request.
 DEFAULT_GATED = (*(f"{m}_{s}" for m in LATENCY_METRICS for s in ("p50", "p95")), "throughput", "errors")
 ALL_CHECKS = (*(f"{m}_{s}" for m in LATENCY_METRICS for s in QUANTILES), "throughput", "errors")
-# Keys ``servewise runs repeat`` writes into summary["repeat_spread"] for each check.
+# Keys of the repeat note (``servewise runs repeat``) that hold each check's run-to-run spread.
 SPREAD_KEYS = {
     **{f"{m}_{s}": (f"{m}_ms_{s}", f"{m}_{s}") for m in LATENCY_METRICS for s in QUANTILES},
     "throughput": ("output_tokens_per_s", "throughput"),
@@ -133,7 +127,7 @@ class CheckResult:
     allowed_pct: float | None
     noise_floor_pct: float | None
     p_value: float | None
-    verdict: Verdict
+    verdict: GateVerdict
     gated: bool
     reason: str
     n_baseline: int = 0
@@ -161,12 +155,12 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class GateResult:
-    verdict: Verdict
+    verdict: GateVerdict
     checks: list[CheckResult]
     reason: str
 
     def failed(self) -> list[CheckResult]:
-        return [c for c in self.checks if c.gated and c.verdict is Verdict.FAIL]
+        return [c for c in self.checks if c.gated and c.verdict is GateVerdict.FAIL]
 
 
 def _rounded(value: float | None) -> float | None:
@@ -365,7 +359,7 @@ def _errors(baseline: RunSamples, candidate: RunSamples, policy: GatePolicy) -> 
     table = [[c_fail, c_total - c_fail], [b_fail, b_total - b_fail]]
     from scipy.stats import fisher_exact  # imported here: scipy.stats costs every CLI start 40 MB
 
-    p_value = float(fisher_exact(table, alternative="greater").pvalue)
+    p_value = float(fisher_exact(np.array(table), alternative="greater").pvalue)
     return _Estimate(
         "errors", "fisher exact", "%", 100 * p_base, 100 * p_cand, diff, (low, high), worse=diff,
         worse_upper=high, p_value=p_value, n_baseline=b_total, n_candidate=c_total,
@@ -433,7 +427,7 @@ def _no_data(
         None,
         None,
         None,
-        Verdict.INCONCLUSIVE,
+        GateVerdict.INCONCLUSIVE,
         False,
         reason,
         n_base,
@@ -443,7 +437,7 @@ def _no_data(
 
 def _decide(
     estimate: _Estimate, p_adjusted: float, allowed: float, floor: float, alpha: float
-) -> tuple[Verdict, str]:
+) -> tuple[GateVerdict, str]:
     """The three-way rule from the module docstring, with the reason a reader needs."""
     unit = " points" if estimate.name == "errors" else "%"
 
@@ -451,13 +445,13 @@ def _decide(
         return f"{100 * fraction:.1f}{unit}"
 
     if floor > allowed:
-        return Verdict.INCONCLUSIVE, f"run-to-run noise {pct(floor)} is wider than the allowed {pct(allowed)}"
+        return GateVerdict.INCONCLUSIVE, f"run-to-run noise {pct(floor)} is wider than the allowed {pct(allowed)}"
     if p_adjusted < alpha and estimate.worse > allowed:
-        return Verdict.FAIL, f"worse by {pct(estimate.worse)} > allowed {pct(allowed)} (p={p_adjusted:.2g})"
+        return GateVerdict.FAIL, f"worse by {pct(estimate.worse)} > allowed {pct(allowed)} (p={p_adjusted:.2g})"
     if estimate.worse_upper + floor <= allowed:
-        return Verdict.PASS, f"a regression over {pct(allowed)} is ruled out"
+        return GateVerdict.PASS, f"a regression over {pct(allowed)} is ruled out"
     reach = estimate.worse_upper + floor
-    return Verdict.INCONCLUSIVE, f"interval reaches {pct(reach)} worse, above the allowed {pct(allowed)}"
+    return GateVerdict.INCONCLUSIVE, f"interval reaches {pct(reach)} worse, above the allowed {pct(allowed)}"
 
 
 def _slo_checks(slo: SloSpec, candidate: RunSamples) -> list[CheckResult]:
@@ -478,9 +472,9 @@ def _slo_checks(slo: SloSpec, candidate: RunSamples) -> list[CheckResult]:
             value = _statistic(samples, target.stat) if len(samples) else None
             limit, unit, met = target.limit, "ms", value is not None and value <= target.limit
         if value is None:
-            verdict, reason = Verdict.INCONCLUSIVE, "no candidate samples for this SLO"
+            verdict, reason = GateVerdict.INCONCLUSIVE, "no candidate samples for this SLO"
         else:
-            verdict = Verdict.PASS if met else Verdict.FAIL
+            verdict = GateVerdict.PASS if met else GateVerdict.FAIL
             reason = f"{'within' if met else 'breaches'} the limit {limit:g} {unit}"
         rows.append(
             CheckResult(name, "slo", unit, limit, value, None, None, None, None, None, verdict, True, reason)
@@ -498,6 +492,11 @@ def _statistic(samples: np.ndarray, stat: str) -> float:
             return float(np.quantile(samples, float(stat[1:]) / 100))
 
 
+def _p(estimate: _Estimate | CheckResult) -> float:
+    """A testable estimate's p-value (one without a test never counts as evidence of a regression)."""
+    return 1.0 if estimate.p_value is None else estimate.p_value
+
+
 def evaluate_gate(
     baseline: RunSamples, candidate: RunSamples, policy: GatePolicy | None = None, slo: SloSpec | None = None
 ) -> GateResult:
@@ -506,12 +505,15 @@ def evaluate_gate(
     rng = np.random.default_rng(policy.seed)
     gated = set(policy.gated())
     floors = {name: _noise_floor(name, baseline, candidate) for name in ALL_CHECKS}
-    ordered = tuple({m: run.sorted_samples(m) for m in LATENCY_METRICS} for run in (baseline, candidate))
+    ordered = (
+        {m: baseline.sorted_samples(m) for m in LATENCY_METRICS},
+        {m: candidate.sorted_samples(m) for m in LATENCY_METRICS},
+    )
     computed = {
         name: _estimate(name, baseline, candidate, ordered, policy, floors[name], rng) for name in ALL_CHECKS
     }
     testable = [n for n in ALL_CHECKS if n in gated and isinstance(computed[n], _Estimate)]
-    adjusted = dict(zip(testable, holm_adjust([computed[n].p_value for n in testable]), strict=True))
+    adjusted = dict(zip(testable, holm_adjust([_p(computed[n]) for n in testable]), strict=True))
     checks: list[CheckResult] = []
     for name in ALL_CHECKS:
         estimate = computed[name]
@@ -548,22 +550,22 @@ def evaluate_gate(
                for side, run in (("baseline", baseline), ("candidate", candidate)) if run.client_limited]  # fmt: skip
     if limited:
         return GateResult(
-            Verdict.INCONCLUSIVE, checks, f"{'; '.join(limited)}; checks said {verdict.value}: {reason}"
+            GateVerdict.INCONCLUSIVE, checks, f"{'; '.join(limited)}; checks said {verdict.value}: {reason}"
         )
     return GateResult(verdict, checks, reason)
 
 
-def _overall(checks: list[CheckResult]) -> tuple[Verdict, list[CheckResult], str]:
+def _overall(checks: list[CheckResult]) -> tuple[GateVerdict, list[CheckResult], str]:
     gated = [c for c in checks if c.gated]
-    failed = [c.name for c in gated if c.verdict is Verdict.FAIL]
-    unsure = [c.name for c in gated if c.verdict is Verdict.INCONCLUSIVE]
+    failed = [c.name for c in gated if c.verdict is GateVerdict.FAIL]
+    unsure = [c.name for c in gated if c.verdict is GateVerdict.INCONCLUSIVE]
     if failed:
-        return Verdict.FAIL, checks, f"failed: {', '.join(failed)}"
+        return GateVerdict.FAIL, checks, f"failed: {', '.join(failed)}"
     if not gated:
-        return Verdict.INCONCLUSIVE, checks, "nothing to gate on"
+        return GateVerdict.INCONCLUSIVE, checks, "nothing to gate on"
     if unsure:
-        return Verdict.INCONCLUSIVE, checks, f"cannot decide: {', '.join(unsure)}"
-    return Verdict.PASS, checks, f"all {len(gated)} gated checks pass"
+        return GateVerdict.INCONCLUSIVE, checks, f"cannot decide: {', '.join(unsure)}"
+    return GateVerdict.PASS, checks, f"all {len(gated)} gated checks pass"
 
 
 # -- inputs from stored records --------------------------------------------------------------------

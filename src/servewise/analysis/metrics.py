@@ -18,6 +18,7 @@ from itertools import pairwise
 import numpy as np
 
 from servewise.records import Phase, RequestRecord, TokenSource
+from servewise.results import Distribution, Metrics, SloOutcome, SloTargetOutcome, TtftTrend
 from servewise.spec.models import SloSpec, SloTarget
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
@@ -240,61 +241,62 @@ class MetricsAccumulator:
     def schedule_lag_ms(self) -> dict[str, float | int | None]:
         return distribution(np.frombuffer(self._cols.lag, dtype=np.float64))
 
-    def result(self, window_start: float | None = None) -> dict:
-        """The ``metrics`` block of the run summary; rates over [window_start, last steady completion]."""
+    def result(self, window_start: float | None = None) -> Metrics:
+        """The run's metrics; rates over [window_start, last steady completion]."""
         cols = self._cols
+        assert isinstance(cols.itl, LogHistogram), "the summary folds gaps into a histogram"
         window = self.window_s(window_start)
         per_s = (lambda n: n / window) if window > 0 else (lambda n: 0.0)
         source = self.sources.most_common(1)[0][0] if self.sources else TokenSource.USAGE.value
         if len(self.sources) > 1:
             # the weakest source present decides how far the counts can be trusted
             source = max(self.sources, key=[s.value for s in TokenSource].index)
-        return {
-            "ttft_ms": distribution(np.frombuffer(cols.ttft, dtype=np.float64)),
-            "tpot_ms": distribution(np.frombuffer(cols.tpot, dtype=np.float64)),
-            "itl_ms": cols.itl.distribution(),
-            "e2e_ms": distribution(np.frombuffer(cols.e2e, dtype=np.float64)),
-            "requests_ok": self.ok,
-            "requests_failed": self.failed,
-            "requests_total": self.ok + self.failed,
-            "error_rate": self.failed / (self.ok + self.failed) if self.ok + self.failed else None,
-            "errors_by_class": dict(self.errors),
-            "error_examples": dict(self.error_examples),
-            "requests_per_s": per_s(self.ok),
-            "output_tokens_per_s": per_s(self.output_tokens),
-            "input_tokens_per_s": per_s(self.input_tokens),
-            "goodput_rps": per_s(self.good),
-            "offered_rps": self.offered_rps(),
-            "output_tokens_source": source,
-            "mean_output_tokens": self.output_tokens / self.ok if self.ok else None,
-            "mean_input_tokens": self.input_tokens / self.input_counted if self.input_counted else None,
-            "stopped_early": self.stopped_early,
-            "concurrency_mean": self.busy_s / window if window > 0 else 0.0,
-            "window_s": window,
-            "ttft_trend_ms": self.ttft_trend(),
-        }
+        return Metrics(
+            ttft_ms=Distribution.model_validate(distribution(np.frombuffer(cols.ttft, dtype=np.float64))),
+            tpot_ms=Distribution.model_validate(distribution(np.frombuffer(cols.tpot, dtype=np.float64))),
+            itl_ms=Distribution.model_validate(cols.itl.distribution()),
+            e2e_ms=Distribution.model_validate(distribution(np.frombuffer(cols.e2e, dtype=np.float64))),
+            requests_ok=self.ok,
+            requests_failed=self.failed,
+            requests_total=self.ok + self.failed,
+            error_rate=self.failed / (self.ok + self.failed) if self.ok + self.failed else None,
+            errors_by_class=dict(self.errors),
+            error_examples=dict(self.error_examples),
+            requests_per_s=per_s(self.ok),
+            output_tokens_per_s=per_s(self.output_tokens),
+            input_tokens_per_s=per_s(self.input_tokens),
+            goodput_rps=per_s(self.good),
+            offered_rps=self.offered_rps(),
+            output_tokens_source=source,
+            mean_output_tokens=self.output_tokens / self.ok if self.ok else None,
+            mean_input_tokens=self.input_tokens / self.input_counted if self.input_counted else None,
+            stopped_early=self.stopped_early,
+            concurrency_mean=self.busy_s / window if window > 0 else 0.0,
+            window_s=window,
+            ttft_trend_ms=self.ttft_trend(),
+        )
 
-    def ttft_trend(self) -> dict[str, float] | None:
+    def ttft_trend(self) -> TtftTrend | None:
         """Median TTFT of the first and last third of requests in schedule order: a growing queue shows here."""
         ttft = np.frombuffer(self._cols.ttft, dtype=np.float64)
         if ttft.size < 9:
             return None
         third = ttft.size // 3
-        return {"first": float(np.median(ttft[:third])), "last": float(np.median(ttft[-third:]))}
+        return TtftTrend(first=float(np.median(ttft[:third])), last=float(np.median(ttft[-third:])))
 
 
-def evaluate_slo(slo: SloSpec, metrics: dict) -> dict:
+def evaluate_slo(slo: SloSpec, metrics: Metrics) -> SloOutcome:
     """Each target against the measured value; ``met`` is None when no SLO was given."""
     results = []
     for target in slo.targets:
+        value: float | None
         if target.metric == "errors":
-            value = metrics.get("error_rate")
-            value = 1.0 if value is None else value
+            value = 1.0 if metrics.error_rate is None else metrics.error_rate
         else:
-            value = metrics.get(f"{target.metric}_ms", {}).get(target.stat)
+            value = metrics.distribution(target.metric).stat(target.stat)
         met = value is not None and value <= target.limit
-        results.append({"key": target.key, "limit": target.limit, "value": value, "met": met})
-    return {"met": all(r["met"] for r in results) if results else None, "targets": results}
+        results.append(SloTargetOutcome(key=target.key, limit=target.limit, value=value, met=met))
+    return SloOutcome(met=all(r.met for r in results) if results else None, targets=results)
 
 
 def request_latencies(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:

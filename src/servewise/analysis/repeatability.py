@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from statistics import median
-from typing import Any
 
-SPREAD_METRICS = {
-    "ttft_ms_p50": ("ttft_ms", "p50"),
-    "ttft_ms_p95": ("ttft_ms", "p95"),
-    "ttft_ms_p99": ("ttft_ms", "p99"),
-    "tpot_ms_p50": ("tpot_ms", "p50"),
-    "tpot_ms_p95": ("tpot_ms", "p95"),
-    "itl_ms_p50": ("itl_ms", "p50"),
-    "itl_ms_p95": ("itl_ms", "p95"),
-    "e2e_ms_p50": ("e2e_ms", "p50"),
-    "e2e_ms_p95": ("e2e_ms", "p95"),
-    "requests_per_s": ("requests_per_s", None),
-    "output_tokens_per_s": ("output_tokens_per_s", None),
+from servewise.results import Metrics, RunResult
+
+SPREAD_METRICS: dict[str, Callable[[Metrics], float | None]] = {
+    "ttft_ms_p50": lambda m: m.ttft_ms.p50,
+    "ttft_ms_p95": lambda m: m.ttft_ms.p95,
+    "ttft_ms_p99": lambda m: m.ttft_ms.p99,
+    "tpot_ms_p50": lambda m: m.tpot_ms.p50,
+    "tpot_ms_p95": lambda m: m.tpot_ms.p95,
+    "itl_ms_p50": lambda m: m.itl_ms.p50,
+    "itl_ms_p95": lambda m: m.itl_ms.p95,
+    "e2e_ms_p50": lambda m: m.e2e_ms.p50,
+    "e2e_ms_p95": lambda m: m.e2e_ms.p95,
+    "requests_per_s": lambda m: m.requests_per_s,
+    "output_tokens_per_s": lambda m: m.output_tokens_per_s,
 }
 
 
-def metric_value(metrics: dict[str, Any], name: str) -> float | None:
-    key, stat = SPREAD_METRICS[name]
-    value = metrics.get(key)
-    if stat is not None:
-        value = (value or {}).get(stat)
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def repeat_spread(summaries: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+def repeat_spread(results: list[RunResult]) -> dict[str, dict[str, float | None]]:
     """Per metric: median, min, max and relative spread (max - min) / median over the runs."""
     spread: dict[str, dict[str, float | None]] = {}
-    for name in SPREAD_METRICS:
-        values = [v for s in summaries if (v := metric_value(s.get("metrics", {}), name)) is not None]
+    for name, read in SPREAD_METRICS.items():
+        values = [float(v) for r in results if (v := read(r.metrics)) is not None]
         if len(values) < 2:
             continue
         mid = median(values)
@@ -47,4 +41,4 @@ def repeat_spread(summaries: list[dict[str, Any]]) -> dict[str, dict[str, float 
 
 def noise_floor(spread: dict[str, dict[str, float | None]]) -> dict[str, float]:
     """The gate's view: metric -> relative spread."""
-    return {name: s["relative"] for name, s in spread.items() if s.get("relative") is not None}
+    return {name: rel for name, s in spread.items() if (rel := s.get("relative")) is not None}

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from servewise.results import RunResult, SweepStep
 from servewise.spec.models import SweepSpec
 
 MAX_ERROR_RATE_WITHOUT_SLO = 0.01
@@ -11,26 +10,24 @@ QUEUE_GROWTH_RATIO = 2.0
 QUEUE_GROWTH_MIN_MS = 50.0
 
 
-def step_passed(summary: dict[str, Any]) -> tuple[bool, str]:
+def step_passed(step: RunResult) -> tuple[bool, str]:
     """A step passes when it met the SLO (if any) and the server kept up: no queue growing through it.
 
     Throughput against the offered rate is no test on short steps: requests still finishing after the
     last send stretch the window, so a server that keeps up would look short of the rate.
     """
-    m = summary["metrics"]
-    if summary.get("early_stop"):
-        return False, summary["early_stop"]
-    if m["requests_ok"] == 0:
+    m = step.metrics
+    if step.early_stop:
+        return False, step.early_stop
+    if m.requests_ok == 0:
         return False, "every request failed"
-    slo = summary.get("slo") or {}
-    if slo.get("met") is False:
-        missed = [t["key"] for t in slo["targets"] if not t["met"]]
-        return False, f"missed {', '.join(missed)}"
-    if not slo.get("targets") and (m.get("error_rate") or 0) > MAX_ERROR_RATE_WITHOUT_SLO:
-        return False, f"error rate {m['error_rate']:.1%}"
-    trend = m.get("ttft_trend_ms")
-    if trend and trend["last"] > QUEUE_GROWTH_RATIO * trend["first"] and trend["last"] - trend["first"] > QUEUE_GROWTH_MIN_MS:
-        return False, f"queue growing: TTFT median {trend['first']:.0f} ms early in the step, {trend['last']:.0f} ms late"
+    if step.slo.met is False:
+        return False, f"missed {', '.join(step.slo.missed())}"
+    if not step.slo.targets and (m.error_rate or 0) > MAX_ERROR_RATE_WITHOUT_SLO:
+        return False, f"error rate {m.error_rate or 0:.1%}"
+    trend = m.ttft_trend_ms
+    if trend and trend.last > QUEUE_GROWTH_RATIO * trend.first and trend.last - trend.first > QUEUE_GROWTH_MIN_MS:
+        return False, f"queue growing: TTFT median {trend.first:.0f} ms early in the step, {trend.last:.0f} ms late"
     return True, "met"
 
 
@@ -57,8 +54,8 @@ def next_rate(steps: list[tuple[float, bool]], spec: SweepSpec) -> float | None:
     return (best_pass + first_fail) / 2
 
 
-def sweep_result(steps: list[dict[str, Any]]) -> dict[str, Any]:
+def sweep_result(steps: list[SweepStep]) -> tuple[list[SweepStep], float | None]:
     """The curve sorted by rate, and the highest rate that passed (the knee of the curve)."""
-    curve = sorted(steps, key=lambda s: s["rate"])
-    passing = [s["rate"] for s in curve if s["slo_met"]]
-    return {"sweep": curve, "max_rate_meeting_slo": max(passing) if passing else None}
+    curve = sorted(steps, key=lambda s: s.rate)
+    passing = [s.rate for s in curve if s.slo_met]
+    return curve, max(passing) if passing else None

@@ -18,6 +18,7 @@ from servewise.capacity.errors import CapacityError
 from servewise.capacity.memory import Deployment, EngineConfig, memory_plan
 from servewise.capacity.perf import Efficiency, StepModel
 from servewise.capacity.simulator import poisson_arrivals, simulate
+from servewise.results import RunResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,25 +46,25 @@ def _length_mean(length: dict[str, Any] | None) -> float | None:
     return length.get("mean")
 
 
-def measured_from_run(summary: dict[str, Any] | None, spec: dict[str, Any]) -> MeasuredRun:
-    """Read a bench run's summary (and its RunSpec dict for lengths and load)."""
-    if not summary or not summary.get("metrics"):
+def measured_from_run(result: RunResult | None, spec: dict[str, Any]) -> MeasuredRun:
+    """Read a bench run's result (and its RunSpec dict for lengths and load)."""
+    if result is None:
         raise CapacityError("the run has no summary metrics (did it finish?)")
-    metrics = summary["metrics"]
+    metrics = result.metrics
     workload = spec.get("workload") or {}
     load = spec.get("load") or {}
-    inputs = metrics.get("mean_input_tokens") or _length_mean(workload.get("input_tokens"))
-    outputs = metrics.get("mean_output_tokens") or _length_mean(workload.get("output_tokens"))
+    inputs = metrics.mean_input_tokens or _length_mean(workload.get("input_tokens"))
+    outputs = metrics.mean_output_tokens or _length_mean(workload.get("output_tokens"))
     if not inputs or not outputs:
         raise CapacityError("the run records no input/output lengths to calibrate on")
-    tpot = (metrics.get("tpot_ms") or {}).get("p50")
-    concurrency = metrics.get("concurrency_mean") or load.get("concurrency")
+    tpot = metrics.tpot_ms.p50
+    concurrency = metrics.concurrency_mean or load.get("concurrency")
     rate = load.get("rate") if load.get("kind") in ("constant", "poisson", "gamma") else None
     if load.get("kind") == "concurrency":
         concurrency = load.get("concurrency") or concurrency
     if rate is None and not concurrency:
         raise CapacityError("the run records neither its concurrency nor its request rate")
-    return MeasuredRun(float(inputs), float(outputs), tpot, metrics.get("output_tokens_per_s"),
+    return MeasuredRun(float(inputs), float(outputs), tpot, metrics.output_tokens_per_s,
                        float(concurrency) if concurrency else None, float(rate) if rate else None)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from servewise.errors import UsageError
 
-class CapacityError(ValueError):
+
+class CapacityError(UsageError):
     """A bad model, GPU, precision or file. The message says what was expected."""
 
 

@@ -131,12 +131,12 @@ def from_hf_config(path: str | Path) -> ModelArch:
     head_dim = int(cfg.get("head_dim") or hidden // heads)
     experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 1)
     per_token = int(cfg.get("num_experts_per_tok") or 1)
-    intermediate = int(cfg.get("moe_intermediate_size") if experts > 1 and cfg.get("moe_intermediate_size")
+    intermediate = int(cfg["moe_intermediate_size"] if experts > 1 and cfg.get("moe_intermediate_size")
                        else cfg.get("intermediate_size") or 4 * hidden)
     tied = bool(cfg.get("tie_word_embeddings", False))
     total, active = count_params(layers, hidden, heads, kv_heads, head_dim, intermediate, vocab, tied,
                                  experts, per_token)
-    window = cfg.get("sliding_window")
+    window = cfg.get("sliding_window") or 0  # absent, null and 0 all mean no window
     uses_window = window and cfg.get("use_sliding_window", True) and int(window) < int(
         cfg.get("max_position_embeddings") or 1 << 30)
     sliding_layers = 0.0

@@ -80,7 +80,8 @@ class StepModel:
         model, gpu, n = dep.model, dep.gpu, dep.num_gpus
         self.deployment = dep
         self.efficiency = eff
-        peak = (gpu.fp8_tflops if dep.uses_fp8_compute else gpu.bf16_tflops) * 1e12 * n
+        fp8_tflops = gpu.fp8_tflops if dep.uses_fp8_compute else None  # uses_fp8_compute: it is not None
+        peak = (fp8_tflops if fp8_tflops is not None else gpu.bf16_tflops) * 1e12 * n
         frac = eff.fp8_compute if dep.uses_fp8_compute else eff.compute
         compute = peak * frac
         bandwidth = gpu.bandwidth_bytes_s * n * eff.kv_bandwidth

@@ -229,14 +229,14 @@ def plan_tier(req: PlanRequest, gpu: Gpu, num_gpus: int | None) -> TierResult:
     result.rate_per_replica = rate
     if rate <= 0:
         result.bound = f"{why}; {result.bound}"
+    offered = req.rate if req.rate is not None else req.demand
     if req.concurrency is not None:
         summary = simulate_concurrency(step, mem.kv_capacity_tokens, req, req.concurrency).summary(0.2)
         result.output_tokens_per_s = summary["output_tokens_per_s"]
         result.replicas = math.ceil(req.concurrency / max(mem.max_concurrency, 1)) if rate > 0 else None
         result.headroom = (mem.max_concurrency * result.replicas / req.concurrency - 1
                            if result.replicas else None)
-    elif req.rate is not None or req.demand is not None:
-        offered = req.rate if req.rate is not None else req.demand
+    elif offered is not None:
         result.replicas = math.ceil(offered / rate) if rate > 0 else None
         per_replica = offered if req.rate is not None else offered / max(result.replicas or 1, 1)
         summary = simulate_rate(step, mem.kv_capacity_tokens, req, per_replica).summary(0.2)
@@ -317,6 +317,7 @@ def plan(req: PlanRequest, catalog: GpuCatalog) -> PlanResult:
             if req.model.kv_heads % n == 0 or n % req.model.kv_heads == 0:
                 options.append(plan_tier(req, gpu, n))
             n *= 2
-        priced = [t for t in options if t.cost_per_million_output_tokens is not None]
-        tiers.append(min(priced, key=lambda t: t.cost_per_million_output_tokens) if priced else options[0])
+        priced = [(t.cost_per_million_output_tokens, t) for t in options
+                  if t.cost_per_million_output_tokens is not None]
+        tiers.append(min(priced, key=lambda p: p[0])[1] if priced else options[0])
     return PlanResult(tiers, _recommend(req, tiers), req.efficiency)

@@ -21,6 +21,7 @@ from servewise.capacity.planner import (
     parse_tiers,
     plan,
 )
+from servewise.results import RunResult
 from servewise.spec.models import SloSpec
 
 
@@ -51,10 +52,10 @@ def project(
     prices: Sequence[str] = (),
     hardware_file: Path | None = None,
     engine: EngineConfig | None = None,
-    measured: tuple[dict[str, Any] | None, dict[str, Any], str] | None = None,
+    measured: tuple[RunResult | None, dict[str, Any], str] | None = None,
     current_gpu: str | None = None,
 ) -> PlanResult:
-    """Plan the tiers; with ``measured`` = (summary, spec, run id) calibrate on that run first."""
+    """Plan the tiers; with ``measured`` = (result, spec, run id) calibrate on that run first."""
     engine = engine or EngineConfig()
     catalog = builtin_catalog()
     if hardware_file:
@@ -72,12 +73,12 @@ def project(
     for tier in tiers:
         catalog.get(tier.gpu)
     efficiency = fitted_efficiency()
-    notes = [f"efficiency: {efficiency.source}"]
+    notes: list[str | None] = [f"efficiency: {efficiency.source}"]  # accuracy_note may be None
     if measured is not None:
         if not current_gpu:
             raise CapacityError("calibrating on a run needs --current-gpu (the GPU the run was measured on)")
-        summary, spec, run_id = measured
-        run = measured_from_run(summary, spec)
+        result_measured, spec, run_id = measured
+        run = measured_from_run(result_measured, spec)
         gpu = catalog.get(current_gpu)
         context = round(run.input_tokens + run.output_tokens)
         n = smallest_fitting_tp(arch, gpu, weights, kv, context, engine) or 1

@@ -1,22 +1,34 @@
-"""The `servewise` app: registers every command and turns user errors into one line and an exit code."""
+"""The `servewise` app: registers every command and maps every servewise error, once, to one line and
+its exit code (``errors.ServewiseError.exit_code``)."""
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from servewise import __version__
 from servewise.cli import bench, coldstart, diagnose, doctor, gate, plan, report, runs, stage, twin
-from servewise.spec.errors import SpecError
-from servewise.store import StoreError
+from servewise.errors import ServewiseError
 
-EXIT_USAGE = 2
+
+class ServewiseGroup(TyperGroup):
+    """Runs a command; a ServewiseError becomes ``error: <message>`` on stderr and its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except ServewiseError as exc:
+            Console(stderr=True).print(Text.assemble(("error: ", "bold red"), str(exc)))
+            ctx.exit(exc.exit_code)
+
 
 app = typer.Typer(
     name="servewise",
+    cls=ServewiseGroup,
     help=(
         "Evidence for taking model serving from prototype to production.\n\n"
         "Measure an OpenAI-compatible endpoint under a repeatable workload (bench), keep every run (runs), "
@@ -48,9 +60,4 @@ def _root(
 
 
 def main() -> None:
-    err = Console(stderr=True)
-    try:
-        app()
-    except (SpecError, StoreError) as exc:
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
-        sys.exit(EXIT_USAGE)
+    app()

@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from servewise.coldstart import (
     ColdstartConfig,
-    ColdstartError,
     Endpoint,
-    MarkerError,
     parse_user_phase,
-    run_coldstart,
 )
-from servewise.coldstart.caches import CacheError
-from servewise.coldstart.probe import origin_of
-from servewise.coldstart.process import LaunchError
-from servewise.coldstart.render import progress_text, run_table, summary_view
+from servewise.errors import EXIT_INTERRUPTED
+from servewise.flows.coldstart import run_coldstart
+from servewise.protocols.endpoint import health_url, origin
+from servewise.report.coldstart import progress_text, run_table, summary_view
+from servewise.report.export import write_json
 from servewise.secrets import load_api_key
 from servewise.spec import SpecError, parse_duration, parse_labels
-from servewise.store import RunStore, StoreError, default_store_path
+from servewise.store import RunStore, default_store_path
 
-EXIT_OK, EXIT_USAGE, EXIT_NOT_READY, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_NOT_READY = 3  # a start that never became ready
 
 HELP = """Measure how a server starts: spawn, port open, health OK, models listed, first streamed
 response (TTFT) and warm requests, with phase markers from its log, N times; report min/median/max/CV
@@ -37,11 +33,6 @@ python -m vllm.entrypoints.openai.api_server --model ./my-model --port 8000
 """
 
 
-def _fail(console: Console, message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
-
 def _endpoint(ready: str | None, url: str | None, api: str, model: str | None, prompt: str, max_tokens: int,
               api_key_env: str | None) -> Endpoint:  # fmt: skip
     if api not in ("chat", "completions"):
@@ -49,28 +40,20 @@ def _endpoint(ready: str | None, url: str | None, api: str, model: str | None, p
     if not ready and not url:
         raise SpecError("give --ready URL (a health URL, e.g. http://127.0.0.1:8000/health) or --url BASE")
     try:
-        base = url.rstrip("/") if url else origin_of(ready or "")
-        origin_of(base)
+        base = url.rstrip("/") if url else origin(ready or "")
+        origin(base)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     api_key = load_api_key(api_key_env, fallback=False)
     return Endpoint(
         base_url=base,
-        ready_url=ready or origin_of(base) + "/health",
+        ready_url=ready or health_url(base),
         api=api,  # type: ignore[arg-type]
         model=model,
         prompt=prompt,
         max_tokens=max_tokens,
         api_key=api_key,
     )
-
-
-def _write_json(summary: dict[str, Any], target: str) -> None:
-    text = json.dumps(summary, indent=2, default=str)
-    if target == "-":
-        sys.stdout.write(text + "\n")
-    else:
-        Path(target).write_text(text + "\n")
 
 
 def coldstart(
@@ -122,66 +105,55 @@ def coldstart(
 ) -> None:
     """Measure server startup phase by phase, N times."""
     console = Console(stderr=json_out == "-")
-    try:
-        if command and attach is not None:
-            raise SpecError("give either a server command after `--` or --attach PID, not both")
-        if log is not None and attach is None:
-            raise SpecError("--log follows the log of a server started elsewhere (--attach PID); "
-                            "a launched server's output is captured already")
-        if log is not None and not log.is_file():
-            raise SpecError(f"--log: no file at {log}")
-        endpoint = _endpoint(ready, url, api, model, prompt, max_tokens, api_key_env)
-        user_phases = tuple(parse_user_phase(p) for p in phase or ())
-        labels = parse_labels(label or [])
-        store_path = store or default_store_path()
-        config = ColdstartConfig(
-            endpoint=endpoint,
-            command=tuple(command or ()),
-            attach_pid=attach,
-            attach_log=log,
-            runs=runs,
-            timeout_s=parse_duration(timeout),
-            warm_requests=warm_requests,
-            user_phases=user_phases,
-            clear_dirs=tuple(clear or ()),
-            drop_caches=drop_caches,
-            compile_cache=compile_cache,
-            model_path=model_path,
-            sample_interval_s=1.0 / sample_hz,
-            grace_s=grace,
-            log_dir=log_dir or store_path.parent / "coldstart-logs",
-        )
-        if attach is not None and runs > 1:
-            console.print("[yellow]--attach measures the one start already under way; --runs is ignored[/]")
-        run_store = RunStore(store_path)
-    except (SpecError, MarkerError, StoreError) as exc:
-        raise _fail(console, str(exc)) from None
+    if command and attach is not None:
+        raise SpecError("give either a server command after `--` or --attach PID, not both")
+    if log is not None and attach is None:
+        raise SpecError("--log follows the log of a server started elsewhere (--attach PID); "
+                        "a launched server's output is captured already")
+    if log is not None and not log.is_file():
+        raise SpecError(f"--log: no file at {log}")
+    endpoint = _endpoint(ready, url, api, model, prompt, max_tokens, api_key_env)
+    user_phases = tuple(parse_user_phase(p) for p in phase or ())
+    labels = parse_labels(label or [])
+    store_path = store or default_store_path()
+    config = ColdstartConfig(
+        endpoint=endpoint,
+        command=tuple(command or ()),
+        attach_pid=attach,
+        attach_log=log,
+        runs=runs,
+        timeout_s=parse_duration(timeout),
+        warm_requests=warm_requests,
+        user_phases=user_phases,
+        clear_dirs=tuple(clear or ()),
+        drop_caches=drop_caches,
+        compile_cache=compile_cache,
+        model_path=model_path,
+        sample_interval_s=1.0 / sample_hz,
+        grace_s=grace,
+        log_dir=log_dir or store_path.parent / "coldstart-logs",
+    )
+    if attach is not None and runs > 1:
+        console.print("[yellow]--attach measures the one start already under way; --runs is ignored[/]")
+    run_store = RunStore(store_path)
 
     with run_store, console.status("starting…") as status:
-        try:
-            summary = run_coldstart(
-                config,
-                run_store,
-                labels=labels,
-                on_progress=lambda p: status.update(progress_text(p)),
-                on_result=lambda r: console.print(run_table(r)),
-            )
-        except (ColdstartError, CacheError) as exc:
-            raise _fail(console, str(exc)) from None
-        except LaunchError as exc:
-            raise _fail(console, str(exc), EXIT_NOT_READY) from None
-
-    if summary["runs_ok"]:
-        console.print(summary_view(summary))
-    console.print(
-        f"stored as run {summary['run_id']} in {run_store.path}; server logs in {summary['log_dir']}"
-    )
+        result = run_coldstart(
+            config,
+            run_store,
+            labels=labels,
+            on_progress=lambda p: status.update(progress_text(p)),
+            on_result=lambda r: console.print(run_table(r)),
+        )
+    if result.runs_ok:
+        console.print(summary_view(result))
+    console.print(f"stored as run {result.run_id} in {run_store.path}; server logs in {result.log_dir}")
     if json_out:
-        _write_json(summary, json_out)
-    if summary["status"] == "interrupted":
+        write_json(result.to_json(), json_out)
+    if result.status == "interrupted":
         console.print("[yellow]interrupted: the server was stopped; runs so far are stored[/]")
         raise typer.Exit(EXIT_INTERRUPTED)
-    if summary["status"] != "ok":
+    if result.status != "ok":
         raise typer.Exit(EXIT_NOT_READY)
 
 

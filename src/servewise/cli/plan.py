@@ -8,58 +8,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from servewise.capacity import DEFAULT_TIERS, CapacityError, EngineConfig, PlanResult
-from servewise.capacity.projection import project, slo_limits
-from servewise.spec import SpecError, parse_slo
-from servewise.store import RunStore, StoreError, default_store_path
-
-EXIT_USAGE = 2
-
-
-def _fmt(value: float | None, spec: str, prefix: str = "", unit: str = "") -> str:
-    return "—" if value is None else f"{prefix}{value:{spec}}{unit}"
-
-
-def _table(result: PlanResult, console: Console) -> None:
-    table = Table(title="Capacity plan", title_justify="left")
-    for name in (
-        "GPU",
-        "fits",
-        "max conc",
-        "out tok/s",
-        "TTFT p50",
-        "TPOT p50",
-        "req/s/rep",
-        "replicas",
-        "$/hour",
-        "$/1M out",
-        "$/1k req",
-        "headroom",
-    ):
-        table.add_column(name, justify="left" if name == "GPU" else "right")
-    for t in result.tiers:
-        table.add_row(
-            f"{t.num_gpus}x {t.gpu}",
-            "[green]yes[/]" if t.fits else "[red]no[/]",
-            str(t.max_concurrency),
-            _fmt(t.output_tokens_per_s, ",.0f"),
-            _fmt(t.ttft_ms_p50, ",.0f", unit=" ms"),
-            _fmt(t.tpot_ms_p50, ".1f", unit=" ms"),
-            _fmt(t.rate_per_replica, ".2f"),
-            _fmt(t.replicas, "d"),
-            _fmt(t.price_per_hour, ",.2f", "$"),
-            _fmt(t.cost_per_million_output_tokens, ".3f", "$"),
-            _fmt(t.cost_per_thousand_requests, ".3f", "$"),
-            _fmt(t.headroom, "+.0%"),
-        )
-    console.print(table)
-    for t in result.tiers:
-        console.print(f"  [bold]{t.num_gpus}x {t.gpu}[/]: {t.bound if t.fits else t.reason}")
-    console.print(f"[bold]Recommendation:[/] {result.recommendation}")
-    for note in result.notes:
-        console.print(f"[dim]{note}[/]")
+from servewise.capacity import DEFAULT_TIERS, EngineConfig
+from servewise.capacity.projection import slo_limits
+from servewise.cli.options import StoreOption
+from servewise.flows.plan import plan_tiers
+from servewise.report.plan import render_plan
+from servewise.spec import parse_slo
 
 
 def register(app: typer.Typer) -> None:
@@ -95,48 +50,36 @@ def register(app: typer.Typer) -> None:
         current_gpu: Annotated[
             str | None, typer.Option(help="The GPU the run (or today's service) is on")
         ] = None,
-        store: Annotated[
-            Path | None,
-            typer.Option(help="Run store (default: $SERVEWISE_STORE or ~/.local/share/servewise/runs.db)"),
-        ] = None,
+        store: StoreOption = None,
         max_num_seqs: Annotated[int, typer.Option(min=1, help="Engine batch cap (vLLM max_num_seqs)")] = 256,
         max_batched_tokens: Annotated[int, typer.Option(min=1, help="Engine token budget per step")] = 8192,
         gpu_memory_utilization: Annotated[float, typer.Option(min=0.1, max=1.0)] = 0.9,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     ) -> None:
         """Project GPU tiers for a model and workload: fit, throughput, latency, replicas and cost."""
-        console = Console()
-        try:
-            measured = None
-            if from_run:
-                with RunStore(store or default_store_path()) as runs:
-                    row = runs.get_run(from_run)
-                measured = (row.summary, row.spec, row.id)
-            result = project(
-                model=model,
-                precision=precision,
-                kv_precision=kv_precision,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                concurrency=concurrency,
-                rate=rate,
-                demand=demand,
-                slo=slo_limits(parse_slo(slo)) if slo else (),
-                gpus=gpus,
-                prices=price or (),
-                hardware_file=hardware_file,
-                engine=EngineConfig(
-                    max_num_seqs=max_num_seqs,
-                    max_batched_tokens=max_batched_tokens,
-                    gpu_memory_utilization=gpu_memory_utilization,
-                ),
-                measured=measured,
-                current_gpu=current_gpu,
-            )
-        except (CapacityError, SpecError, StoreError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
+        result = plan_tiers(
+            from_run=from_run,
+            store_path=store,
+            model=model,
+            precision=precision,
+            kv_precision=kv_precision,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            concurrency=concurrency,
+            rate=rate,
+            demand=demand,
+            slo=slo_limits(parse_slo(slo)) if slo else (),
+            gpus=gpus,
+            prices=price or (),
+            hardware_file=hardware_file,
+            engine=EngineConfig(
+                max_num_seqs=max_num_seqs,
+                max_batched_tokens=max_batched_tokens,
+                gpu_memory_utilization=gpu_memory_utilization,
+            ),
+            current_gpu=current_gpu,
+        )
         if as_json:
             typer.echo(json.dumps(result.to_json(), indent=2))
         else:
-            _table(result, console)
+            render_plan(result, Console())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from servewise.capacity import CapacityError, EngineConfig
-
-EXIT_USAGE = 2
+from servewise.capacity import EngineConfig
+from servewise.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +34,7 @@ def register(app: typer.Typer) -> None:
         """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and vLLM-named /metrics."""
         from servewise.twin import build_config, run_twin
 
-        options = dict(
+        options: dict[str, Any] = dict(
             num_gpus=num_gpus,
             precision=precision,
             kv_precision=kv_precision,
@@ -43,11 +42,7 @@ def register(app: typer.Typer) -> None:
             time_scale=time_scale,
             engine=EngineConfig(max_num_seqs=max_num_seqs, max_batched_tokens=max_batched_tokens),
         )
-        try:
-            config = build_config(model, gpu, **options)
-        except CapacityError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
+        config = build_config(model, gpu, **options)
         dep = config.deployment
         typer.echo(
             f"servewise twin: {config.served_model_name} as {dep.num_gpus}x {dep.gpu.name} "
@@ -57,5 +52,4 @@ def register(app: typer.Typer) -> None:
         try:
             run_twin(host, port, model=model, gpu=gpu, **options)
         except OSError as exc:
-            typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -8,7 +8,7 @@ from servewise.coldstart.markers import (
     parse_user_phase,
 )
 from servewise.coldstart.probe import Endpoint
-from servewise.coldstart.runner import ColdstartConfig, ColdstartError, Progress, measure_start, run_coldstart
+from servewise.coldstart.runner import ColdstartConfig, ColdstartError, Progress, measure_start
 
 __all__ = [
     "BUILTIN_PATTERNS",
@@ -21,5 +21,4 @@ __all__ = [
     "Progress",
     "measure_start",
     "parse_user_phase",
-    "run_coldstart",
 ]

@@ -12,13 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from servewise.errors import UsageError
+
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 # flags engines use for the model they serve (vLLM, SGLang, TGI, llama.cpp, infinity)
 _MODEL_FLAGS = ("--model", "-m", "--model-path", "--model-id", "--model-dir")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".ckpt")
 
 
-class CacheError(RuntimeError):
+class CacheError(UsageError):
     """A cache the user asked to make cold cannot be made cold."""
 
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from servewise.errors import UsageError
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _UNIT_S = {
@@ -98,7 +100,7 @@ BUILTIN_PATTERNS: tuple[MarkerPattern, ...] = (
 )
 
 
-class MarkerError(ValueError):
+class MarkerError(UsageError):
     """A ``--phase NAME=REGEX`` the user wrote cannot be used."""
 
 
@@ -152,7 +154,7 @@ def find_marks(lines: Iterable[tuple[float, str]], patterns: Iterable[MarkerPatt
     return found
 
 
-def detect_engine(marks: Iterable[PhaseMark]) -> str | None:
+def engine_from_log(marks: Iterable[PhaseMark]) -> str | None:
     """The engine whose markers fired most (ties: the first seen); uvicorn and user marks don't count."""
     counts: dict[str, int] = {}
     for mark in marks:

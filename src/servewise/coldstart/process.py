@@ -21,12 +21,13 @@ from typing import Any
 
 import psutil
 
+from servewise.errors import UnreachableError
 from servewise.records import Sample
 
 SAMPLE_SOURCE = "coldstart"
 
 
-class LaunchError(RuntimeError):
+class LaunchError(UnreachableError):
     """The server command could not be started at all (not found, not executable)."""
 
 
@@ -319,7 +320,7 @@ class ProcessSampler:
 def _open_nvml() -> Any:
     """pynvml (nvidia-ml-py) if installed and a driver answers; None otherwise."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
 
         pynvml.nvmlInit()
     except Exception:

@@ -1,5 +1,5 @@
-"""The cold-start loop: for each run, make caches cold if asked, launch (or attach), watch the log and
-the endpoint until a first streamed response, measure warm requests, stop the server, store it all.
+"""One cold start: make caches cold if asked, launch (or attach), watch the log and the endpoint until a
+first streamed response, measure warm requests, stop the server (``flows.coldstart`` repeats and stores).
 
 The server is stopped in a ``finally`` on every path out of a run: success, crash, timeout, a
 failure of ours, Ctrl-C or SIGTERM.
@@ -15,17 +15,22 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 
-import servewise
 from servewise.coldstart import caches, verdicts
-from servewise.coldstart.markers import BUILTIN_PATTERNS, MarkerPattern, detect_engine, find_marks, match_line
-from servewise.coldstart.probe import Endpoint, get_status, model_ids, port_open, stream_request
+from servewise.coldstart.markers import (
+    BUILTIN_PATTERNS,
+    MarkerPattern,
+    engine_from_log,
+    find_marks,
+    match_line,
+)
+from servewise.coldstart.probe import Endpoint, get_status, port_open, stream_request
 from servewise.coldstart.process import (
     FollowedLog,
     LaunchedServer,
@@ -34,9 +39,9 @@ from servewise.coldstart.process import (
     StampedLines,
     process_started_at,
 )
-from servewise.engine.fingerprint import environment_fingerprint
+from servewise.errors import UsageError
+from servewise.protocols.endpoint import listed_models, model_ids
 from servewise.records import RequestRecord
-from servewise.store import RunStore
 
 POLL_S = 0.05
 RETRY_S = 0.2
@@ -121,7 +126,7 @@ class _LastMark:
         return self.last
 
 
-class ColdstartError(RuntimeError):
+class ColdstartError(UsageError):
     """A problem found before any server started (bad setup); nothing was launched."""
 
 
@@ -158,7 +163,7 @@ def _signals_deferred() -> Iterator[list[int]]:
 
 
 @contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
+def signals_as_interrupt() -> Iterator[None]:
     """Ctrl-C and SIGTERM raise KeyboardInterrupt wherever the main thread is, so the server is stopped.
 
     Also for SIGINT: left at Python's default, ``asyncio.run`` turns it into cancelling the probe task, and
@@ -267,7 +272,7 @@ async def _watch_start(
                     watch.last_error = f"health: {'HTTP ' + str(status) if status else 'no answer'}"
             if stage == "models":
                 status, body = await get_status(session, endpoint.models_url, endpoint.headers())
-                ids = model_ids(body) if status == 200 else []
+                ids = model_ids(listed_models(body)) if status == 200 else []
                 if ids:
                     watch.mark("models_listed")
                     watch.model = endpoint.model or ids[0]
@@ -280,7 +285,7 @@ async def _watch_start(
             if stage == "first request":
                 watch.attempts += 1
                 left = max(1.0, deadline - time.perf_counter())
-                record = await stream_request(session, endpoint, watch.model, watch.attempts - 1, left)
+                record = await stream_request(endpoint, watch.model, watch.attempts - 1, left)
                 if record.ok:
                     watch.first = record
                     watch.mark("first_token", record.t_first)
@@ -294,7 +299,7 @@ async def _watch_start(
         for i in range(config.warm_requests):
             if not alive():
                 return "crashed"
-            watch.warm.append(await stream_request(session, endpoint, watch.model, index=i + 1))
+            watch.warm.append(await stream_request(endpoint, watch.model, index=i + 1))
     return None
 
 
@@ -398,8 +403,8 @@ def measure_start(
         if failure == "crashed":
             status = "crashed"
             exit_code = server.returncode() if server else None
-            code = f" with code {exit_code}" if exit_code is not None else ""
-            error = f"the server exited{code} before it answered a request"
+            with_code = f" with code {exit_code}" if exit_code is not None else ""
+            error = f"the server exited{with_code} before it answered a request"
         elif failure == "timeout":
             status = "timeout"
             error = f"not ready after {config.timeout_s:g} s ({watch.last_error or 'no answer'})"
@@ -476,7 +481,7 @@ def _launch_result(
         "exit_code": outcome.exit_code,
         "log_path": str(log.log_path) if log else None,
         "log_tail": log.tail(config.tail_lines) if log and outcome.status != "ok" else [],
-        "engine": detect_engine(marks),
+        "engine": engine_from_log(marks),
         "model": watch.model,
         "startup_s": startup,
         "events": [asdict(e) | {"line": line_of.get(e.name) if e.source == "log" else None} for e in events],
@@ -490,72 +495,3 @@ def _launch_result(
         "device": caches.block_device(outcome.files[0]) if outcome.files else None,
         "samples": sampler.samples if sampler else [],
     }
-
-
-def run_coldstart(
-    config: ColdstartConfig,
-    store: RunStore,
-    labels: dict[str, str] | None = None,
-    on_progress: ProgressFn | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """All runs, stored as one run of kind ``coldstart``; returns the summary (also stored).
-
-    Stops after the first start that fails (the next would fail the same way) and on Ctrl-C, storing
-    what was measured with status "failed" / "interrupted"."""
-    preflight(config)
-    target = {
-        "url": config.endpoint.base_url,
-        "ready_url": config.endpoint.ready_url,
-        "api": config.endpoint.api,
-        "model": config.endpoint.model,
-        "command": list(config.command),
-        "attach_pid": config.attach_pid,
-    }
-    run_id = store.create_run(
-        kind="coldstart",
-        spec=config.spec(),
-        labels=labels or {},
-        tool_version=servewise.__version__,
-        target=target,
-        environment=environment_fingerprint(),
-    )
-    runs = 1 if config.attach_pid is not None else config.runs
-    config = replace(config, log_dir=config.log_dir / run_id, runs=runs)
-    results: list[dict[str, Any]] = []
-    interrupted = False
-    with _signals_as_interrupt():
-        for index in range(1, runs + 1):
-            try:
-                result = measure_start(config, index, on_progress)
-            except KeyboardInterrupt:  # between starts: nothing is running
-                interrupted = True
-                break
-            interrupted = result["status"] == "interrupted"
-            results.append(result)
-            _store_samples(store, run_id, result)
-            if on_result is not None:
-                on_result(result)
-            if result["status"] != "ok":
-                break
-    summary = verdicts.summarize(results)
-    summary["status"] = (
-        "interrupted"
-        if interrupted
-        else ("ok" if results and all(r["status"] == "ok" for r in results) else "failed")
-    )
-    summary["run_id"] = run_id
-    summary["kind"] = "coldstart"
-    summary["target"] = target | {
-        "model": next((r["model"] for r in results if r.get("model")), config.endpoint.model)
-    }
-    summary["runs_requested"] = runs
-    summary["log_dir"] = str(config.log_dir)
-    store.finish_run(run_id, summary["status"], summary)
-    return summary
-
-
-def _store_samples(store: RunStore, run_id: str, result: dict[str, Any]) -> None:
-    samples = result.pop("samples", [])
-    if samples:
-        store.append_samples(run_id, samples)

@@ -320,7 +320,7 @@ LOAD_START = ("weights_load_start", "download_start", "shard_start")
 def load_window(events: Sequence[Event]) -> tuple[str, float, str, float] | None:
     """(start name, start t, end name, end t) of weight loading: from its start marker (else spawn)
     to its end marker (else health OK, which bounds everything the server did before serving)."""
-    at = {}
+    at: dict[str, float] = {}
     for event in events:
         at.setdefault(event.name, event.t)
     end = next(((name, at[name]) for name in LOAD_END if name in at), None)

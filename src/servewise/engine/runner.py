@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter
 from typing import Any
-from urllib.parse import urlsplit
 
 import servewise
 from servewise.analysis.diagnosis import diagnose
@@ -26,8 +25,10 @@ from servewise.analysis.metrics import MetricsAccumulator
 from servewise.analysis.summary import build_summary
 from servewise.engine.target import TargetInfo
 from servewise.engine.worker import Job, WorkerStats, worker_main
-from servewise.protocols.openai import api_base_path
+from servewise.errors import InternalFailure
+from servewise.protocols.endpoint import metrics_url
 from servewise.records import Sample
+from servewise.results import RunResult, WorkerCounts
 from servewise.spec.models import LoadSpec, RunSpec
 from servewise.store import RunStore
 from servewise.telemetry import TelemetrySession, local_port
@@ -35,7 +36,7 @@ from servewise.telemetry import TelemetrySession, local_port
 START_DELAY_S = 0.3
 
 
-class WorkerFailure(RuntimeError):
+class WorkerFailure(InternalFailure):
     """A worker process raised; the message says what it was."""
 
 
@@ -44,7 +45,7 @@ def _main_module_hidden() -> Iterator[None]:
     """Spawned workers re-import the parent's main module unless it looks anonymous; the CLI's main
     module pulls in Typer, Rich and the report's plotting, none of which a worker needs."""
     main = sys.modules["__main__"]
-    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    saved: dict[str, Any] = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
     main.__dict__.pop("__file__", None)
     main.__spec__ = None
     try:
@@ -177,13 +178,6 @@ class TelemetryOptions:
     dcgm_url: str | None = None
 
 
-def metrics_url(target_url: str) -> str:
-    """Engines serve /metrics at the root, beside (not under) /v1."""
-    parts = urlsplit(target_url)
-    prefix = api_base_path(target_url).removesuffix("v1/").rstrip("/")
-    return f"{parts.scheme}://{parts.netloc}{prefix}/metrics"
-
-
 @dataclass
 class RunContext:
     """What every run of one invocation shares: the store, the target, the workers, the hooks."""
@@ -224,8 +218,8 @@ async def execute_run(
     load: LoadSpec | None = None,
     duration_s: float | None = None,
     run_id: str | None = None,
-) -> dict[str, Any]:
-    """One measured run (a bench, or one step of a sweep); returns its stored summary."""
+) -> RunResult:
+    """One measured run (a bench, or one step of a sweep); returns its stored result."""
     load = load or spec.load
     duration = duration_s if duration_s is not None else spec.duration_s
     store = context.store
@@ -303,13 +297,14 @@ async def execute_run(
             interrupted=context.interrupted or any(s.stopped for s in stats),
             load_description=load.describe(),
         )
-        summary["workers"] = {
-            "count": count,
-            "connections_opened": sum(s.connections_opened for s in stats),
-            "cap_waits": sum(s.cap_waits for s in stats),
-        }
+        workers = WorkerCounts(
+            count=count,
+            connections_opened=sum(s.connections_opened for s in stats),
+            cap_waits=sum(s.cap_waits for s in stats),
+        )
+        summary = summary.model_copy(update={"workers": workers})
         if session is not None:
-            engine = session.engine
-            summary["diagnosis"] = diagnose(summary, store.samples(run_id), server_engine=engine).to_dict()
-        store.finish_run(run_id, summary["status"], summary)
+            diagnosis = diagnose(summary, store.samples(run_id), server_engine=session.engine)
+            summary = summary.model_copy(update={"diagnosis": diagnosis})
+        store.finish_run(run_id, summary)
     return summary

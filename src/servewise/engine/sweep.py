@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import Any
 
 import servewise
 from servewise.analysis.sweep import next_rate, step_passed, sweep_result
 from servewise.engine.progress import LiveStats
 from servewise.engine.runner import RunContext, execute_run
+from servewise.results import ClientCheck, Metrics, RunResult, SloOutcome, SweepResult, SweepStep
+from servewise.results.run import RunStatus
 from servewise.spec.models import LoadSpec, RunSpec
 
 SATURATION_BACKLOG_S = 10.0
@@ -28,7 +29,7 @@ async def _watch_saturation(context: RunContext, stats: LiveStats, rate: float, 
 
 async def run_sweep(
     context: RunContext, spec: RunSpec, stats: LiveStats, run_id: str | None = None
-) -> dict[str, Any]:
+) -> SweepResult:
     store = context.store
     parent_id = store.create_run(
         run_id=run_id,
@@ -41,15 +42,16 @@ async def run_sweep(
     )
     sweep = spec.sweep
     history: list[tuple[float, bool]] = []
-    steps: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
+    steps: list[SweepStep] = []
+    best: RunResult | None = None
+    last: RunResult | None = None
     note = None
     while (rate := next_rate(history, sweep)) is not None and not context.interrupted:
         load = LoadSpec(kind="poisson", rate=rate, max_concurrency=spec.load.max_concurrency)
         stats.in_flight = 0
         watcher = asyncio.create_task(_watch_saturation(context, stats, rate, sweep.step_duration_s))
         try:
-            summary = await execute_run(
+            step = await execute_run(
                 context,
                 spec,
                 kind="sweep-step",
@@ -61,44 +63,42 @@ async def run_sweep(
             watcher.cancel()
         early = None if not watcher.done() or watcher.cancelled() else watcher.result()
         if early:
-            summary["early_stop"] = early
-            summary["status"] = "slo_failed"
-        if summary["status"] == "interrupted" and not early:
+            step = step.model_copy(update={"early_stop": early, "status": "slo_failed"})
+        if step.status == "interrupted" and not early:
             break
-        passed, why = step_passed(summary)
+        passed, why = step_passed(step)
         history.append((rate, passed))
         steps.append(
-            {
-                "rate": rate,
-                "run_id": summary["run_id"],
-                "slo_met": passed,
-                "why": why,
-                "client_limited": summary["client"]["limited"],
-                "metrics": summary["metrics"],
-            }
-        )
-        if summary["client"]["limited"]:
-            note = (
-                f"stopped at {rate:.2f} req/s: the load generator fell behind ({summary['client']['reason']})"
+            SweepStep(
+                rate=rate,
+                run_id=step.run_id,
+                slo_met=passed,
+                why=why,
+                client_limited=step.client.limited,
+                metrics=step.metrics,
             )
+        )
+        last = step
+        if step.client.limited:
+            note = f"stopped at {rate:.2f} req/s: the load generator fell behind ({step.client.reason})"
             break
-        if passed and (best is None or rate > best["metrics"]["rate"]):
-            best = summary | {"metrics": summary["metrics"] | {"rate": rate}}
-    result = sweep_result(steps)
-    base = best or (steps and store.get_run(steps[-1]["run_id"]).summary) or {}
-    summary = {
-        "run_id": parent_id,
-        "status": "interrupted"
-        if context.interrupted
-        else ("ok" if result["max_rate_meeting_slo"] else "slo_failed"),
-        "target": context.target.to_dict(),
-        "load": f"sweep ({len(steps)} steps)",
-        "steady_s": base.get("steady_s", 0.0),
-        "metrics": base.get("metrics", {}),
-        "slo": base.get("slo", {"met": None, "targets": []}),
-        "client": base.get("client", {}),
-        **result,
-        "sweep_note": note,
-    }
-    store.finish_run(parent_id, summary["status"], summary)
-    return summary
+        if passed and (best is None or rate > (best.metrics.rate or 0.0)):
+            best = step.model_copy(update={"metrics": step.metrics.model_copy(update={"rate": rate})})
+    curve, knee = sweep_result(steps)
+    base = best or last
+    status: RunStatus = "interrupted" if context.interrupted else ("ok" if knee else "slo_failed")
+    result = SweepResult(
+        run_id=parent_id,
+        status=status,
+        target=context.target.to_dict(),
+        load=f"sweep ({len(steps)} steps)",
+        steady_s=base.steady_s if base else 0.0,
+        metrics=base.metrics if base else Metrics(),
+        slo=base.slo if base else SloOutcome(),
+        client=base.client if base else ClientCheck(),
+        sweep=curve,
+        max_rate_meeting_slo=knee,
+        sweep_note=note,
+    )
+    store.finish_run(parent_id, result)
+    return result

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
-from servewise.protocols.openai import api_base_path
+from servewise.errors import UnreachableError
+from servewise.protocols.endpoint import auth_headers, listed_models, model_ids, models_url, server_root
 from servewise.spec.errors import SpecError
 from servewise.spec.models import TargetSpec
 
 
-class TargetUnreachable(RuntimeError):
+class TargetUnreachable(UnreachableError):
     """Nothing answered at the target URL (exit code 3)."""
 
 
@@ -43,31 +43,26 @@ class TargetInfo:
 
 async def discover(target: TargetSpec, api_key: str | None, timeout_s: float = 10.0) -> TargetInfo:
     """GET /v1/models (and the engine's version route when there is one) to fix the model name."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    parts = urlsplit(target.url)
-    api_path = api_base_path(target.url)
-    root = f"{parts.scheme}://{parts.netloc}{api_path.removesuffix('v1/').rstrip('/')}"
-    models_url = f"{parts.scheme}://{parts.netloc}{api_path}models"
+    root = server_root(target.url)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     server: dict[str, Any] = {}
     models: list[str] = []
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=auth_headers(api_key)) as session:
         try:
-            async with session.get(models_url) as resp:
+            async with session.get(models_url(target.url)) as resp:
                 server["server_header"] = resp.headers.get("Server")
                 server["models_status"] = resp.status
                 if resp.status == 200:
-                    body = await resp.json(content_type=None)
-                    data = body.get("data", []) if isinstance(body, dict) else []
-                    models = [str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id")]
+                    listed = listed_models(await resp.json(content_type=None))
+                    models = model_ids(listed)
                     server["models"] = [
                         {k: m.get(k) for k in ("id", "owned_by", "max_model_len", "created") if k in m}
-                        for m in data
-                        if isinstance(m, dict)
+                        for m in listed
                     ]
         except aiohttp.ClientConnectorCertificateError as exc:
+            why = getattr(exc.certificate_error, "verify_message", exc.certificate_error)  # ssl's says it best
             raise TargetUnreachable(
-                f"{target.url} answers, but its TLS certificate is not trusted ({exc.certificate_error.verify_message});"
+                f"{target.url} answers, but its TLS certificate is not trusted ({why});"
                 " if it is signed by your own CA, point SSL_CERT_FILE at that CA's certificate bundle"
             ) from None
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:

@@ -13,6 +13,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from servewise.protocols.endpoint import ROUTES, api_base_path, auth_headers, host_port
 from servewise.protocols.sse import MalformedEvent, event_data, split_events
 from servewise.records import ErrorClass, RequestRecord, TokenSource
 from servewise.spec.models import Api, TargetSpec
@@ -21,15 +22,8 @@ from servewise.workload.plan import PlannedRequest
 _CONTENT = re.compile(rb'"(?:content|text|reasoning_content|reasoning)"\s*:\s*"(?!")')
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"(\w+)"')
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
-_PATHS = {Api.CHAT: "chat/completions", Api.COMPLETIONS: "completions", Api.EMBEDDINGS: "embeddings"}
 _CHARS_PER_TOKEN = 4.0
 _LENGTH_MARKER = 987_654_321
-
-
-def api_base_path(url: str) -> str:
-    """``http://h:8000`` and ``http://h:8000/v1`` both mean the OpenAI routes under ``/v1/``."""
-    path = urlsplit(url).path.rstrip("/")
-    return path + "/" if path.endswith("/v1") else path + "/v1/"
 
 
 class ResponseReader:
@@ -143,6 +137,11 @@ class StreamReader(ResponseReader):
                 delta = choice.get("delta") or {}
                 self._texts.append(str(delta.get("content") or choice.get("text") or ""))
 
+    @property
+    def done(self) -> bool:
+        """The stream ended with ``data: [DONE]`` (a clean end, beside a finish_reason)."""
+        return self._done
+
     def finish(self, record: RequestRecord) -> None:
         if self.error is None and self._rest.strip():
             # a last event without its blank line still counts (some servers end the body right after it)
@@ -204,8 +203,9 @@ class BodyReader(ResponseReader):
             return
         choice = choices[0]
         record.finish_reason = choice.get("finish_reason")
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        text = str(message.get("content") or choice.get("text") or "")
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        text = str(content or choice.get("text") or "")
         _apply_usage(record, usage, None, [text])
 
 
@@ -227,18 +227,20 @@ def _apply_usage(
 
 
 class OpenAIAdapter:
-    """Builds raw HTTP/1.1 requests for one target once, so each request only adds its body."""
+    """Builds raw HTTP/1.1 requests for one target once, so each request only adds its body.
 
-    def __init__(self, target: TargetSpec, model: str, api_key: str | None) -> None:
+    The one builder of request bodies in servewise: bench, probes and coldstart all send what it builds.
+    ``model=None`` leaves the field out (the server's default model answers)."""
+
+    def __init__(self, target: TargetSpec, model: str | None, api_key: str | None) -> None:
         self.target = target
         self.model = model
         self.api = target.api
         self.stream = target.stream and target.api is not Api.EMBEDDINGS
         parts = urlsplit(target.url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.host, self.port = host_port(target.url)
         self.tls = parts.scheme == "https"
-        self.path = api_base_path(target.url) + _PATHS[target.api]
+        self.path = api_base_path(target.url) + ROUTES[target.api]
         host_header = parts.netloc.rsplit("@", 1)[-1]
         headers = [
             f"POST {self.path} HTTP/1.1",
@@ -247,13 +249,12 @@ class OpenAIAdapter:
             "Accept: text/event-stream" if self.stream else "Accept: application/json",
             "User-Agent: servewise",
         ]
-        if api_key:
-            headers.append(f"Authorization: Bearer {api_key}")
+        headers += [f"{name}: {value}" for name, value in auth_headers(api_key).items()]
         self._head = ("\r\n".join(headers) + "\r\nContent-Length: ").encode("latin-1")
         self._template = self._body_template()
 
     def body(self, request: PlannedRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model}
+        body: dict[str, Any] = {} if self.model is None else {"model": self.model}
         if self.api is Api.EMBEDDINGS:
             body["input"] = request.prompt if request.prompt is not None else _messages_text(request.messages)
             return body | self.target.extra_body
@@ -279,6 +280,10 @@ class OpenAIAdapter:
             )
         else:
             payload = json.dumps(self.body(request), separators=(",", ":")).encode()
+        return self.frame(payload)
+
+    def frame(self, payload: bytes) -> bytes:
+        """The whole request around any body, even one that is not JSON (probes send malformed ones)."""
         return self._head + str(len(payload)).encode() + b"\r\n\r\n" + payload
 
     def _body_template(self) -> tuple[str, str, str] | None:

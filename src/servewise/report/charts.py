@@ -1,9 +1,10 @@
 """Charts for the HTML report, drawn with matplotlib (Agg, offline) and returned as inline SVG text.
 
-Each function takes plain data and returns an ``<svg>`` string, or None when there is nothing to draw, so
-the report can say what is missing instead of showing an empty frame. Text that came from a server (metric
-labels, model names) goes through matplotlib's SVG writer, which escapes it; math parsing is off so a
-``$`` in such text is shown, not interpreted.
+Each function takes typed results (sweep steps, SLO outcomes, plan tiers), samples or plain numbers and
+returns an ``<svg>`` string, or None when there is nothing to draw, so the report can say what is missing
+instead of showing an empty frame. Text that came from a server (metric labels, model names) goes through
+matplotlib's SVG writer, which escapes it; math parsing is off so a ``$`` in such text is shown, not
+interpreted.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import io
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -23,13 +24,17 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from servewise.records import Sample
+from servewise.results import SloTargetOutcome, SweepStep, TierRecord
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#9333ea", "#dc2626", "#0891b2")
 SLO_COLOR = "#dc2626"
 KNEE_COLOR = "#111827"
 BOTTLENECK_FACE = "#fee2e2"
 
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "text.parse_math": False,
     "svg.fonttype": "none",
     "svg.hashsalt": "servewise",
@@ -59,23 +64,18 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg") :]
 
 
-def _stat(metrics: Mapping[str, Any], key: str, stat: str) -> float | None:
-    value = (metrics.get(key) or {}).get(stat)
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
 def latency_vs_load(
-    sweep: Sequence[Mapping[str, Any]], slo_targets: Sequence[Mapping[str, Any]], knee_rate: float | None
+    sweep: Sequence[SweepStep], slo_targets: Sequence[SloTargetOutcome], knee_rate: float | None
 ) -> str | None:
     """TTFT and TPOT percentiles against offered rate; SLO limits as horizontal lines, the knee vertical."""
-    steps = sorted((s for s in sweep if isinstance(s.get("rate"), (int, float))), key=lambda s: s["rate"])
+    steps = sorted(sweep, key=lambda s: s.rate)
     if len(steps) < 2:
         return None
-    rates = [float(s["rate"]) for s in steps]
+    rates = [s.rate for s in steps]
     with _figure(8.5, 3.4, 1, 2) as (fig, axes):
-        for ax, metric, title in zip(axes[0], ("ttft_ms", "tpot_ms"), ("TTFT", "TPOT"), strict=True):
+        for ax, metric, title in zip(axes[0], ("ttft", "tpot"), ("TTFT", "TPOT"), strict=True):
             for color, stat in zip(PALETTE, ("p50", "p95", "p99"), strict=False):
-                values = [_stat(s.get("metrics") or {}, metric, stat) for s in steps]
+                values = [_finite(s.metrics.distribution(metric).stat(stat)) for s in steps]
                 if any(v is not None for v in values):
                     ax.plot(
                         rates,
@@ -86,13 +86,13 @@ def latency_vs_load(
                         markersize=4,
                     )
             for target in slo_targets:
-                if str(target.get("key", "")).startswith(metric.split("_")[0] + "_"):
+                if target.key.startswith(metric + "_"):
                     ax.axhline(
-                        float(target["limit"]),
+                        target.limit,
                         color=SLO_COLOR,
                         linestyle="--",
                         linewidth=1.2,
-                        label=f"SLO {target['key']} ≤ {float(target['limit']):g} ms",
+                        label=f"SLO {target.key} ≤ {target.limit:g} ms",
                     )
             if knee_rate:
                 ax.axvline(
@@ -102,7 +102,7 @@ def latency_vs_load(
                     linewidth=1.5,
                     label=f"knee {knee_rate:g} req/s",
                 )
-            failed = [r for s, r in zip(steps, rates, strict=True) if s.get("slo_met") is False]
+            failed = [s.rate for s in steps if not s.slo_met]
             if failed:
                 ax.axvspan(min(failed), max(rates), color=SLO_COLOR, alpha=0.06)
             ax.set_title(f"{title} vs offered load")
@@ -110,6 +110,10 @@ def latency_vs_load(
             ax.set_ylabel("ms")
             ax.legend(fontsize=7, loc="upper left")
         return _svg(fig)
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def distributions(ttft_ms: Sequence[float], tpot_ms: Sequence[float]) -> str | None:
@@ -179,7 +183,9 @@ TIMELINE_PANELS: tuple[tuple[str, str, tuple[tuple[str, str, float], ...], tuple
 
 
 def _is_bottleneck(words: Sequence[str], bottleneck: str | None) -> bool:
-    return bool(bottleneck) and any(word in bottleneck.lower() for word in words)
+    if not bottleneck:
+        return False
+    return any(word in bottleneck.lower() for word in words)
 
 
 def resource_timelines(samples: Sequence[Sample], bottleneck: str | None = None) -> str | None:
@@ -219,16 +225,16 @@ def resource_timelines(samples: Sequence[Sample], bottleneck: str | None = None)
         return _svg(fig)
 
 
-def tier_costs(tiers: Sequence[Mapping[str, Any]]) -> str | None:
+def tier_costs(tiers: Sequence[TierRecord]) -> str | None:
     """$ per 1M output tokens per GPU tier at the SLO-compliant rate; tiers that do not fit are marked."""
-    rows = [t for t in tiers if isinstance(t.get("cost_per_million_output_tokens"), (int, float))]
+    rows = [(t, cost) for t in tiers if (cost := t.cost_per_million_output_tokens) is not None]
     if not rows:
         return None
-    rows.sort(key=lambda t: t["cost_per_million_output_tokens"])
-    labels = [f"{t.get('num_gpus', 1)}× {t.get('gpu', '?')}" for t in rows]
+    rows.sort(key=lambda row: row[1])
+    labels = [f"{t.num_gpus}× {t.gpu}" for t, _ in rows]
     with _figure(8.5, 0.45 * len(rows) + 1.2) as (fig, axes):
         ax = axes[0, 0]
-        costs = [float(t["cost_per_million_output_tokens"]) for t in rows]
+        costs = [cost for _, cost in rows]
         colors = [PALETTE[2] if i == 0 else PALETTE[0] for i in range(len(rows))]
         bars = ax.barh(labels, costs, color=colors)
         for bar, cost in zip(bars, costs, strict=True):

@@ -18,30 +18,41 @@ import jinja2
 from markupsafe import Markup
 
 from servewise.analysis.metrics import request_latencies
-from servewise.analysis.stage import startup_times
+from servewise.format import money, number
 from servewise.records import Sample
-from servewise.store import RunStore
+from servewise.results import (
+    ChecklistRecord,
+    ColdstartResult,
+    DiagnosisResult,
+    PlanRecord,
+    ProbeRecord,
+    RunResult,
+    StageRecord,
+    SweepResult,
+    SweepStep,
+)
+from servewise.store import RunRow, RunStore
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 @dataclass(slots=True)
 class ReportBundle:
-    """Everything a report can show; every piece optional. Dicts are the JSON shapes the other parts store."""
+    """Everything a report can show; every piece optional. ``target`` is the server's self-description."""
 
     run_id: str | None = None
     created_at: float | None = None
     kind: str | None = None
-    summary: Mapping[str, Any] | None = None
+    result: RunResult | SweepResult | None = None
     target: Mapping[str, Any] | None = None
     ttft_ms: Sequence[float] = ()
     tpot_ms: Sequence[float] = ()
     samples: Sequence[Sample] = ()
-    diagnosis: Mapping[str, Any] | None = None
-    plan: Mapping[str, Any] | None = None
-    stage: Mapping[str, Any] | None = None
-    coldstart: Mapping[str, Any] | None = None
-    probes: Sequence[Mapping[str, Any]] = ()
+    diagnosis: DiagnosisResult | None = None
+    plan: PlanRecord | None = None
+    stage: StageRecord | None = None
+    coldstart: ColdstartResult | None = None
+    probes: Sequence[ProbeRecord] = ()
     title: str = "servewise report"
     notes: list[str] = field(default_factory=list)  # where a section's data came from
 
@@ -50,27 +61,31 @@ def bundle_from_store(
     store: RunStore,
     run_id: str,
     *,
-    plan: Mapping[str, Any] | None = None,
-    stage: Mapping[str, Any] | None = None,
-    probes: Sequence[Mapping[str, Any]] | None = None,
-    coldstart: Mapping[str, Any] | None = None,
+    plan: PlanRecord | None = None,
+    stage: StageRecord | None = None,
+    probes: Sequence[ProbeRecord] | None = None,
+    coldstart: ColdstartResult | None = None,
 ) -> ReportBundle:
-    """A stored run's report pieces; parts given here win over those stored in the run's summary."""
+    """A stored run's report pieces; parts given here win over those noted on the run.
+
+    A coldstart run's own result is its cold start; a bench's diagnosis is its own, a sweep's doctor's note.
+    """
     run = store.get_run(run_id)
-    summary = run.summary or {}
-    notes: list[str] = []
+    measured = run.measured
+    own_coldstart = run.result if isinstance(run.result, ColdstartResult) else None
+    notes = run.annotations
+    knee = measured.max_rate_meeting_slo if isinstance(measured, SweepResult) else None
+    report_notes: list[str] = []
     record_runs, sample_runs = [run.id], [run.id]
     steps = store.list_runs(parent_id=run.id)
     if steps and not store.count_records(run.id):
         # a sweep keeps its records and samples in one child run per rate step
         steps.sort(key=lambda r: r.created_at)
-        knee = summary.get("max_rate_meeting_slo")
-        rates = {r.id: ((r.spec or {}).get("load") or {}).get("rate") for r in steps}
-        at_knee = [r for r in steps if knee and rates[r.id] and math.isclose(rates[r.id], knee, rel_tol=1e-6)]
+        at_knee = [r for r in steps if _ran_at(r, knee)]
         record_runs = [r.id for r in at_knee] or [r.id for r in steps]
         sample_runs = [r.id for r in steps]
         if at_knee:
-            notes.append(f"TTFT/TPOT distributions are from the knee step ({knee:g} req/s)")
+            report_notes.append(f"TTFT/TPOT distributions are from the knee step ({knee:g} req/s)")
     latencies = (
         request_latencies(record for rid in record_runs for record in store.iter_records(rid))
         if run.kind != "coldstart"
@@ -80,66 +95,44 @@ def bundle_from_store(
         run_id=run.id,
         created_at=run.created_at,
         kind=run.kind,
-        summary=summary,
-        target=summary.get("target") or run.target,
+        result=measured,
+        target=(run.result.target if run.result else None) or run.target,
         ttft_ms=[float(v) for v in latencies.get("ttft_ms", ())],
         tpot_ms=[float(v) for v in latencies.get("tpot_ms", ())],
         samples=[sample for rid in sample_runs for sample in store.samples(rid)],
-        diagnosis=summary.get("diagnosis"),
-        plan=plan or summary.get("plan"),
-        stage=stage or summary.get("stage"),
-        coldstart=coldstart or summary.get("coldstart") or (summary if run.kind == "coldstart" else None),
-        probes=list(probes if probes is not None else summary.get("probes") or []),
-        notes=notes,
+        diagnosis=notes.diagnosis or (measured.diagnosis if measured else None),
+        plan=plan or (notes.plan.plan if notes.plan else None),
+        stage=stage or (notes.stage.stage if notes.stage else None),
+        coldstart=coldstart or own_coldstart,
+        probes=list(probes if probes is not None else notes.stage.probes if notes.stage else []),
+        notes=report_notes,
     )
 
 
+def _ran_at(step: RunRow, rate: float | None) -> bool:
+    """Did this sweep step offer ``rate`` req/s?"""
+    offered = (step.spec.get("load") or {}).get("rate")
+    if not rate or not offered:
+        return False
+    return math.isclose(offered, rate, rel_tol=1e-6)
+
+
 def _num(value: Any, digits: int = 1) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        return "–"
-    return f"{value:,.{digits}f}"
-
-
-def _money(value: Any) -> str:
-    return f"${value:,.2f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
-
-
-def _cheapest_fit(plan: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    tiers = [
-        t
-        for t in plan.get("tiers") or []
-        if t.get("fits") and isinstance(t.get("cost_per_million_output_tokens"), (int, float))
-    ]
-    return min(tiers, key=lambda t: t["cost_per_million_output_tokens"]) if tiers else None
-
-
-def _recommendation_text(plan: Mapping[str, Any] | None) -> str | None:
-    if not plan:
-        return None
-    rec = plan.get("recommendation")
-    if isinstance(rec, str):
-        return rec
-    if isinstance(rec, Mapping):
-        for key in ("text", "summary", "reason", "why"):
-            if isinstance(rec.get(key), str):
-                return rec[key]
-        if rec.get("gpu"):
-            return f"{rec.get('replicas', 1)} × {rec.get('num_gpus', 1)}× {rec['gpu']}"
-    return None
+    return number(value, f",.{digits}f", missing="–")
 
 
 def _summary_card(bundle: ReportBundle) -> list[dict[str, str]]:
     """Five answers at the top; each says where it came from or what would fill it."""
-    summary = bundle.summary or {}
-    diagnosis = bundle.diagnosis or {}
+    stage, diagnosis = bundle.stage, bundle.diagnosis
     card = []
-    stage = bundle.stage or {}
-    reasons = stage.get("reasons") or ["run `servewise stage` to place it"]
-    card.append({"label": "Stage", "value": stage.get("stage") or "not assessed", "note": reasons[0]})
-    primary = diagnosis.get("primary")
-    confidence = f"{diagnosis.get('confidence')} confidence" if primary else "no diagnosis stored"
+    reasons = (stage.reasons if stage else None) or ["run `servewise stage` to place it"]
+    card.append(
+        {"label": "Stage", "value": (stage.stage if stage else None) or "not assessed", "note": reasons[0]}
+    )
+    primary = diagnosis.primary if diagnosis else None
+    confidence = f"{diagnosis.confidence} confidence" if diagnosis and primary else "no diagnosis stored"
     card.append({"label": "Bottleneck", "value": primary or "not diagnosed", "note": confidence})
-    knee = summary.get("max_rate_meeting_slo")
+    knee = _knee(bundle.result)
     card.append(
         {
             "label": "Capacity at SLO",
@@ -149,64 +142,68 @@ def _summary_card(bundle: ReportBundle) -> list[dict[str, str]]:
             else "sweep with an SLO to find the knee",
         }
     )
-    fit = _cheapest_fit(bundle.plan or {})
+    fit = bundle.plan.cheapest_fit() if bundle.plan else None
     card.append(
         {
             "label": "Cost per 1M output tokens",
-            "value": _money(fit["cost_per_million_output_tokens"]) if fit else "not planned",
-            "note": f"{fit.get('num_gpus', 1)}× {fit.get('gpu')} at the SLO rate"
-            if fit
-            else "no plan stored",
+            "value": money(fit.cost_per_million_output_tokens) if fit else "not planned",
+            "note": f"{fit.num_gpus}× {fit.gpu} at the SLO rate" if fit else "no plan stored",
         }
     )
-    next_step = stage.get("next_step") or _recommendation_text(bundle.plan)
+    layer = stage.next_step if stage else None
     card.append(
         {
             "label": "Next step",
-            "value": next_step or "–",
-            "note": "the top-ranked production layer" if stage.get("next_step") else "",
+            "value": layer or (bundle.plan.recommendation if bundle.plan else None) or "–",
+            "note": "the top-ranked production layer" if layer else "",
         }
     )
     return card
 
 
-_METRIC_ROWS = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2e_ms"))
+def _knee(result: RunResult | None) -> float | None:
+    return result.max_rate_meeting_slo if isinstance(result, SweepResult) else None
 
 
-def _metric_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
-    metrics = summary.get("metrics") or {}
+def _sweep(result: RunResult | None) -> list[SweepStep]:
+    return result.sweep if isinstance(result, SweepResult) else []
+
+
+_METRIC_ROWS = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E", "e2e"))
+
+
+def _metric_rows(result: RunResult | None) -> list[dict[str, str]]:
+    if result is None:
+        return []
     rows = []
-    for label, key in _METRIC_ROWS:
-        stats = metrics.get(key) or {}
-        if stats.get("count"):
-            cells = {q: _num(stats.get(q)) for q in ("p50", "p90", "p95", "p99", "mean")}
-            rows.append({"name": f"{label} (ms)", "count": str(stats["count"]), **cells})
+    for label, metric in _METRIC_ROWS:
+        stats = result.metrics.distribution(metric)
+        if stats.count:
+            cells = {q: _num(stats.stat(q)) for q in ("p50", "p90", "p95", "p99", "mean")}
+            rows.append({"name": f"{label} (ms)", "count": str(stats.count), **cells})
     return rows
 
 
-def _throughput(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    m = summary.get("metrics") or {}
-    if not m:
+def _throughput(result: RunResult | None) -> list[tuple[str, str]]:
+    if result is None:
         return []
+    m = result.metrics
     return [
-        ("requests ok / failed", f"{m.get('requests_ok', '–')} / {m.get('requests_failed', '–')}"),
-        ("requests/s", _num(m.get("requests_per_s"), 2)),
-        ("output tokens/s", _num(m.get("output_tokens_per_s"))),
-        ("goodput (req/s meeting the SLO)", _num(m.get("goodput_rps"), 2)),
-        ("output token counts from", str(m.get("output_tokens_source", "–"))),
-        (
-            "errors by class",
-            ", ".join(f"{k}: {v}" for k, v in (m.get("errors_by_class") or {}).items()) or "none",
-        ),
+        ("requests ok / failed", f"{m.requests_ok} / {m.requests_failed}"),
+        ("requests/s", _num(m.requests_per_s, 2)),
+        ("output tokens/s", _num(m.output_tokens_per_s)),
+        ("goodput (req/s meeting the SLO)", _num(m.goodput_rps, 2)),
+        ("output token counts from", m.output_tokens_source),
+        ("errors by class", ", ".join(f"{k}: {v}" for k, v in m.errors_by_class.items()) or "none"),
     ]
 
 
-def _coldstart_view(coldstart: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A coldstart summary (as `servewise coldstart` stores it): per-start chart, spread, verdicts."""
-    if not coldstart:
+def _coldstart_view(coldstart: ColdstartResult | None) -> dict[str, Any] | None:
+    """A coldstart result (as `servewise coldstart` stores it): per-start chart, spread, verdicts."""
+    if coldstart is None:
         return None
-    runs = startup_times(coldstart)
-    stats = (coldstart.get("aggregate") or {}).get("startup_s") or {}
+    runs = coldstart.startup_times()
+    stats = coldstart.aggregate.get("startup_s") or {}
     if runs and not stats.get("count"):
         ordered = sorted(runs)
         stats = {
@@ -215,7 +212,6 @@ def _coldstart_view(coldstart: Mapping[str, Any] | None) -> dict[str, Any] | Non
             "median": ordered[len(ordered) // 2],
             "max": ordered[-1],
         }
-    findings = coldstart.get("verdicts") or coldstart.get("findings") or []
     return {
         "chart": _markup(_charts().coldstart_runs(runs)),
         "stats": [
@@ -223,7 +219,7 @@ def _coldstart_view(coldstart: Mapping[str, Any] | None) -> dict[str, Any] | Non
             for k in ("count", "min", "median", "max", "cv")
             if stats.get(k) is not None
         ],
-        "findings": [f for f in findings if isinstance(f, Mapping)],
+        "findings": coldstart.verdicts,
     }
 
 
@@ -248,26 +244,34 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
-    env.filters["money"] = _money
+    env.filters["money"] = money
     return env
+
+
+def _status(bundle: ReportBundle) -> str | None:
+    """The run's own status: its measured result's, or a coldstart run's own cold start's."""
+    if bundle.result is not None:
+        return bundle.result.status
+    return bundle.coldstart.status if bundle.kind == "coldstart" and bundle.coldstart else None
 
 
 def render_report(bundle: ReportBundle) -> str:
     """The report as one HTML string."""
-    summary = bundle.summary or {}
-    target = dict(bundle.target or summary.get("target") or {})
-    slo = summary.get("slo") or {}
-    sweep = summary.get("sweep") or []
-    plan = bundle.plan or {}
-    diagnosis = bundle.diagnosis or {}
+    result = bundle.result
+    target = dict(bundle.target or (result.target if result else None) or {})
+    slo_targets = result.slo.targets if result else []
+    sweep = _sweep(result)
+    knee = _knee(result)
+    tiers = bundle.plan.tiers if bundle.plan else []
+    diagnosis = bundle.diagnosis
     missing: list[str] = []
     sections = {
-        "latency_vs_load": _markup(
-            _charts().latency_vs_load(sweep, slo.get("targets") or [], summary.get("max_rate_meeting_slo"))
-        ),
+        "latency_vs_load": _markup(_charts().latency_vs_load(sweep, slo_targets, knee)),
         "distributions": _markup(_charts().distributions(bundle.ttft_ms, bundle.tpot_ms)),
-        "timelines": _markup(_charts().resource_timelines(bundle.samples, diagnosis.get("primary"))),
-        "costs": _markup(_charts().tier_costs(plan.get("tiers") or [])),
+        "timelines": _markup(
+            _charts().resource_timelines(bundle.samples, diagnosis.primary if diagnosis else None)
+        ),
+        "costs": _markup(_charts().tier_costs(tiers)),
     }
     hints = {
         "latency_vs_load": "latency-vs-load curves: no sweep in this run (bench --load sweep --slo ...)",
@@ -285,9 +289,9 @@ def render_report(bundle: ReportBundle) -> str:
         missing.append("readiness probes: not run against the target")
     if not diagnosis:
         missing.append("diagnosis: none stored (servewise diagnose RUN)")
-    checklist_by_area: dict[str, list[Mapping[str, Any]]] = {}
-    for item in (bundle.stage or {}).get("checklist") or []:
-        checklist_by_area.setdefault(str(item.get("area", "other")), []).append(item)
+    checklist_by_area: dict[str, list[ChecklistRecord]] = {}
+    for item in bundle.stage.checklist if bundle.stage else []:
+        checklist_by_area.setdefault(item.area, []).append(item)
     created = (
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(bundle.created_at)) if bundle.created_at else None
     )
@@ -302,22 +306,21 @@ def render_report(bundle: ReportBundle) -> str:
             generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             target=target,
             simulated=bool(target.get("simulated")),
-            status=summary.get("status"),
-            load=summary.get("load"),
-            client=summary.get("client") or {},
+            status=_status(bundle),
+            load=result.load if result else None,
+            client=result.client if result else None,
             card=_summary_card(bundle),
-            metric_rows=_metric_rows(summary),
-            throughput=_throughput(summary),
-            slo_targets=slo.get("targets") or [],
-            slo_met=slo.get("met"),
+            metric_rows=_metric_rows(result),
+            throughput=_throughput(result),
+            slo_targets=slo_targets,
             sweep=sweep,
-            knee=summary.get("max_rate_meeting_slo"),
+            knee=knee,
             charts=sections,
             diagnosis=diagnosis,
-            tiers=plan.get("tiers") or [],
-            recommendation=_recommendation_text(plan),
+            tiers=tiers,
+            recommendation=bundle.plan.recommendation if bundle.plan else None,
             coldstart=coldstart,
-            stage=bundle.stage or {},
+            stage=bundle.stage,
             checklist_by_area=checklist_by_area,
             probes=bundle.probes,
             missing=missing,

@@ -9,6 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from servewise.engine.progress import LiveStats
+from servewise.format import ms as _ms
+from servewise.results import Metrics, RunResult
 
 STATUS_STYLE = {
     "ok": "bold green",
@@ -16,12 +18,6 @@ STATUS_STYLE = {
     "interrupted": "bold yellow",
     "failed": "bold red",
 }
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
 
 
 def progress_line(stats: LiveStats, elapsed_s: float, duration_s: float | None, label: str) -> Text:
@@ -44,105 +40,103 @@ def progress_line(stats: LiveStats, elapsed_s: float, duration_s: float | None, 
     return line
 
 
-def latency_table(metrics: dict[str, Any]) -> Table:
+def latency_table(metrics: Metrics) -> Table:
     table = Table(title="Latency (ms, steady state)", title_justify="left", expand=False)
     table.add_column("metric")
     for column in ("n", "p50", "p90", "p95", "p99", "p99.9", "mean", "max"):
         table.add_column(column, justify="right")
-    names = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "itl_ms": "ITL", "e2e_ms": "E2E"}
-    for key, name in names.items():
-        dist = metrics.get(key) or {}
-        if not dist.get("count"):
+    for key, name in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "E2E")):
+        dist = metrics.distribution(key)
+        if not dist.count:
             continue
         table.add_row(
             name,
-            f"{dist['count']:,}",
-            *(_ms(dist.get(k)) for k in ("p50", "p90", "p95", "p99", "p99.9", "mean", "max")),
+            f"{dist.count:,}",
+            *(_ms(dist.stat(k)) for k in ("p50", "p90", "p95", "p99", "p99.9", "mean", "max")),
         )
     return table
 
 
-def throughput_table(summary: dict[str, Any]) -> Table:
-    m = summary["metrics"]
+def throughput_table(result: RunResult) -> Table:
+    m = result.metrics
     table = Table(title="Throughput", title_justify="left", show_header=False, expand=False)
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("requests ok / failed", f"{m['requests_ok']:,} / {m['requests_failed']:,}")
-    table.add_row("requests/s", f"{m['requests_per_s']:,.2f}")
-    table.add_row("output tokens/s", f"{m['output_tokens_per_s']:,.1f}")
-    table.add_row("input tokens/s", f"{m['input_tokens_per_s']:,.1f}")
-    table.add_row("goodput (req/s meeting SLO)", f"{m['goodput_rps']:,.2f}")
-    table.add_row("mean concurrency", f"{m['concurrency_mean']:,.1f}")
-    tokens = m.get("mean_output_tokens")
-    source = m["output_tokens_source"]
+    table.add_row("requests ok / failed", f"{m.requests_ok:,} / {m.requests_failed:,}")
+    table.add_row("requests/s", f"{m.requests_per_s:,.2f}")
+    table.add_row("output tokens/s", f"{m.output_tokens_per_s:,.1f}")
+    table.add_row("input tokens/s", f"{m.input_tokens_per_s:,.1f}")
+    table.add_row("goodput (req/s meeting SLO)", f"{m.goodput_rps:,.2f}")
+    table.add_row("mean concurrency", f"{m.concurrency_mean:,.1f}")
+    source = m.output_tokens_source
     note = "" if source == "usage" else f" (estimate: {source})"
+    tokens = m.mean_output_tokens
     table.add_row("mean output tokens", f"{tokens:,.1f}{note}" if tokens is not None else "-")
-    if m.get("mean_input_tokens") is not None:
-        table.add_row("mean input tokens (server count)", f"{m['mean_input_tokens']:,.1f}")
-    table.add_row("steady window", f"{summary['steady_s']:,.1f} s")
+    if m.mean_input_tokens is not None:
+        table.add_row("mean input tokens (server count)", f"{m.mean_input_tokens:,.1f}")
+    table.add_row("steady window", f"{result.steady_s:,.1f} s")
     return table
 
 
-def summary_view(summary: dict[str, Any]) -> Group:
+def summary_view(result: RunResult) -> Group:
     """Everything a person needs to read after a run, in the order they ask for it."""
     parts: list[Any] = []
-    status = summary["status"]
-    target = summary.get("target", {})
+    status = result.status
+    target = result.target
     parts.append(
         Text.assemble(
             ("run ", "dim"),
-            (summary["run_id"], "bold"),
+            (result.run_id, "bold"),
             ("  status ", "dim"),
             (status.upper(), STATUS_STYLE.get(status, "bold")),
             ("  target ", "dim"),
             f"{target.get('url')} ({target.get('model')}, {target.get('api')})",
             ("  load ", "dim"),
-            summary.get("load", ""),
+            result.load,
         )
     )
-    m = summary["metrics"]
+    m = result.metrics
     parts.append(latency_table(m))
-    parts.append(throughput_table(summary))
-    if m["errors_by_class"]:
+    parts.append(throughput_table(result))
+    if m.errors_by_class:
         errors = Table(title="Errors", title_justify="left", expand=False)
         errors.add_column("class")
         errors.add_column("count", justify="right")
         errors.add_column("example")
-        for cls, count in sorted(m["errors_by_class"].items(), key=lambda kv: -kv[1]):
-            errors.add_row(cls, f"{count:,}", Text(m.get("error_examples", {}).get(cls, "")[:100]))
+        for cls, count in sorted(m.errors_by_class.items(), key=lambda kv: -kv[1]):
+            errors.add_row(cls, f"{count:,}", Text(m.error_examples.get(cls, "")[:100]))
         parts.append(errors)
-    if m.get("stopped_early"):
+    if m.stopped_early:
         parts.append(
             Text(
-                f"{m['stopped_early']:,} requests stopped before max_tokens: the server ignored ignore_eos "
+                f"{m.stopped_early:,} requests stopped before max_tokens: the server ignored ignore_eos "
                 "or hit a stop condition, so output lengths are shorter than planned.",
                 style="yellow",
             )
         )
-    slo = summary.get("slo") or {}
-    if slo.get("targets"):
+    if result.slo.targets:
         table = Table(title="SLO", title_justify="left", expand=False)
         for column in ("target", "limit", "measured", "met"):
             table.add_column(column, justify="right" if column != "target" else "left")
-        for t in slo["targets"]:
-            is_errors = t["key"] == "errors"
+        for t in result.slo.targets:
+            is_errors = t.key == "errors"
             fmt = (lambda v: f"{v:.2%}") if is_errors else (lambda v: f"{_ms(v)} ms")
-            value = "-" if t["value"] is None else fmt(t["value"])
+            value = "-" if t.value is None else fmt(t.value)
             table.add_row(
-                t["key"], fmt(t["limit"]), value, Text("yes", "green") if t["met"] else Text("NO", "bold red")
+                t.key, fmt(t.limit), value, Text("yes", "green") if t.met else Text("NO", "bold red")
             )
         parts.append(table)
-    client = summary["client"]
-    lag = client["schedule_lag_ms"]
+    client = result.client
+    lag = client.schedule_lag_ms
     client_line = Text.assemble(
         ("load generator: ", "dim"),
-        f"schedule lag p50 {_ms(lag.get('p50'))} ms, p99 {_ms(lag.get('p99'))} ms; CPU {client['cpu_percent']:.0f}% of a core",
+        f"schedule lag p50 {_ms(lag.p50)} ms, p99 {_ms(lag.p99)} ms; CPU {client.cpu_percent:.0f}% of a core",
     )
     parts.append(client_line)
-    if client["limited"]:
+    if client.limited:
         parts.append(
             Text(
-                f"CLIENT-LIMITED: {client['reason']}. These numbers describe the load generator, not the server: "
+                f"CLIENT-LIMITED: {client.reason}. These numbers describe the load generator, not the server: "
                 "add --workers or lower the rate.",
                 style="bold red",
             )

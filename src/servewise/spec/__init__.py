@@ -1,6 +1,7 @@
 """The run spec: what to send, to whom, how fast, and what counts as good enough."""
 
 from servewise.spec.errors import SpecError
+from servewise.spec.flags import build_spec
 from servewise.spec.loading import load_spec_file, merge_spec
 from servewise.spec.models import (
     Api,
@@ -28,6 +29,7 @@ __all__ = [
     "SweepSpec",
     "TargetSpec",
     "WorkloadSpec",
+    "build_spec",
     "load_spec_file",
     "merge_spec",
     "parse_duration",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from servewise.errors import UsageError
 
-class SpecError(ValueError):
+
+class SpecError(UsageError):
     """A bad spec or flag. The message names the field and says what was expected."""
 
 

@@ -64,7 +64,7 @@ class LengthSpec(_Strict):
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} length needs {', '.join(missing)}")
-        if self.kind == "uniform" and self.low > self.high:  # type: ignore[operator]
+        if self.kind == "uniform" and self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"uniform length: low {self.low} is above high {self.high}")
         if self.kind == "empirical" and not self.values:
             raise ValueError("an empirical length needs at least one value")
@@ -147,13 +147,14 @@ class SweepSpec(_Strict):
 
 
 SloMetric = Literal["ttft", "tpot", "itl", "e2e", "errors", "throughput"]
+SloStat = Literal["p50", "p90", "p95", "p99", "p99.9", "mean", "max", "rate"]
 
 
 class SloTarget(_Strict):
     """One SLO: ``stat`` of ``metric`` must be at or under ``limit`` (ms, or a fraction for errors)."""
 
     metric: SloMetric
-    stat: Literal["p50", "p90", "p95", "p99", "p99.9", "mean", "max", "rate"] = "p95"
+    stat: SloStat = "p95"
     limit: float
 
     @property

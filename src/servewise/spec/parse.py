@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from servewise.spec.errors import SpecError, describe_validation_error
-from servewise.spec.models import LengthSpec, LoadSpec, SloSpec, SloTarget
+from servewise.spec.models import LengthSpec, LoadSpec, SloMetric, SloSpec, SloStat, SloTarget
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(us|ms|s|m|h)?\s*$")
 _UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -32,7 +35,7 @@ def _numbers(text: str, what: str, count: int | None = None) -> list[float]:
     return values
 
 
-def _build(model: type, what: str, **fields: object):
+def _build(model: type[_Model], what: str, **fields: object) -> _Model:
     try:
         return model(**fields)
     except ValidationError as exc:
@@ -59,8 +62,8 @@ def parse_length(text: str, what: str = "length") -> LengthSpec:
         )
     match kind:
         case "fixed":
-            (value,) = _numbers(params, what, 1)
-            return _build(LengthSpec, what, kind="fixed", value=int(value), **bounds)
+            (fixed,) = _numbers(params, what, 1)
+            return _build(LengthSpec, what, kind="fixed", value=int(fixed), **bounds)
         case "uniform":
             low, high = _numbers(params, what, 2)
             return _build(LengthSpec, what, kind="uniform", low=int(low), high=int(high), **bounds)
@@ -139,7 +142,12 @@ def parse_slo(text: str) -> SloSpec:
                 "STAT p50|p90|p95|p99|p99.9|mean|max, e.g. ttft_p95=500ms, or errors=1%"
             )
         metric, stat, value = match.groups()
+        # _SLO_ITEM admits only these literals (and pydantic checks them again)
         targets.append(
-            SloTarget(metric=metric, stat=stat, limit=parse_duration(value, default_unit="ms") * 1000)
+            SloTarget(
+                metric=cast(SloMetric, metric),
+                stat=cast(SloStat, stat),
+                limit=parse_duration(value, default_unit="ms") * 1000,
+            )
         )
     return SloSpec(targets=targets)

@@ -2,6 +2,10 @@
 
 Records and samples are appended in batches during the run and committed as they come, so a crash
 or Ctrl-C loses at most the batch in hand and memory stays flat however long the run is.
+
+A run's measured result is written once, when it finishes, as typed JSON with its schema version;
+what later commands note on it (a gate verdict, a repeat spread, a stage, a plan) goes into the
+``annotations`` table beside it, never into the result.
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servewise.errors import StoreError
 from servewise.records import ErrorClass, Phase, RequestRecord, Sample, TokenSource, record_to_row
+from servewise.results import Annotations, ColdstartResult, RunResult, SweepResult
+from servewise.results.annotations import NOTE_KINDS
+from servewise.results.base import Result
+from servewise.store.migrations import migrate
 
-SCHEMA_VERSION = 1
+RESULT_SCHEMA = 2  # the shape of summary_json: 1 = release 0.1.0 (notes inside), 2 = typed, notes apart
+StoredResult = RunResult | SweepResult | ColdstartResult
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,7 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
     tool_version TEXT NOT NULL,
     target_json TEXT NOT NULL,
     environment_json TEXT NOT NULL,
-    summary_json TEXT
+    summary_json TEXT,
+    summary_schema INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS records (
@@ -68,11 +79,14 @@ CREATE TABLE IF NOT EXISTS samples (
     labels_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS samples_run ON samples (run_id, source, name);
+CREATE TABLE IF NOT EXISTS annotations (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    value_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind)
+);
 """
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or the run asked for does not exist."""
 
 
 def default_store_path() -> Path:
@@ -102,7 +116,25 @@ class RunRow:
     tool_version: str
     target: dict[str, Any]
     environment: dict[str, Any]
-    summary: dict[str, Any] | None
+    result: StoredResult | None
+    annotations: Annotations
+
+    @property
+    def measured(self) -> RunResult | None:
+        """The bench or sweep result, when this run has one (not a coldstart, not unfinished)."""
+        return self.result if isinstance(self.result, RunResult) else None
+
+    def export_json(self) -> dict[str, Any] | None:
+        """The result with its notes laid in, the one JSON shape `runs show --json` and exports print."""
+        if self.result is None:
+            return None
+        return self.result.to_json() | self.annotations.legacy_json()
+
+
+def _result_type(kind: str) -> type[StoredResult]:
+    if kind == "sweep":
+        return SweepResult
+    return ColdstartResult if kind == "coldstart" else RunResult
 
 
 def _pack_floats(values: list[float], origin: float) -> bytes:
@@ -125,12 +157,13 @@ class RunStore:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the run store at {self.path}: {exc}") from None
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            migrate(self._db, _SCHEMA, self.path)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"cannot open the run store at {self.path}: {exc}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -173,16 +206,30 @@ class RunStore:
         )
         return run_id
 
-    def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+    def finish_run(self, run_id: str, result: StoredResult) -> None:
+        """Write the measured result once; the run is visible as finished only from here."""
         self._db.execute(
-            "UPDATE runs SET status = ?, finished_at = ?, summary_json = ? WHERE id = ?",
-            (status, time.time(), json.dumps(summary, default=str), run_id),
+            "UPDATE runs SET status = ?, finished_at = ?, summary_json = ?, summary_schema = ? WHERE id = ?",
+            (result.status, time.time(), json.dumps(result.to_json()), RESULT_SCHEMA, run_id),
         )
 
-    def update_summary(self, run_id: str, summary: dict[str, Any]) -> None:
-        self._db.execute(
-            "UPDATE runs SET summary_json = ? WHERE id = ?", (json.dumps(summary, default=str), run_id)
-        )
+    def annotate(self, run_id: str, note: Result) -> None:
+        """Keep a later command's note beside the run's result (the newest note of a kind wins)."""
+        kind = next(k for k, t in NOTE_KINDS.items() if type(note) is t)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM annotations WHERE run_id = ? AND kind = ?", (run_id, kind))
+            self._db.execute(
+                "INSERT INTO annotations (run_id, kind, created_at, value_json) VALUES (?, ?, ?, ?)",
+                (run_id, kind, time.time(), json.dumps(note.to_json())),
+            )
+
+    def _annotations(self, run_id: str) -> Annotations:
+        rows = self._db.execute(
+            "SELECT kind, value_json FROM annotations WHERE run_id = ? ORDER BY rowid", (run_id,)
+        ).fetchall()
+        notes = {kind: NOTE_KINDS[kind].model_validate_json(value) for kind, value in rows if kind in NOTE_KINDS}
+        return Annotations.model_validate(notes | {"order": list(notes)})
 
     def get_run(self, run_id: str) -> RunRow:
         row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -235,7 +282,7 @@ class RunStore:
         return found
 
     def _row(self, row: tuple) -> RunRow:
-        (rid, kind, parent, created, finished, status, spec, labels, version, target, env, summary) = row
+        (rid, kind, parent, created, finished, status, spec, labels, version, target, env, summary, _) = row
         return RunRow(
             id=rid,
             kind=kind,
@@ -248,7 +295,8 @@ class RunStore:
             tool_version=version,
             target=json.loads(target),
             environment=json.loads(env),
-            summary=json.loads(summary) if summary else None,
+            result=_result_type(kind).model_validate_json(summary) if summary else None,
+            annotations=self._annotations(rid),
         )
 
     # -- records ------------------------------------------------------------------------------

@@ -34,14 +34,19 @@ Every reading is a :class:`servewise.records.Sample` ``(t, source, name, value, 
     :data:`servewise.telemetry.exposition.ENGINE_RULES`.
 """
 
-from servewise.telemetry.exposition import ENGINE_RULES, canonical_signals, detect_engine, parse_exposition
+from servewise.telemetry.exposition import (
+    ENGINE_RULES,
+    canonical_signals,
+    engine_from_metrics,
+    parse_exposition,
+)
 from servewise.telemetry.session import TelemetrySession, local_port
 
 __all__ = [
     "ENGINE_RULES",
     "TelemetrySession",
     "canonical_signals",
-    "detect_engine",
+    "engine_from_metrics",
     "local_port",
     "parse_exposition",
 ]

@@ -160,7 +160,7 @@ def parse_exposition(text: str) -> list[RawSeries]:
     return series
 
 
-def detect_engine(series: Iterable[RawSeries]) -> str | None:
+def engine_from_metrics(series: Iterable[RawSeries]) -> str | None:
     """The engine whose metric prefix appears; ``infinity`` when only the FastAPI instrumentator is there."""
     names = {s.name for s in series}
     for prefix, engine in _ENGINE_MARKERS:

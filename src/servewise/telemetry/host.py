@@ -13,10 +13,14 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from servewise.records import Sample
+
+if TYPE_CHECKING:
+    from psutil._ntuples import sdiskio, snetio
 
 log = logging.getLogger("servewise.telemetry")
 
@@ -44,9 +48,9 @@ class HostSampler:
     def __init__(self, target_iface: str | None = None) -> None:
         self.target_iface = target_iface
         self._last_t: float | None = None
-        self._disk: psutil._common.sdiskio | None = None
+        self._disk: sdiskio | None = None
         self._disk_busy: dict[str, int] = {}
-        self._net: dict[str, psutil._common.snetio] = {}
+        self._net: dict[str, snetio] = {}
         self._tcp: tuple[int, int] | None = None
 
     def collect(self) -> list[Sample]:
@@ -93,14 +97,16 @@ class HostSampler:
             Sample(now, self.source, "swap_used_bytes", float(swap.used)),
         ]
 
-    def _disks(self, now: float, gap: float, disk: object, disks: dict[str, object]) -> list[Sample]:
+    def _disks(
+        self, now: float, gap: float, disk: sdiskio | None, disks: dict[str, sdiskio]
+    ) -> list[Sample]:
         samples: list[Sample] = []
         if disk is not None and self._disk is not None:
             samples.append(
                 Sample(
                     now, self.source, "disk_read_bytes_per_s", (disk.read_bytes - self._disk.read_bytes) / gap
                 )
-            )  # type: ignore[attr-defined]
+            )
             samples.append(
                 Sample(
                     now,
@@ -108,7 +114,7 @@ class HostSampler:
                     "disk_write_bytes_per_s",
                     (disk.write_bytes - self._disk.write_bytes) / gap,
                 )
-            )  # type: ignore[attr-defined]
+            )
         busiest = 0.0
         for name, d in disks.items():
             if name.startswith(_SKIP_DISKS) or name not in self._disk_busy:
@@ -119,7 +125,7 @@ class HostSampler:
             samples.append(Sample(now, self.source, "disk_busy_percent", busiest))
         return samples
 
-    def _network(self, now: float, gap: float, net: dict[str, psutil._common.snetio]) -> list[Sample]:
+    def _network(self, now: float, gap: float, net: dict[str, snetio]) -> list[Sample]:
         samples: list[Sample] = []
         try:
             speeds = {name: st.speed for name, st in psutil.net_if_stats().items() if st.isup}

@@ -16,8 +16,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from servewise.errors import UnreachableError
 
-class PromQLError(RuntimeError):
+
+class PromQLError(UnreachableError):
     """Prometheus could not be reached or refused the query; the message says which."""
 
 

@@ -23,7 +23,7 @@ import aiohttp
 import psutil
 
 from servewise.records import Sample
-from servewise.telemetry.exposition import canonical_signals, detect_engine, parse_exposition
+from servewise.telemetry.exposition import canonical_signals, engine_from_metrics, parse_exposition
 from servewise.telemetry.gpu import NvmlSampler, dcgm_samples
 from servewise.telemetry.host import (
     ClientSampler,
@@ -85,7 +85,7 @@ class MetricsScraper(_Scraper):
                 self._failed_logged = True
             return []
         if self.engine is None:
-            self.engine = detect_engine(series)
+            self.engine = engine_from_metrics(series)
         samples = [
             Sample(now, self.source, name, value)
             for name, value in canonical_signals(series, self.engine).items()
@@ -115,7 +115,7 @@ def local_port(url: str) -> int | None:
     if host in {"localhost", ""}:
         return port
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}  # an IP: str already
     except OSError:
         return None
     local = {a.address for nic in psutil.net_if_addrs().values() for a in nic}
@@ -142,7 +142,7 @@ class TelemetrySession:
         client_pids: Sequence[int],
         dcgm_url: str | None,
         gpu: bool = True,
-        sink: Callable[[list[Sample]], None],
+        sink: Callable[[list[Sample]], object],  # what it returns is ignored
         target_host: str | None = None,
     ) -> None:
         if interval_s <= 0:

@@ -30,6 +30,7 @@ import math
 import re
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,6 @@ from servewise.twin.metrics import TwinMetrics
 
 WORDS = (" the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", " dog", " and", " runs", " far")
 DEFAULT_MAX_TOKENS = 256
-TWIN_KEY: web.AppKey[TwinScheduler] = web.AppKey("twin", "TwinScheduler")
 SPIN_S = 0.0012  # wake this early and spin: epoll timers round to whole milliseconds
 RESYNC_S = 0.05  # if the loop falls this far behind the ideal clock, restart the clock instead of bursting
 
@@ -113,7 +113,7 @@ def estimate_prompt_tokens(prompt: Any) -> int:
 
 
 def _chat_text(messages: list[Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
@@ -141,7 +141,7 @@ class Stream:
     arrival: float
     transport: Any = None
     chunks: list[bytes] = field(default_factory=list)
-    done: asyncio.Future | None = None
+    done: asyncio.Future[None] | None = None
     last_token: float = 0.0
     emitted: int = 0
     finish_reason: str = "length"
@@ -159,7 +159,7 @@ class TwinScheduler:
         self.streams: dict[int, Stream] = {}
         self._ids = itertools.count()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._clock = 0.0
         self.lateness: list[tuple[float, float, int]] = []  # per step: first, last write - due; tokens
         self.resyncs = 0
@@ -294,6 +294,9 @@ class TwinScheduler:
             stream.done.set_result(None)
 
 
+TWIN_KEY = web.AppKey("twin", TwinScheduler)
+
+
 def _usage(stream: Stream) -> dict[str, int]:
     prompt = stream.seq.input_tokens
     return {"prompt_tokens": prompt, "completion_tokens": stream.emitted, "total_tokens": prompt + stream.emitted}
@@ -360,6 +363,7 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
                       f"{max_tokens} in the completion).")
     loop = asyncio.get_running_loop()
     idx = scheduler.next_id()
+    done: asyncio.Future[None] = loop.create_future()
     stream = Stream(
         seq=Seq(idx, prompt_tokens, max_tokens, time.perf_counter()),
         request_id=f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-twin{idx:08x}",
@@ -368,12 +372,12 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
         include_usage=bool((body.get("stream_options") or {}).get("include_usage", False)),
         max_tokens=min(max_tokens, stop_after or max_tokens),
         arrival=time.perf_counter(),
-        done=loop.create_future(),
+        done=done,
     )
     if not stream.streaming:
         scheduler.submit(stream)
         try:
-            await stream.done
+            await done
         finally:
             if stream.seq.idx in scheduler.streams:
                 scheduler.abort(stream)
@@ -399,7 +403,7 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
         stream.transport.write(_frame(_sse(role)))
     scheduler.submit(stream)
     try:
-        await stream.done
+        await done
     finally:
         if stream.seq.idx in scheduler.streams:
             scheduler.abort(stream)
@@ -465,7 +469,7 @@ def lateness_summary(steps: list[tuple[float, float, int]]) -> dict[str, float]:
     cdf = np.cumsum(weights[order]) / weights.sum()
 
     def pct(p: float) -> float:
-        return float(errors[order][min(np.searchsorted(cdf, p / 100), errors.size - 1)])
+        return float(errors[order][min(int(np.searchsorted(cdf, p / 100)), errors.size - 1)])
 
     return {"tokens": int(arr[:, 2].sum()), "abs_p50": pct(50), "abs_p99": pct(99), "abs_max": float(errors.max()),
             "mean": float(np.average(samples, weights=weights))}
@@ -528,10 +532,13 @@ async def start_twin(host: str = "127.0.0.1", port: int = 0, **options: Any) -> 
 
 def run_twin(host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
     """Serve until interrupted (uvloop when available)."""
+    new_loop: Callable[[], asyncio.AbstractEventLoop] | None
     try:
         import uvloop
     except ImportError:
-        uvloop = None
+        new_loop = None
+    else:
+        new_loop = uvloop.new_event_loop
     app = create_app(**options)
     web.run_app(app, host=host, port=port, access_log=None, print=None, backlog=2048,
-                loop=uvloop.new_event_loop() if uvloop else None)
+                loop=new_loop() if new_loop else None)

@@ -1,5 +1,5 @@
 """Terminal output for cold starts: the progress line, a table per run, the min/median/max/CV summary
-and the verdicts in plain words. Reads the result dicts only; computes nothing new."""
+and the verdicts in plain words. Computes nothing new."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ from rich.table import Table
 from rich.text import Text
 
 from servewise.coldstart.runner import Progress
+from servewise.format import megabytes, number
+from servewise.results import ColdstartResult
 
 
 def _s(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    return number(value, f".{digits}f", missing="–")
 
 
 def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0f}"
+    return number(value, ".0f", missing="–")
 
 
 def _mb(value: float | None) -> str:
-    return "–" if value is None else f"{value / 1e6:.0f}"
+    return megabytes(value, missing="–")
 
 
 _STAGE_WORDS = {
@@ -96,12 +98,10 @@ def run_table(result: Mapping[str, Any]) -> Group:
     return Group(*parts)
 
 
-def summary_table(summary: Mapping[str, Any]) -> Table:
+def summary_table(result: ColdstartResult) -> Table:
     """min/median/max/CV per phase and per milestone over the successful runs."""
-    agg = summary["aggregate"]
-    table = Table(
-        title=f"{summary['runs_ok']} successful run(s): seconds unless marked", title_justify="left"
-    )
+    agg = result.aggregate
+    table = Table(title=f"{result.runs_ok} successful run(s): seconds unless marked", title_justify="left")
     for name, justify in (
         ("", "left"),
         ("min", "right"),
@@ -117,7 +117,7 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
             table.add_row(label, fmt(s["min"]), fmt(s["median"]), fmt(s["max"]), cv)
 
     after: dict[str, str] = {}
-    for run in summary["runs"]:
+    for run in result.runs:
         for phase in run.get("phases", []):
             after.setdefault(phase["name"], phase["after"])
     row("time to first response", agg["startup_s"])
@@ -132,9 +132,9 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
     return table
 
 
-def verdict_lines(summary: Mapping[str, Any]) -> list[str]:
+def verdict_lines(result: ColdstartResult) -> list[str]:
     lines = []
-    for finding in summary["verdicts"]:
+    for finding in result.verdicts:
         line = f"{finding['key'].replace('_', ' ')}: {finding['verdict']} — {finding['evidence']}"
         if finding.get("advice"):
             line += f"\n    next: {finding['advice']}"
@@ -142,6 +142,6 @@ def verdict_lines(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def summary_view(summary: Mapping[str, Any]) -> Group:
+def summary_view(result: ColdstartResult) -> Group:
     """The summary table and the verdicts, as `coldstart` prints them and `runs show` shows them again."""
-    return Group(summary_table(summary), *(Text(line) for line in verdict_lines(summary)))
+    return Group(summary_table(result), *(Text(line) for line in verdict_lines(result)))

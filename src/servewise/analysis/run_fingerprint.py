@@ -27,10 +27,28 @@ class FingerprintDifference:
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
-    """Canonical hash of what a run sends and how fast (labels and target excluded: they are diffed apart)."""
-    sendable = {key: value for key, value in spec.items() if key not in _SPEC_IGNORED}
-    canonical = json.dumps(sendable, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    """Canonical hash of what a run sends and how fast (labels and target excluded: they are diffed apart).
+
+    The one definition of "the same workload": two specs with one hash ask the same of a server (the same
+    requests at the same load, over the same windows, held to the same SLO), whoever they are sent to.
+    """
+    return _digest({key: value for key, value in spec.items() if key not in _SPEC_IGNORED}, 16)
+
+
+def workload_key(spec: Mapping[str, Any]) -> str:
+    """Two runs are repeats when they sent the same workload (``spec_hash``) to the same target.
+
+    The target is named by what decides the answers (url, api, model), not by its key or timeouts.
+    """
+    target = spec.get("target") or {}
+    return _digest(
+        {"target": [target.get(key) for key in ("url", "api", "model")], "spec": spec_hash(spec)}, 12
+    )
+
+
+def _digest(value: Any, length: int) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
 
 
 def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:

@@ -1,0 +1,367 @@
+"""Rules read from the serving side: its CPU, GPU compute and memory bandwidth, KV capacity, admission
+queue and disk. GPU utilisation alone never decides: SM/DRAM activity or power must agree."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from servewise.analysis.diagnosis.findings import (
+    CPU_BUSY,
+    CPU_SATURATED,
+    DISK_BUSY,
+    DRAM_ACTIVE_BUSY,
+    DRAM_ACTIVE_SATURATED,
+    GPU_ACTIVE_BUSY,
+    GPU_ACTIVE_SATURATED,
+    HOST_CPU_SATURATED,
+    KV_FULL,
+    KV_HIGH,
+    POWER_SATURATED,
+    QUEUE_SHARE,
+    WAITING_OFTEN,
+    Finding,
+    Resource,
+)
+from servewise.analysis.diagnosis.signals import Signals, known, number
+from servewise.format import byte_rate, ms_text, percent
+from servewise.results import RunResult
+from servewise.results.diagnosis import FindingStatus
+from servewise.telemetry.gpu import CLOCK_EVENTS_LIMITING
+
+
+def server_cpu(sig: Signals) -> Finding:
+    tree = sig.series("process", "cpu_percent")
+    cores = sig.series("process", "cpu_cores_available").max
+    host_total = sig.series("host", "cpu_percent_total")
+    host_cores = sig.series("host", "cpu_count").max
+    client_cpu = sig.series("client", "cpu_percent")
+    if not tree and not host_total:
+        return Finding(Resource.SERVER_CPU, FindingStatus.NO_DATA, "no process or host CPU samples")
+    host_p50 = host_total.quantile(0.5) if host_total else math.nan
+    numbers: dict[str, float] = {"host_cpu_percent_p50": host_p50}
+    if not tree:
+        client_cores = client_cpu.quantile(0.5) / 100 if client_cpu else 0.0
+        busy_cores = host_p50 / 100 * (host_cores if known(host_cores) else 1)
+        evidence = (
+            f"server process not sampled; host CPU {host_p50:.0f}% (client uses {client_cores:.1f} cores)"
+        )
+        if host_p50 >= HOST_CPU_SATURATED and busy_cores - client_cores >= 0.5 * busy_cores:
+            return Finding(
+                Resource.SERVER_CPU,
+                FindingStatus.CONTRIBUTING,
+                evidence,
+                utilisation=f"host {host_p50:.0f}%",
+                numbers=numbers,
+                score=0.4,
+            )
+        return Finding(
+            Resource.SERVER_CPU,
+            FindingStatus.RULED_OUT,
+            evidence,
+            utilisation=f"host {host_p50:.0f}%",
+            numbers=numbers,
+        )
+    cores = cores if known(cores) else (host_cores if known(host_cores) else 1.0)
+    used = tree.quantile(0.5)
+    share = used / (100 * cores)
+    single = sig.series("process", "cpu_percent_max_proc").quantile(0.5)
+    ctx = sig.series("process", "involuntary_ctx_switches_per_s").quantile(0.5)
+    numbers.update(
+        {
+            "server_cpu_percent_p50": used,
+            "server_cores": cores,
+            "server_cpu_share": share,
+            "busiest_process_cpu_percent": single,
+            "involuntary_ctx_switches_per_s": ctx,
+        }
+    )
+    evidence = f"server tree {used:.0f}% CPU of {cores:.0f} cores ({percent(share)})"
+    if known(single) and single >= 90 and used < 1.5 * single:
+        evidence += f", one process at {single:.0f}% of a core"
+    if known(host_p50):
+        evidence += f", host CPU {host_p50:.0f}%"
+    server_share_of_host = (used / 100) / max(
+        host_p50 / 100 * (host_cores if known(host_cores) else 1), 1e-9
+    )
+    host_saturated_by_server = (
+        known(host_p50) and host_p50 >= HOST_CPU_SATURATED and server_share_of_host >= 0.5
+    )
+    one_core_bound = known(single) and single >= 90 and used < 1.5 * single and cores > 1.5
+    common: dict[str, Any] = {
+        "utilisation": percent(share),
+        "numbers": numbers,
+        "saturation": f"{ctx:.0f} involuntary switches/s" if known(ctx) else None,
+    }
+    if share >= CPU_SATURATED or host_saturated_by_server or one_core_bound:
+        return Finding(
+            Resource.SERVER_CPU, FindingStatus.BOTTLENECK, evidence, score=0.6 + 0.4 * min(1.0, share), **common
+        )
+    host_saturated = known(host_p50) and host_p50 >= HOST_CPU_SATURATED
+    if share >= CPU_BUSY or (host_saturated and server_share_of_host >= 0.3):
+        return Finding(Resource.SERVER_CPU, FindingStatus.CONTRIBUTING, evidence, score=0.4, **common)
+    if host_saturated:
+        evidence += (
+            f" (the server uses {percent(server_share_of_host)} of it: other processes keep the host busy)"
+        )
+    return Finding(Resource.SERVER_CPU, FindingStatus.RULED_OUT, evidence, **common)
+
+
+_GPU_SOURCES = ("dcgm", "gpu")
+
+
+def _gpu_context(sig: Signals) -> dict[str, float]:
+    """Per-GPU medians, busiest GPU taken: what both GPU rules need."""
+    power = sig.series(_GPU_SOURCES, "power_watts", combine="max")
+    limit = sig.series(_GPU_SOURCES, "power_limit_watts", combine="max")
+    clock = sig.series(_GPU_SOURCES, "sm_clock_mhz", combine="max")
+    max_clock = sig.series(_GPU_SOURCES, "sm_clock_max_mhz", combine="max")
+    reasons = sig.series(_GPU_SOURCES, "clock_event_reasons", combine="max")
+    return {
+        "utilization_percent_p50": sig.series(_GPU_SOURCES, "utilization_percent", combine="max").quantile(
+            0.5
+        ),
+        "power_ratio_p50": power.quantile(0.5) / limit.max if power and limit else math.nan,
+        "sm_clock_ratio_p50": clock.quantile(0.5) / max_clock.max if clock and max_clock else math.nan,
+        "throttled_fraction": reasons.frac(lambda v: int(v) & CLOCK_EVENTS_LIMITING != 0)
+        if reasons
+        else math.nan,
+    }
+
+
+def gpu_compute(sig: Signals) -> Finding:
+    util = sig.series(_GPU_SOURCES, "utilization_percent", combine="max")
+    sm = sig.series(_GPU_SOURCES, "sm_active", combine="max")
+    if not util and not sm:
+        return Finding(Resource.GPU_COMPUTE, FindingStatus.NO_DATA, "no GPU samples (no NVML GPU, no --dcgm)")
+    ctx = _gpu_context(sig)
+    numbers = dict(ctx)
+    power, util_p50 = ctx["power_ratio_p50"], ctx["utilization_percent_p50"]
+    parts = [f"GPU utilisation {util_p50:.0f}%"] if known(util_p50) else []
+    if known(power):
+        parts.append(f"power {percent(power)} of limit")
+    if known(ctx["throttled_fraction"]) and ctx["throttled_fraction"] > 0:
+        parts.append(f"clocks held down (power/thermal) {percent(ctx['throttled_fraction'])} of the time")
+    saturation = (
+        f"throttled {percent(ctx['throttled_fraction'])} of samples"
+        if known(ctx["throttled_fraction"])
+        else None
+    )
+    if sm:
+        active = sm.quantile(0.5)
+        numbers["sm_active_p50"] = active
+        evidence = ", ".join([f"SM active {percent(active)}", *parts])
+        common: dict[str, Any] = {"utilisation": f"SM active {percent(active)}", "saturation": saturation, "numbers": numbers}
+        if active >= GPU_ACTIVE_SATURATED:
+            return Finding(
+                Resource.GPU_COMPUTE, FindingStatus.BOTTLENECK, evidence, score=0.5 + 0.5 * active, **common
+            )
+        if active >= GPU_ACTIVE_BUSY:
+            return Finding(Resource.GPU_COMPUTE, FindingStatus.CONTRIBUTING, evidence, score=0.4, **common)
+        if known(util_p50) and util_p50 >= 90:
+            evidence += (
+                ": a kernel is always running but the SMs are mostly idle (small or launch-bound kernels)"
+            )
+        return Finding(Resource.GPU_COMPUTE, FindingStatus.RULED_OUT, evidence, **common)
+    # Without SM activity, power draw must confirm utilisation (a tiny kernel reads 100% at idle power).
+    evidence = ", ".join([*parts, "no SM-activity counter (GPM/DCGM)"])
+    common = {
+        "utilisation": f"util {util_p50:.0f}% (duty cycle)",
+        "saturation": saturation,
+        "numbers": numbers,
+    }
+    if util_p50 >= 90 and known(power) and power >= POWER_SATURATED:
+        return Finding(Resource.GPU_COMPUTE, FindingStatus.BOTTLENECK, evidence, score=0.65, **common)
+    if util_p50 >= 90 and known(power) and power >= GPU_ACTIVE_BUSY:
+        return Finding(Resource.GPU_COMPUTE, FindingStatus.CONTRIBUTING, evidence, score=0.35, **common)
+    if util_p50 >= 90 and not known(power):
+        return Finding(
+            Resource.GPU_COMPUTE,
+            FindingStatus.CONTRIBUTING,
+            evidence + ": utilisation alone cannot confirm saturation",
+            score=0.2,
+            **common,
+        )
+    if util_p50 >= 90:
+        evidence += ": busy duty cycle at low power, so kernels are small; not compute-bound"
+    return Finding(Resource.GPU_COMPUTE, FindingStatus.RULED_OUT, evidence, **common)
+
+
+def gpu_bandwidth(sig: Signals) -> Finding:
+    dram = sig.series(_GPU_SOURCES, "dram_active", combine="max")
+    mem_util = sig.series(_GPU_SOURCES, "memory_utilization_percent", combine="max")
+    if not dram and not mem_util:
+        return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.NO_DATA, "no GPU memory-activity samples")
+    ctx = _gpu_context(sig)
+    power = ctx["power_ratio_p50"]
+    numbers = {"power_ratio_p50": power}
+    if dram:
+        active = dram.quantile(0.5)
+        numbers["dram_active_p50"] = active
+        evidence = f"DRAM active {percent(active)}" + (
+            f", power {percent(power)} of limit" if known(power) else ""
+        )
+        common: dict[str, Any] = {"utilisation": f"DRAM active {percent(active)}", "numbers": numbers}
+        if active >= DRAM_ACTIVE_SATURATED:
+            return Finding(
+                Resource.GPU_MEMORY_BANDWIDTH,
+                FindingStatus.BOTTLENECK,
+                evidence,
+                score=0.5 + 0.5 * active,
+                **common,
+            )
+        if active >= DRAM_ACTIVE_BUSY:
+            return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.CONTRIBUTING, evidence, score=0.4, **common)
+        return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.RULED_OUT, evidence, **common)
+    busy = mem_util.quantile(0.5)
+    numbers["memory_utilization_percent_p50"] = busy
+    evidence = (
+        f"memory controller busy {busy:.0f}% of the time (NVML)"
+        + (f", power {percent(power)} of limit" if known(power) else "")
+        + ", no DRAM-activity counter (GPM/DCGM)"
+    )
+    common = {"utilisation": f"memory busy {busy:.0f}% (duty cycle)", "numbers": numbers}
+    if busy >= 85 and known(power) and power >= 0.6:
+        return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.BOTTLENECK, evidence, score=0.6, **common)
+    if busy >= 60:
+        return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.CONTRIBUTING, evidence, score=0.35, **common)
+    return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.RULED_OUT, evidence, **common)
+
+
+def kv_capacity(sig: Signals) -> Finding:
+    kv = sig.series("metrics", "kv_cache_usage", combine="max")
+    waiting = sig.series("metrics", "requests_waiting")
+    preempt = sig.series("metrics", "preemptions_total")
+    swapped = sig.series("metrics", "requests_swapped")
+    vram_used = sig.series(_GPU_SOURCES, "memory_used_bytes", combine="max")
+    vram_total = sig.series(_GPU_SOURCES, "memory_total_bytes", combine="max")
+    if not kv and not preempt and not vram_used:
+        return Finding(
+            Resource.KV_CAPACITY, FindingStatus.NO_DATA, "the server exposes no KV-cache or preemption metric"
+        )
+    numbers: dict[str, float] = {}
+    parts: list[str] = []
+    kv_p90 = kv.quantile(0.9) if kv else math.nan
+    if kv:
+        numbers.update({"kv_cache_usage_p90": kv_p90, "kv_cache_usage_max": kv.max})
+        parts.append(f"KV cache {percent(kv_p90)} (p90, max {percent(kv.max)})")
+    waiting_frac = waiting.frac(lambda v: v > 0) if waiting else math.nan
+    if known(waiting_frac):
+        numbers["waiting_fraction"] = waiting_frac
+        parts.append(f"requests waiting {percent(waiting_frac)} of the time")
+    preempt_rate = preempt.rate() if preempt else math.nan
+    if known(preempt_rate):
+        numbers["preemptions_per_s"] = preempt_rate
+        parts.append(f"{preempt_rate:.2g} preemptions/s")
+    if swapped and swapped.max > 0:
+        numbers["swapped_max"] = swapped.max
+        parts.append(f"up to {swapped.max:.0f} requests swapped out")
+    vram_ratio = vram_used.quantile(0.5) / vram_total.max if vram_used and vram_total else math.nan
+    if known(vram_ratio):
+        numbers["vram_used_ratio_p50"] = vram_ratio
+        parts.append(
+            f"VRAM {percent(vram_ratio)} used"
+            + (" (engines preallocate KV, so this alone is no signal)" if vram_ratio >= 0.8 else "")
+        )
+    evidence = ", ".join(parts)
+    preempting = known(preempt_rate) and preempt_rate > 0
+    common: dict[str, Any] = {
+        "utilisation": f"KV {percent(kv_p90)}" if kv else None,
+        "saturation": ", ".join(p for p in parts[1:3]) or None,
+        "numbers": numbers,
+    }
+    if (
+        kv and kv_p90 >= KV_FULL and ((known(waiting_frac) and waiting_frac >= WAITING_OFTEN) or preempting)
+    ) or (preempting and preempt_rate >= 0.5):
+        return Finding(
+            Resource.KV_CAPACITY,
+            FindingStatus.BOTTLENECK,
+            evidence,
+            score=0.7 + 0.3 * (min(1.0, kv_p90) if known(kv_p90) else 0.5),
+            **common,
+        )
+    if (kv and kv.max >= KV_HIGH) or preempting or (not kv and known(vram_ratio) and vram_ratio >= 0.98):
+        return Finding(Resource.KV_CAPACITY, FindingStatus.CONTRIBUTING, evidence, score=0.4, **common)
+    return Finding(Resource.KV_CAPACITY, FindingStatus.RULED_OUT, evidence, **common)
+
+
+def admission_queue(result: RunResult | None, sig: Signals) -> Finding:
+    waiting = sig.series("metrics", "requests_waiting")
+    running = sig.series("metrics", "requests_running")
+    if not waiting:
+        return Finding(
+            Resource.ADMISSION_QUEUE, FindingStatus.NO_DATA, "the server exposes no waiting/queued metric"
+        )
+    waiting_frac = waiting.frac(lambda v: v > 0)
+    numbers = {"waiting_fraction": waiting_frac, "waiting_mean": waiting.mean, "waiting_max": waiting.max}
+    parts = [
+        f"requests waiting {percent(waiting_frac)} of the time (mean {waiting.mean:.1f}, max {waiting.max:.0f})"
+    ]
+    if running:
+        numbers.update({"running_p50": running.quantile(0.5), "running_max": running.max})
+        parts.append(f"running p50 {running.quantile(0.5):.0f}, max {running.max:.0f}")
+    q_sum, q_count = (
+        sig.series("metrics", "queue_time_seconds_sum"),
+        sig.series("metrics", "queue_time_seconds_count"),
+    )
+    e2e_ms = number(result.metrics.e2e_ms.mean if result else None)
+    queue_share = math.nan
+    if q_sum and q_count and q_count.values[-1] > q_count.values[0]:
+        queue_ms = 1000 * (q_sum.values[-1] - q_sum.values[0]) / (q_count.values[-1] - q_count.values[0])
+        numbers["queue_time_ms_mean"] = queue_ms
+        parts.append(f"mean queue time {ms_text(queue_ms)}")
+        if known(e2e_ms) and e2e_ms > 0:
+            queue_share = queue_ms / e2e_ms
+            numbers["queue_share_of_e2e"] = queue_share
+            parts.append(f"{percent(queue_share)} of end-to-end latency")
+    evidence = ", ".join(parts)
+    common: dict[str, Any] = {
+        "utilisation": f"running {running.quantile(0.5):.0f}" if running else None,
+        "saturation": f"waiting {percent(waiting_frac)} of the time",
+        "numbers": numbers,
+    }
+    queued_long = (not known(queue_share)) or queue_share >= QUEUE_SHARE
+    if waiting_frac >= 2 * WAITING_OFTEN and queued_long:
+        return Finding(
+            Resource.ADMISSION_QUEUE, FindingStatus.BOTTLENECK, evidence, score=0.55 + 0.3 * waiting_frac, **common
+        )
+    if waiting_frac >= 0.1:
+        return Finding(Resource.ADMISSION_QUEUE, FindingStatus.CONTRIBUTING, evidence, score=0.3, **common)
+    return Finding(Resource.ADMISSION_QUEUE, FindingStatus.RULED_OUT, evidence, **common)
+
+
+def disk_io(sig: Signals) -> Finding:
+    busy = sig.series("host", "disk_busy_percent")
+    iowait = sig.series("host", "cpu_iowait_percent")
+    reads = sig.series("process", "read_bytes_per_s")
+    if not busy and not iowait:
+        return Finding(Resource.DISK_IO, FindingStatus.NO_DATA, "no disk counters on this host")
+    busy_p50 = busy.quantile(0.5) if busy else math.nan
+    iowait_p50 = iowait.quantile(0.5) if iowait else math.nan
+    reads_p50 = reads.quantile(0.5) if reads else math.nan
+    numbers = {
+        "disk_busy_percent_p50": busy_p50,
+        "iowait_percent_p50": iowait_p50,
+        "server_read_bytes_per_s_p50": reads_p50,
+    }
+    parts = []
+    if known(busy_p50):
+        parts.append(f"busiest disk {busy_p50:.0f}% busy")
+    if known(iowait_p50):
+        parts.append(f"iowait {iowait_p50:.0f}%")
+    if known(reads_p50):
+        parts.append(f"server reads {byte_rate(reads_p50)}")
+    evidence = ", ".join(parts)
+    server_io = (known(reads_p50) and reads_p50 >= 10e6) or (known(iowait_p50) and iowait_p50 >= 10)
+    common: dict[str, Any] = {
+        "utilisation": f"{busy_p50:.0f}% busy" if known(busy_p50) else None,
+        "saturation": f"iowait {iowait_p50:.0f}%" if known(iowait_p50) else None,
+        "numbers": numbers,
+    }
+    if known(busy_p50) and busy_p50 >= DISK_BUSY and server_io:
+        return Finding(Resource.DISK_IO, FindingStatus.BOTTLENECK, evidence, score=0.7, **common)
+    if (known(busy_p50) and busy_p50 >= 50) or (known(iowait_p50) and iowait_p50 >= 10):
+        return Finding(Resource.DISK_IO, FindingStatus.CONTRIBUTING, evidence, score=0.3, **common)
+    return Finding(Resource.DISK_IO, FindingStatus.RULED_OUT, evidence, **common)
+
+

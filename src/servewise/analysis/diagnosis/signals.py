@@ -1,0 +1,112 @@
+"""Telemetry samples read as signals: one series per (source, name), label sets merged per tick,
+with the quantiles, rates and spreads the rules ask of them; and how the evidence writes numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from servewise.records import Sample
+
+
+@dataclass
+class Series:
+    """One signal over time, label sets merged per tick (sum or max)."""
+
+    times: list[float]
+    values: list[float]
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.values)
+        if not ordered:
+            return math.nan
+        pos = q * (len(ordered) - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values) if self.values else math.nan
+
+    @property
+    def max(self) -> float:
+        return max(self.values) if self.values else math.nan
+
+    def frac(self, predicate: Callable[[float], bool]) -> float:
+        return sum(1 for v in self.values if predicate(v)) / len(self.values) if self.values else math.nan
+
+    def rate(self) -> float:
+        """Per-second increase of a cumulative counter (resets skipped)."""
+        if len(self.values) < 2 or self.times[-1] <= self.times[0]:
+            return math.nan
+        increase = sum(max(0.0, b - a) for a, b in zip(self.values, self.values[1:], strict=False))
+        return increase / (self.times[-1] - self.times[0])
+
+    @property
+    def cv(self) -> float:
+        m = self.mean
+        if not self.values or m <= 0:
+            return math.nan
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / len(self.values)) / m
+
+
+class Signals:
+    """Samples indexed by (source, name)."""
+
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        self._by: dict[tuple[str, str], list[Sample]] = {}
+        for s in samples:
+            self._by.setdefault((s.source, s.name), []).append(s)
+
+    def has(self, source: str, name: str) -> bool:
+        return (source, name) in self._by
+
+    def raw_names(self) -> list[str]:
+        return [name[4:] for source, name in self._by if source == "metrics" and name.startswith("raw:")]
+
+    def series(
+        self,
+        sources: str | Sequence[str],
+        name: str,
+        *,
+        combine: str = "sum",
+        where: Callable[[dict[str, str]], bool] | None = None,
+    ) -> Series:
+        """The first of ``sources`` that has ``name`` (so DCGM wins over NVML when both are given)."""
+        for source in (sources,) if isinstance(sources, str) else sources:
+            rows = [s for s in self._by.get((source, name), ()) if where is None or where(dict(s.labels))]
+            if not rows:
+                continue
+            ticks: dict[float, list[float]] = {}
+            for s in rows:
+                ticks.setdefault(round(s.t, 3), []).append(s.value)
+            times = sorted(ticks)
+            merge = max if combine == "max" else sum
+            return Series(times, [merge(ticks[t]) for t in times])
+        return Series([], [])
+
+    def by_label(self, source: str, name: str, label: str) -> dict[str, Series]:
+        keys = {dict(s.labels).get(label) for s in self._by.get((source, name), ())}
+        return {key: self.series(source, name, where=_label_is(label, key)) for key in keys if key is not None}
+
+
+
+def _label_is(label: str, value: str) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: labels.get(label) == value
+
+
+def number(value: float | None) -> float:
+    """A measured value or NaN, so rules compare without None checks."""
+    return math.nan if value is None else float(value)
+
+
+def known(*values: float) -> bool:
+    return all(not math.isnan(v) for v in values)
+
+
+
+

@@ -1,0 +1,91 @@
+"""coldstart as a use case: N starts of a server (or one attached start), stored as one run of kind
+``coldstart`` with every start's phases, the spread over them and the verdicts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import servewise
+from servewise.coldstart import verdicts
+from servewise.coldstart.runner import (
+    ColdstartConfig,
+    ProgressFn,
+    measure_start,
+    preflight,
+    signals_as_interrupt,
+)
+from servewise.engine.environment import environment_fingerprint
+from servewise.results import ColdstartResult
+from servewise.store import RunStore
+
+
+def run_coldstart(
+    config: ColdstartConfig,
+    store: RunStore,
+    labels: dict[str, str] | None = None,
+    on_progress: ProgressFn | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> ColdstartResult:
+    """All runs, stored as one run of kind ``coldstart``; returns the result (also stored).
+
+    Stops after the first start that fails (the next would fail the same way) and on Ctrl-C, storing
+    what was measured with status "failed" / "interrupted"."""
+    preflight(config)
+    target = {
+        "url": config.endpoint.base_url,
+        "ready_url": config.endpoint.ready_url,
+        "api": config.endpoint.api,
+        "model": config.endpoint.model,
+        "command": list(config.command),
+        "attach_pid": config.attach_pid,
+    }
+    run_id = store.create_run(
+        kind="coldstart",
+        spec=config.spec(),
+        labels=labels or {},
+        tool_version=servewise.__version__,
+        target=target,
+        environment=environment_fingerprint(),
+    )
+    runs = 1 if config.attach_pid is not None else config.runs
+    config = replace(config, log_dir=config.log_dir / run_id, runs=runs)
+    results: list[dict[str, Any]] = []
+    interrupted = False
+    with signals_as_interrupt():
+        for index in range(1, runs + 1):
+            try:
+                result = measure_start(config, index, on_progress)
+            except KeyboardInterrupt:  # between starts: nothing is running
+                interrupted = True
+                break
+            interrupted = result["status"] == "interrupted"
+            results.append(result)
+            _store_samples(store, run_id, result)
+            if on_result is not None:
+                on_result(result)
+            if result["status"] != "ok":
+                break
+    summary = verdicts.summarize(results)
+    summary["status"] = (
+        "interrupted"
+        if interrupted
+        else ("ok" if results and all(r["status"] == "ok" for r in results) else "failed")
+    )
+    summary["run_id"] = run_id
+    summary["kind"] = "coldstart"
+    summary["target"] = target | {
+        "model": next((r["model"] for r in results if r.get("model")), config.endpoint.model)
+    }
+    summary["runs_requested"] = runs
+    summary["log_dir"] = str(config.log_dir)
+    stored = ColdstartResult.model_validate(summary)
+    store.finish_run(run_id, stored)
+    return stored
+
+
+def _store_samples(store: RunStore, run_id: str, result: dict[str, Any]) -> None:
+    samples = result.pop("samples", [])
+    if samples:
+        store.append_samples(run_id, samples)

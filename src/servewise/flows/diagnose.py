@@ -1,0 +1,16 @@
+"""diagnose as a use case: the bottleneck of a stored run, recomputed from its result and samples."""
+
+from __future__ import annotations
+
+from servewise.analysis.diagnosis import diagnose
+from servewise.results import DiagnosisResult
+from servewise.store import RunStore
+
+
+def diagnose_stored_run(store: RunStore, run_id: str) -> DiagnosisResult:
+    """Exactly what bench computed at the end of the run, from what it stored."""
+    run = store.get_run(run_id)
+    measured = run.measured
+    server = (measured.target if measured else {}).get("server") or run.target.get("server") or {}
+    engine = server.get("engine") if isinstance(server, dict) else None
+    return diagnose(measured, store.samples(run.id), server_engine=engine)

@@ -1,0 +1,169 @@
+"""The release gate as a use case: resolve both runs, compare them, note the verdict on the candidate,
+name the run to roll back to; and the same verdict over HTTP for Argo Rollouts' web metric provider."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from servewise.analysis.gate import ALL_CHECKS, GatePolicy, RunSamples, evaluate_gate, run_samples
+from servewise.analysis.run_fingerprint import diff_fingerprints, run_fingerprint
+from servewise.errors import ServewiseError, UsageError
+from servewise.flows.refs import passed_gate, resolve_run
+from servewise.results import CheckRow, FingerprintDiff, GateMark, GateReport, RunPointer
+from servewise.results.gate import GateVerdict, RollbackTarget
+from servewise.spec import SloSpec, parse_slo
+from servewise.store import RunRow, RunStore
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """What to compare and how strictly; built from flags or from a query string."""
+
+    baseline: str
+    candidate: str = "latest"
+    policy: GatePolicy = field(default_factory=GatePolicy)
+    slo: SloSpec | None = None
+    record: bool = True
+
+
+def parse_max_regression(text: str | None) -> dict[str, float]:
+    """``ttft_p95=10%,tpot_p50=5%,throughput=-5%,errors=1%`` -> check -> allowed fraction.
+
+    A throughput allowance is a drop, so ``-5%`` and ``5%`` mean the same; errors are percentage points.
+    """
+    allowed: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in ALL_CHECKS:
+            raise UsageError(
+                f"--max-regression: cannot read {item!r}; use CHECK=PERCENT with CHECK one of {', '.join(ALL_CHECKS)}"
+            )
+        try:
+            percent = abs(float(value.strip().rstrip("%")))
+        except ValueError:
+            raise UsageError(f"--max-regression: {item!r} needs a percentage like {name}=10%") from None
+        if not math.isfinite(percent) or percent > 1000:
+            raise UsageError(f"--max-regression: {item!r} is not a sensible percentage")
+        allowed[name] = percent / 100
+    return allowed
+
+
+def build_policy(max_regression: str | None, confidence: float, seed: int) -> GatePolicy:
+    if not 0.5 < confidence < 1:
+        raise UsageError(f"--confidence must be between 0.5 and 1 (e.g. 0.95), got {confidence}")
+    return GatePolicy(allowed=parse_max_regression(max_regression), alpha=1 - confidence, seed=seed)
+
+
+def build_slo(text: str | None) -> SloSpec | None:
+    return parse_slo(text) if text else None
+
+
+def rollback_target(store: RunStore, candidate_id: str) -> RollbackTarget | None:
+    """The newest labelled run, other than the candidate, that passed a gate: where to roll back to."""
+    for run in store.list_runs():
+        if run.id != candidate_id and run.labels and passed_gate(run):
+            return RollbackTarget(run_id=run.id, labels=run.labels)
+    return None
+
+
+def _samples(store: RunStore, run: RunRow) -> RunSamples:
+    client = run.measured.client if run.measured else None
+    limited = (client.reason or "load generator fell behind") if client and client.limited else None
+    spread = run.annotations.repeat.spread if run.annotations.repeat else None
+    return run_samples(store.iter_records(run.id), spread, limited)
+
+
+def _fingerprint(run: RunRow) -> dict[str, str]:
+    return run_fingerprint(
+        target=run.target, environment=run.environment, spec=run.spec, tool_version=run.tool_version
+    )
+
+
+def _pointer(run: RunRow, asked: str) -> RunPointer:
+    return RunPointer(run_id=run.id, asked=asked, labels=run.labels, created_at=run.created_at)
+
+
+def run_gate(store: RunStore, request: GateRequest) -> GateReport:
+    """Resolve both runs, compare them and return the report; notes the verdict on the candidate."""
+    candidate = resolve_run(store, request.candidate)
+    baseline = resolve_run(store, request.baseline, exclude=candidate.id)
+    if baseline.id == candidate.id:
+        raise UsageError(f"baseline and candidate are the same run {candidate.id}")
+    result = evaluate_gate(_samples(store, baseline), _samples(store, candidate), request.policy, request.slo)
+    report = GateReport(
+        verdict=result.verdict,
+        reason=result.reason,
+        baseline=_pointer(baseline, request.baseline),
+        candidate=_pointer(candidate, request.candidate),
+        metrics=[CheckRow.model_validate(check.to_json()) for check in result.checks],
+        fingerprint_diff=[
+            FingerprintDiff.model_validate(d.to_json())
+            for d in diff_fingerprints(_fingerprint(baseline), _fingerprint(candidate))
+        ],
+        rollback_to=rollback_target(store, candidate.id) if result.verdict is GateVerdict.FAIL else None,
+    )
+    if request.record and candidate.result is not None:
+        store.annotate(candidate.id, GateMark(verdict=result.verdict, baseline=baseline.id, at=time.time()))
+    return report
+
+
+def make_server(
+    store_path: Path | None, defaults: dict[str, Any], host: str = "127.0.0.1", port: int = 8080
+) -> ThreadingHTTPServer:
+    """``GET /gate?baseline=&candidate=&max_regression=&slo=&confidence=`` -> the JSON report (200 for any
+    verdict, 400 for bad input); ``GET /healthz`` -> ok. Each request opens the store afresh (SQLite
+    connections belong to one thread) and so always sees the newest runs."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            if url.path == "/healthz":
+                self._send(HTTPStatus.OK, {"status": "ok"})
+                return
+            if url.path not in ("/gate", "/"):
+                self._send(
+                    HTTPStatus.NOT_FOUND,
+                    {"verdict": "error", "error": "use GET /gate?baseline=...&candidate=..."},
+                )
+                return
+            query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+            params = {**defaults, **{k.replace("-", "_"): v for k, v in query.items()}}
+            try:
+                if not params.get("baseline"):
+                    raise UsageError("baseline is required (e.g. ?baseline=label:release=stable)")
+                request = GateRequest(
+                    baseline=params["baseline"],
+                    candidate=params.get("candidate") or "latest",
+                    policy=build_policy(params.get("max_regression"), float(params.get("confidence", 0.95)), 0),
+                    slo=build_slo(params.get("slo")),
+                    record=defaults.get("record", True),
+                )
+                with RunStore(store_path) as store:
+                    report = run_gate(store, request)
+            except (ServewiseError, ValueError) as exc:
+                self._send(HTTPStatus.BAD_REQUEST, {"verdict": "error", "error": str(exc)})
+                return
+            self._send(HTTPStatus.OK, report.to_json())
+
+        def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"servewise gate --serve: {format % args}\n")
+
+    return ThreadingHTTPServer((host, port), Handler)

@@ -1,0 +1,63 @@
+"""The gate's report: every check, the fingerprint differences, and where to roll back to."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from servewise.results.base import Result
+
+
+class GateVerdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class RunPointer(Result):
+    """A run the gate resolved, and the reference it was asked for by."""
+
+    run_id: str
+    asked: str
+    labels: dict[str, str]
+    created_at: float
+
+
+class CheckRow(Result):
+    """One row of the gate. Changes and intervals are percent (errors: percentage points)."""
+
+    name: str
+    baseline: float | None
+    candidate: float | None
+    change_pct: float | None
+    ci: tuple[float | None, float | None] | None
+    verdict: GateVerdict
+    gated: bool
+    method: str
+    unit: str
+    allowed_pct: float | None
+    noise_floor_pct: float | None
+    p_value: float | None
+    n_baseline: int
+    n_candidate: int
+    reason: str
+
+
+class FingerprintDiff(Result):
+    field: str
+    baseline: str | None
+    candidate: str | None
+
+
+class RollbackTarget(Result):
+    run_id: str
+    labels: dict[str, str]
+
+
+class GateReport(Result):
+    verdict: GateVerdict
+    reason: str
+    baseline: RunPointer
+    candidate: RunPointer
+    metrics: list[CheckRow]
+    fingerprint_diff: list[FingerprintDiff]
+    rollback_to: RollbackTarget | None

@@ -1,0 +1,150 @@
+"""What one run measured: latency distributions, throughput, SLO outcome and the client's self-check."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from servewise.results.base import Result
+from servewise.results.diagnosis import DiagnosisResult
+
+RunStatus = Literal["ok", "slo_failed", "failed", "interrupted", "running"]
+
+
+class Distribution(Result):
+    """count, percentiles, mean, min, max, std (ms); every statistic None when there is no sample."""
+
+    count: int = 0
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p99_9: float | None = Field(default=None, alias="p99.9")
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    std: float | None = None
+
+    def stat(self, name: str) -> float | None:
+        """A statistic by its glossary name (``p95``, ``p99.9``, ``mean``); None when not measured."""
+        value = getattr(self, name.replace(".", "_"), None)
+        return value if isinstance(value, float | int) and not isinstance(value, bool) else None
+
+
+class TtftTrend(Result):
+    """Median TTFT of the first and last third of requests: a growing queue shows here."""
+
+    first: float
+    last: float
+
+
+class Metrics(Result):
+    """The glossary's metrics over the steady-state window."""
+
+    ttft_ms: Distribution = Distribution()
+    tpot_ms: Distribution = Distribution()
+    itl_ms: Distribution = Distribution()
+    e2e_ms: Distribution = Distribution()
+    requests_ok: int = 0
+    requests_failed: int = 0
+    requests_total: int = 0
+    error_rate: float | None = None
+    errors_by_class: dict[str, int] = {}
+    error_examples: dict[str, str] = {}
+    requests_per_s: float = 0.0
+    output_tokens_per_s: float = 0.0
+    input_tokens_per_s: float = 0.0
+    goodput_rps: float = 0.0
+    offered_rps: float | None = None
+    output_tokens_source: str = "usage"
+    mean_output_tokens: float | None = None
+    mean_input_tokens: float | None = None
+    stopped_early: int = 0
+    concurrency_mean: float = 0.0
+    window_s: float = 0.0
+    ttft_trend_ms: TtftTrend | None = None
+    rate: float | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    def distribution(self, metric: str) -> Distribution:
+        """``ttft`` | ``tpot`` | ``itl`` | ``e2e`` -> its distribution."""
+        value = getattr(self, f"{metric}_ms")
+        assert isinstance(value, Distribution)
+        return value
+
+
+class SloTargetOutcome(Result):
+    key: str
+    limit: float
+    value: float | None
+    met: bool
+
+
+class SloOutcome(Result):
+    """Each target against the measured value; ``met`` is None when no SLO was given."""
+
+    met: bool | None = None
+    targets: list[SloTargetOutcome] = []
+
+    def missed(self) -> list[str]:
+        return [t.key for t in self.targets if not t.met]
+
+
+class LagSummary(Result):
+    p50: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+class ClientCheck(Result):
+    """Did the load generator keep its schedule? A run whose client fell behind is not a server result."""
+
+    schedule_lag_ms: LagSummary = LagSummary()
+    cpu_percent: float = 0.0
+    cpu_percent_per_worker: list[float] = []
+    loop_lag_max_ms: float = 0.0
+    limited: bool = False
+    reason: str | None = None
+
+
+class WorkerCounts(Result):
+    count: int
+    connections_opened: int
+    cap_waits: int
+
+
+class RunResult(Result):
+    """One measured run (a bench, or one step of a sweep), exactly as stored."""
+
+    run_id: str
+    status: RunStatus
+    target: dict[str, Any] = {}
+    load: str = ""
+    steady_s: float = 0.0
+    metrics: Metrics = Metrics()
+    slo: SloOutcome = SloOutcome()
+    client: ClientCheck = ClientCheck()
+    workers: WorkerCounts | None = Field(default=None, exclude_if=lambda v: v is None)
+    diagnosis: DiagnosisResult | None = Field(default=None, exclude_if=lambda v: v is None)
+    early_stop: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @property
+    def target_url(self) -> str:
+        return str(self.target.get("url") or "")
+
+
+class SweepStep(Result):
+    rate: float
+    run_id: str
+    slo_met: bool
+    why: str
+    client_limited: bool
+    metrics: Metrics
+
+
+class SweepResult(RunResult):
+    """A max-rate search: the knee step's metrics at the top, every step's below."""
+
+    sweep: list[SweepStep] = []
+    max_rate_meeting_slo: float | None = None
+    sweep_note: str | None = None
