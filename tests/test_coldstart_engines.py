@@ -19,6 +19,7 @@ from servewise.cli.app import ServewiseGroup
 from servewise.cli.coldstart import register
 from servewise.coldstart import ColdstartConfig, Endpoint, verdicts
 from servewise.flows.coldstart import run_coldstart
+from servewise.results import ColdStart
 from servewise.store import RunStore
 
 from engines.servers import LlamaServer, VllmServer
@@ -102,7 +103,7 @@ def test_vllm_compile_phase_with_and_without_its_compile_cache(tmp_path: Path) -
         assert {"weights_loaded", "compile_start", "compiled", "health_ok", "first_ok"} <= set(names)
         assert names.index("weights_loaded") < names.index("compiled") < names.index("health_ok")
     assert "compile_saved" in [e["name"] for e in cold["events"]]  # the cold start wrote the cache
-    cold_s, warm_s = verdicts.compile_seconds(cold), verdicts.compile_seconds(warm)
+    cold_s, warm_s = (verdicts.compile_seconds(ColdStart.model_validate(r)) for r in (cold, warm))
     assert cold_s is not None and warm_s is not None and cold_s > 0 and warm_s > 0
     found = {f["key"]: f for f in summary["verdicts"]}
     warm_names = {e["name"] for e in warm["events"]}

@@ -309,7 +309,7 @@ def test_compile_cache_state_and_clear(tmp_path: Path, store: RunStore) -> None:
     port = free_port()
     cache = tmp_path / "compile-cache"
     keep = config(port, tmp_path, "--write-cache", str(cache), runs=2, warm_requests=0, compile_cache=cache)
-    states = [r["cache"]["compile_cache"]["existed"] for r in run_coldstart(keep, store).runs]
+    states = [r["cache"]["compile_cache"]["existed"] for r in run_coldstart(keep, store).to_json()["runs"]]
     assert states == [False, True]  # the first start filled it
     cleared = config(
         port,
@@ -321,7 +321,7 @@ def test_compile_cache_state_and_clear(tmp_path: Path, store: RunStore) -> None:
         compile_cache=cache,
         clear_dirs=(cache,),
     )
-    runs = run_coldstart(cleared, store).runs
+    runs = run_coldstart(cleared, store).to_json()["runs"]
     assert [r["cache"]["compile_cache"]["existed"] for r in runs] == [False, False]
     assert [r["cache"]["cleared"] for r in runs] == [[str(cache)], [str(cache)]]
 

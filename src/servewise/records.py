@@ -58,6 +58,9 @@ class RequestRecord:
     finish_reason: str | None = None
     phase: Phase = Phase.STEADY
     worker: int = 0
+    cached_tokens: int | None = None  # the server's usage.prompt_tokens_details.cached_tokens
+    session: int | None = None  # the conversation a turn belongs to (session and trace workloads)
+    turn: int | None = None  # 1 for a conversation's first request
 
     @property
     def ok(self) -> bool:
@@ -103,12 +106,15 @@ def record_to_row(record: RequestRecord) -> tuple:
         record.finish_reason,
         record.phase.value,
         record.worker,
+        record.cached_tokens,
+        record.session,
+        record.turn,
     )
 
 
 def record_from_row(row: tuple) -> RequestRecord:
     (index, t_sched, t_send, t_first, t_end, chunk_times, chunk_tokens, max_tokens, input_tokens, output_tokens,
-     source, status, error, detail, finish, phase, worker) = row  # fmt: skip
+     source, status, error, detail, finish, phase, worker, cached, session, turn) = row  # fmt: skip
     return RequestRecord(
         index=index,
         t_sched=t_sched,
@@ -127,4 +133,7 @@ def record_from_row(row: tuple) -> RequestRecord:
         finish_reason=finish,
         phase=Phase(phase),
         worker=worker,
+        cached_tokens=cached,
+        session=session,
+        turn=turn,
     )

@@ -38,8 +38,9 @@ def llama_server() -> Iterator[LlamaServer]:
 
 @pytest.fixture(scope="session")
 def vllm_server() -> Iterator[VllmServer]:
-    """vLLM CPU with --enforce-eager, 1 GiB KV cache, max-model-len 2048; model id "tiny-llama"."""
-    yield from _serve(VllmServer)
+    """vLLM CPU with --enforce-eager, 1 GiB KV cache, max-model-len 2048, its prefix cache on and cached
+    tokens reported in usage; model id "tiny-llama"."""
+    yield from _serve(VllmServer, extra_args=["--enable-prefix-caching", "--enable-prompt-tokens-details"])
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@
 Timing: the first content chunk is written ``ttft_ms`` after the request is read, then one chunk every
 ``itl_ms``. Query or header ``X-Fault`` (or the model name ``fault:<name>``) picks a fault:
 reset, malformed, http429, http500, http503, hang, bigline, no-done, usage-on-finish, no-usage,
-multi-token, crlf, error-event, close-early.
+multi-token, crlf, error-event, close-early, reset-on-turn-2 (resets a conversation's second turn mid-stream).
+Prompt tokens are words over every message; a message-level prefix cache reports
+``usage.prompt_tokens_details.cached_tokens``: the words of the longest run of leading messages already seen.
 Run: python timing_server.py --port 8123 --ttft-ms 100 --itl-ms 10 [--capacity N] [--tls CERT KEY]
 """
 
@@ -40,9 +42,10 @@ def _chunk(
     return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _usage_only(prompt: int, completion: int) -> bytes:
+def _usage_only(prompt: int, completion: int, cached: int = 0) -> bytes:
     event = {"id": "cmpl-1", "object": "chat.completion.chunk", "model": MODEL, "choices": [],
-             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}  # fmt: skip
+             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                       "prompt_tokens_details": {"cached_tokens": cached}}}  # fmt: skip
     return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -51,6 +54,19 @@ class TimingServer:
         self.ttft = ttft_ms / 1000
         self.itl = itl_ms / 1000
         self.slots = asyncio.Semaphore(capacity) if capacity else None
+        self.seen: set[int] = set()
+
+    def _cached(self, contents: list[str]) -> int:
+        """Words of the longest run of leading messages seen in an earlier request or answer (then remember
+        these), as an engine's prefix cache keeps a conversation's blocks, its answers' too."""
+        cached = words = 0
+        for j, content in enumerate(contents):
+            key = hash(tuple(contents[: j + 1]))
+            words += len(content.split())
+            if key in self.seen and j < len(contents) - 1:
+                cached = words
+            self.seen.add(key)
+        return cached
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -85,8 +101,12 @@ class TimingServer:
         if model.startswith("fault:"):
             fault = model.split(":", 1)[1]
         tokens = int(body.get("max_tokens") or 16)
-        prompt = str(body.get("messages", [{}])[-1].get("content", body.get("prompt", "")))
-        prompt_tokens = len(prompt.split())
+        messages = body.get("messages") or [{"content": body.get("prompt", "")}]
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        contents = [str(m.get("content", "")) for m in messages if isinstance(m, dict)]
+        cached = self._cached(contents)
+        if fault == "reset-on-turn-2" and sum(1 for m in messages if m.get("role") == "user") >= 2:
+            fault = "reset"
         if fault in ("http429", "http500", "http503"):
             return web.json_response({"error": {"message": f"injected {fault}"}}, status=int(fault[4:]))
         if fault == "hang":
@@ -108,19 +128,21 @@ class TimingServer:
             "prompt_tokens": prompt_tokens,
             "completion_tokens": tokens,
             "total_tokens": prompt_tokens + tokens,
+            "prompt_tokens_details": {"cached_tokens": cached},
         }
         await response.write(
             _chunk(None, role=True) if fault != "crlf" else _chunk(None, role=True).replace(b"\n", b"\r\n")
         )
         step = 4 if fault == "multi-token" else 1
         sent = 0
+        streamed = ""
         deadline = received + self.ttft
         while sent < tokens:
             await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
             n = min(step, tokens - sent)
             sent += n
             last = sent >= tokens
-            content = " ".join(["tok"] * n)
+            content = " " + " ".join(["tok"] * n)  # a leading space, as real tokens' text has
             if fault == "bigline" and sent == n:
                 content = "x" * 1_000_000
             if fault == "malformed" and sent == 2:
@@ -135,13 +157,15 @@ class TimingServer:
             if fault == "close-early" and sent == 3:
                 request.transport.close()
                 return response
+            streamed += content
             finish = "length" if last else None
             on_finish = fault == "usage-on-finish" and last
             data = _chunk(content, finish=finish, usage=usage if on_finish else None)
             await response.write(data.replace(b"\n", b"\r\n") if fault == "crlf" else data)
             deadline += self.itl
+        self.seen.add(hash((*contents, streamed)))
         if include_usage and fault not in ("no-usage", "usage-on-finish"):
-            await response.write(_usage_only(prompt_tokens, tokens))
+            await response.write(_usage_only(prompt_tokens, tokens, cached))
         if fault != "no-done":
             await response.write(b"data: [DONE]\n\n")
         await response.write_eof()

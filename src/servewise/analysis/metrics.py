@@ -18,7 +18,15 @@ from itertools import pairwise
 import numpy as np
 
 from servewise.records import Phase, RequestRecord, TokenSource
-from servewise.results import Distribution, Metrics, SloOutcome, SloTargetOutcome, TtftTrend
+from servewise.results import (
+    CacheOutcome,
+    Distribution,
+    Metrics,
+    SloOutcome,
+    SloTargetOutcome,
+    TtftTrend,
+    TurnRow,
+)
 from servewise.spec.models import SloSpec, SloTarget
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
@@ -184,6 +192,10 @@ class MetricsAccumulator:
         self.steady_total = 0
         self.sched_min = float("inf")
         self.sched_max = float("-inf")
+        self.cached_tokens = 0
+        self.cached_of_input = 0  # input tokens of the requests that reported cached_tokens
+        self.cache_reported = 0
+        self._turns: dict[int, tuple[array, list[int]]] = {}
 
     def add(self, record: RequestRecord) -> None:
         if record.t_send:
@@ -221,6 +233,17 @@ class MetricsAccumulator:
             self.stopped_early += 1
         if meets_request_slo(record, self._request_targets):
             self.good += 1
+        if record.cached_tokens is not None and record.input_tokens:
+            self.cache_reported += 1
+            self.cached_tokens += record.cached_tokens
+            self.cached_of_input += record.input_tokens
+        if record.turn is not None:
+            ttfts, inputs = self._turns.setdefault(record.turn, (array("d"), [0, 0]))
+            if (value := ttft_ms(record)) is not None:
+                ttfts.append(value)
+            if record.input_tokens is not None:
+                inputs[0] += record.input_tokens
+                inputs[1] += 1
 
     def add_all(self, records: Iterable[RequestRecord]) -> MetricsAccumulator:
         for record in records:
@@ -241,7 +264,20 @@ class MetricsAccumulator:
     def schedule_lag_ms(self) -> dict[str, float | int | None]:
         return distribution(np.frombuffer(self._cols.lag, dtype=np.float64))
 
-    def result(self, window_start: float | None = None) -> Metrics:
+    def cached_tokens_ratio(self) -> float | None:
+        """Prompt tokens the server said it served from its cache, over the prompt tokens of those requests."""
+        return self.cached_tokens / self.cached_of_input if self.cache_reported else None
+
+    def by_turn(self) -> list[TurnRow]:
+        rows = []
+        for turn in sorted(self._turns):
+            ttfts, (tokens, counted) = self._turns[turn]
+            dist = distribution(np.frombuffer(ttfts, dtype=np.float64))
+            rows.append(TurnRow(turn=turn, requests=int(dist["count"] or 0), ttft_ms_p50=dist["p50"],
+                                ttft_ms_p95=dist["p95"], mean_input_tokens=tokens / counted if counted else None))  # fmt: skip
+        return rows
+
+    def result(self, window_start: float | None = None, cache: CacheOutcome | None = None) -> Metrics:
         """The run's metrics; rates over [window_start, last steady completion]."""
         cols = self._cols
         assert isinstance(cols.itl, LogHistogram), "the summary folds gaps into a histogram"
@@ -274,6 +310,8 @@ class MetricsAccumulator:
             concurrency_mean=self.busy_s / window if window > 0 else 0.0,
             window_s=window,
             ttft_trend_ms=self.ttft_trend(),
+            cache=cache,
+            by_turn=self.by_turn() if cache is not None else None,
         )
 
     def ttft_trend(self) -> TtftTrend | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from servewise.analysis.metrics import MetricsAccumulator, evaluate_slo
-from servewise.results import ClientCheck, LagSummary, Metrics, RunResult, SloOutcome
+from servewise.results import CacheOutcome, ClientCheck, LagSummary, Metrics, RunResult, SloOutcome
 from servewise.results.run import RunStatus
 from servewise.spec.models import RunSpec
 
@@ -57,8 +57,9 @@ def build_summary(
     loop_lag_max_ms: float,
     interrupted: bool,
     load_description: str,
+    cache: CacheOutcome | None = None,
 ) -> RunResult:
-    metrics = accumulator.result(window_start)
+    metrics = accumulator.result(window_start, cache)
     slo = evaluate_slo(spec.slo, metrics)
     client = client_verdict(
         accumulator.schedule_lag_ms(),

@@ -30,10 +30,17 @@ EPILOG = """\
 
   servewise bench --target http://127.0.0.1:8000 --load sweep --slo ttft_p95=1s    [dim]# highest rate meeting the SLO[/]
 
+  servewise bench --target http://127.0.0.1:8000 --load sessions:users=16,turns=4,think=2s \\
+      --shared-prefix 1000                                                     [dim]# chat with a cache[/]
+
   servewise bench --spec run.yaml --label release=v1.4 --json result.json
 
 [bold]Load[/]: poisson:RATE | constant:RATE | gamma:RATE,BURSTINESS | concurrency:N | sweep
-  (open-loop kinds take ;max-concurrency=N).
+  | sessions:users=N,turns=T,think=DURATION (closed) | sessions:rate=R,turns=T,think=DURATION (open)
+  (open-loop kinds take ;max-concurrency=N; turns may be a length distribution, e.g. uniform:2,6).
+  A session's next turn carries the whole conversation so far, with the answers the server streamed.
+[bold]Traffic[/]: --shared-prefix 1000,groups=4 (shared system prompts) | --trace FILE [--time-scale 2]
+  (Mooncake JSONL or plain JSONL/CSV; see `servewise trace analyze`).
 [bold]Lengths[/]: N | uniform:LO,HI | normal:MEAN,STD | lognormal:MEAN,STD | empirical:A,B,C (;min=N;max=N clips).
 [bold]SLO[/]: ttft|tpot|itl|e2e _ p50|p90|p95|p99|p99.9|mean|max = VALUE (ms default; s, us ok), errors=PCT%.
 [bold]Exit codes[/]: 0 SLO met or none given, 1 SLO missed, 2 bad usage or spec, 3 target unreachable
@@ -72,6 +79,13 @@ def register(app: typer.Typer) -> None:
             None, help="Sweep: how long each rate step runs (default 20s)."
         ),
         sweep_start: float | None = typer.Option(None, help="Sweep: first rate to try, req/s (default 1)."),
+        shared_prefix: str | None = typer.Option(
+            None, help="TOKENS[,groups=K]: every prompt starts with one of K shared system prompts."
+        ),
+        trace: str | None = typer.Option(
+            None, help="Replay a trace's arrivals and lengths (Mooncake JSONL, or JSONL/CSV)."
+        ),
+        time_scale: float | None = typer.Option(None, help="With --trace: replay X times faster (2 = double)."),
         spec: Path | None = typer.Option(None, "--spec", help="YAML run spec; flags override it."),
         json_out: Path | None = typer.Option(
             None, "--json", help="Write the result JSON here ('-' for stdout)."
@@ -97,7 +111,8 @@ def register(app: typer.Typer) -> None:
             requests=requests, input_tokens=input_tokens, output_tokens=output_tokens, dataset=dataset,
             tokenizer=tokenizer, seed=seed, slo=slo, warmup=warmup, cooldown=cooldown, workers=workers,
             labels=label, api_key_env=api_key_env, api_key_file=api_key_file, timeout=timeout,
-            sweep_step=sweep_step, sweep_start=sweep_start,
+            sweep_step=sweep_step, sweep_start=sweep_start, shared_prefix=shared_prefix, trace=trace,
+            time_scale=time_scale,
         )  # fmt: skip
         interval = parse_duration(sample_interval) if sample_interval else run_spec.sample_interval_s
         options = TelemetryOptions(

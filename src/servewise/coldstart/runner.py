@@ -15,7 +15,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,18 @@ from servewise.coldstart.process import (
 )
 from servewise.errors import UsageError
 from servewise.protocols.endpoint import listed_models, model_ids
-from servewise.records import RequestRecord
+from servewise.records import RequestRecord, Sample
+from servewise.results.coldstart import (
+    CacheFolder,
+    CacheState,
+    ColdStart,
+    FirstRequest,
+    LoadIoRecord,
+    StartEvent,
+    StartResources,
+    StartStatus,
+    WarmRequests,
+)
 
 POLL_S = 0.05
 RETRY_S = 0.2
@@ -213,7 +224,7 @@ def process_started_at_or_error(pid: int) -> float:
         raise ColdstartError(str(exc)) from None
 
 
-def _prepare_caches(config: ColdstartConfig, env: dict[str, str], files: list[Path]) -> dict[str, Any]:
+def _prepare_caches(config: ColdstartConfig, env: dict[str, str], files: list[Path]) -> CacheState:
     """Make the asked-for caches cold, then record what is warm as the server starts."""
     cleared = []
     for folder in config.clear_dirs:
@@ -222,21 +233,21 @@ def _prepare_caches(config: ColdstartConfig, env: dict[str, str], files: list[Pa
     if config.drop_caches:
         caches.drop_page_cache()
     compile_path = config.compile_cache or caches.default_compile_cache(env)
-    state: dict[str, Any] = {
-        "compile_cache": caches.folder_state(compile_path),
-        "inductor_cache": caches.folder_state(caches.default_inductor_cache(env)),
-        "cleared": cleared,
-        "page_cache_dropped": config.drop_caches,
-        "model_resident_bytes": None,
-        "model_resident_share": None,
-    }
+    resident: int | None = None
+    share: float | None = None
     if files:
         resident = caches.resident_bytes(files)
         size = caches.total_bytes(files)
-        state["model_resident_bytes"] = resident
         # fincore counts whole pages, so a file's last partial page can push the share past 1
-        state["model_resident_share"] = min(1.0, resident / size) if resident is not None and size else None
-    return state
+        share = min(1.0, resident / size) if resident is not None and size else None
+    return CacheState(
+        compile_cache=CacheFolder.model_validate(caches.folder_state(compile_path)),
+        inductor_cache=CacheFolder.model_validate(caches.folder_state(caches.default_inductor_cache(env))),
+        cleared=cleared,
+        page_cache_dropped=config.drop_caches,
+        model_resident_bytes=resident,
+        model_resident_share=share,
+    )
 
 
 async def _watch_start(
@@ -303,55 +314,59 @@ async def _watch_start(
     return None
 
 
-def _request_summary(first: RequestRecord | None, warm: list[RequestRecord], attempts: int) -> dict[str, Any]:
+def _request_summary(
+    first: RequestRecord | None, warm: list[RequestRecord], attempts: int
+) -> tuple[FirstRequest, WarmRequests]:
     def ms(value: float | None) -> float | None:
         return None if value is None else value * 1e3
 
     ok = [r for r in warm if r.ok]
     steady_e2e = statistics.median(r.e2e for r in ok if r.e2e is not None) if ok else None
     steady_ttft = statistics.median(r.ttft for r in ok if r.ttft is not None) if ok else None
-    return {
-        "first_request": {
-            "attempts": attempts,
-            "ttft_ms": ms(first.ttft) if first else None,
-            "e2e_ms": ms(first.e2e) if first else None,
-            "output_tokens": first.output_tokens if first else None,
-        },
-        "warm": {
-            "requests": len(warm),
-            "failed": len(warm) - len(ok),
-            "steady_ttft_ms": ms(steady_ttft),
-            "steady_e2e_ms": ms(steady_e2e),
-            "first_vs_steady_e2e": (first.e2e / steady_e2e) if first and first.e2e and steady_e2e else None,
-        },
-    }
+    return (
+        FirstRequest(
+            attempts=attempts,
+            ttft_ms=ms(first.ttft) if first else None,
+            e2e_ms=ms(first.e2e) if first else None,
+            output_tokens=first.output_tokens if first else None,
+        ),
+        WarmRequests(
+            requests=len(warm),
+            failed=len(warm) - len(ok),
+            steady_ttft_ms=ms(steady_ttft),
+            steady_e2e_ms=ms(steady_e2e),
+            first_vs_steady_e2e=(first.e2e / steady_e2e) if first and first.e2e and steady_e2e else None,
+        ),
+    )
 
 
-def _resources(sampler: ProcessSampler | None) -> dict[str, Any]:
+def _resources(sampler: ProcessSampler | None) -> StartResources:
+    """Peaks over the start; no fields at all (stored as ``{}``) when the process was never sampled."""
     if sampler is None:
-        return {}
+        return StartResources()
     peak = sampler.peak
     first: dict[str, float] = {}
     for s in sampler.samples:
         first.setdefault(s.name, s.value)
-    return {
-        "peak_rss_bytes": peak.get("rss_bytes"),
-        "peak_cpu_percent": peak.get("cpu_percent"),
-        "peak_vram_bytes": peak.get("vram_used_bytes"),
-        "disk_read_bytes": peak.get("disk_read_bytes"),
-        "host_disk_read_bytes": (peak["host_disk_read_bytes"] - first["host_disk_read_bytes"])
+    return StartResources(
+        peak_rss_bytes=peak.get("rss_bytes"),
+        peak_cpu_percent=peak.get("cpu_percent"),
+        peak_vram_bytes=peak.get("vram_used_bytes"),
+        disk_read_bytes=peak.get("disk_read_bytes"),
+        host_disk_read_bytes=(peak["host_disk_read_bytes"] - first["host_disk_read_bytes"])
         if "host_disk_read_bytes" in peak
         else None,
-        "peak_disk_read_rate": peak.get("disk_read_rate"),
-        "peak_host_disk_read_rate": peak.get("host_disk_read_rate"),
-    }
+        peak_disk_read_rate=peak.get("disk_read_rate"),
+        peak_host_disk_read_rate=peak.get("host_disk_read_rate"),
+    )
 
 
 def measure_start(
     config: ColdstartConfig, index: int, on_progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """One start, measured. Always returns a result dict (status says how it went, "interrupted" on
-    Ctrl-C) and always stops the server it launched."""
+) -> tuple[ColdStart, list[Sample]]:
+    """One start, measured, and the process samples taken during it (stored as samples, not in the
+    result). Always returns (status says how it went, "interrupted" on Ctrl-C) and always stops the
+    server it launched."""
     env = dict(os.environ if config.env is None else config.env)
     model_path = config.model_path or caches.model_path_from_argv(config.command)
     files = caches.model_files(model_path) if model_path and model_path.exists() else []
@@ -360,7 +375,9 @@ def measure_start(
     server: LaunchedServer | None = None
     followed: FollowedLog | None = None
     sampler: ProcessSampler | None = None
-    status, error, exit_code = "ok", None, None
+    status: StartStatus = "ok"
+    error: str | None = None
+    exit_code: int | None = None
 
     if config.attach_pid is None:
         server = LaunchedServer(config.command, config.log_dir / f"run-{index}.log", env=env)
@@ -435,12 +452,12 @@ class _Outcome:
 
     index: int
     pid: int
-    status: str
+    status: StartStatus
     error: str | None
     exit_code: int | None
     model_path: Path | None
     files: list[Path]
-    cache_state: dict[str, Any]
+    cache_state: CacheState
 
 
 def _launch_result(
@@ -450,7 +467,7 @@ def _launch_result(
     log: StampedLines | None,
     sampler: ProcessSampler | None,
     patterns: tuple[MarkerPattern, ...],
-) -> dict[str, Any]:
+) -> tuple[ColdStart, list[Sample]]:
     marks = find_marks(((t - watch.t0, line) for t, line in log.lines), patterns) if log else []
     events = sorted(
         [*watch.events, *(verdicts.Event(m.name, m.t, "log", m.reported_s) for m in marks)], key=lambda e: e.t
@@ -462,36 +479,44 @@ def _launch_result(
             series[name] = [(s.t, s.value) for s in sampler.samples if s.name == name]
     model_bytes = caches.total_bytes(outcome.files) if outcome.files else None
     load = verdicts.load_window(events)
-    load_io: dict[str, Any] = {"window": None}
+    load_io = LoadIoRecord(window=None)  # only the window, None, when no loading window was found
     if load is not None:
         counter = "disk_read_bytes" if series.get("disk_read_bytes") else "host_disk_read_bytes"
         read = verdicts.counter_delta(series.get(counter, []), load[1], load[3])
-        load_io = {
-            "window": [load[0], load[2]],
-            "load_s": load[3] - load[1],
-            "read_bytes": read,
-            "counter": counter,
-        }
+        load_io = LoadIoRecord(
+            window=(load[0], load[2]), load_s=load[3] - load[1], read_bytes=read, counter=counter
+        )
     line_of = {m.name: m.line for m in marks}
-    return {
-        "index": outcome.index,
-        "status": outcome.status,
-        "error": outcome.error,
-        "pid": outcome.pid,
-        "exit_code": outcome.exit_code,
-        "log_path": str(log.log_path) if log else None,
-        "log_tail": log.tail(config.tail_lines) if log and outcome.status != "ok" else [],
-        "engine": engine_from_log(marks),
-        "model": watch.model,
-        "startup_s": startup,
-        "events": [asdict(e) | {"line": line_of.get(e.name) if e.source == "log" else None} for e in events],
-        "phases": verdicts.phases(events) if startup is not None else [],
-        **_request_summary(watch.first, watch.warm, watch.attempts),
-        "resources": _resources(sampler),
-        "load_io": load_io,
-        "cache": outcome.cache_state,
-        "model_path": str(outcome.model_path) if outcome.model_path else None,
-        "model_bytes": model_bytes,
-        "device": caches.block_device(outcome.files[0]) if outcome.files else None,
-        "samples": sampler.samples if sampler else [],
-    }
+    first_request, warm = _request_summary(watch.first, watch.warm, watch.attempts)
+    start = ColdStart(
+        index=outcome.index,
+        status=outcome.status,
+        error=outcome.error,
+        pid=outcome.pid,
+        exit_code=outcome.exit_code,
+        log_path=str(log.log_path) if log else None,
+        log_tail=log.tail(config.tail_lines) if log and outcome.status != "ok" else [],
+        engine=engine_from_log(marks),
+        model=watch.model,
+        startup_s=startup,
+        events=[
+            StartEvent(
+                name=e.name,
+                t=e.t,
+                source=e.source,
+                reported_s=e.reported_s,
+                line=line_of.get(e.name) if e.source == "log" else None,
+            )
+            for e in events
+        ],
+        phases=verdicts.phases(events) if startup is not None else [],
+        first_request=first_request,
+        warm=warm,
+        resources=_resources(sampler),
+        load_io=load_io,
+        cache=outcome.cache_state,
+        model_path=str(outcome.model_path) if outcome.model_path else None,
+        model_bytes=model_bytes,
+        device=caches.block_device(outcome.files[0]) if outcome.files else None,
+    )
+    return start, sampler.samples if sampler else []

@@ -1,4 +1,4 @@
-"""Cold-start statistics and verdicts (pure: plain numbers in, plain dicts out).
+"""Cold-start statistics and verdicts (pure: plain numbers and measured starts in, typed results out).
 
 A startup is a timeline of events (spawn, log markers, port open, health OK, first response).
 The phase that *ends* at an event is the gap since the previous event; those gaps add up to the
@@ -10,7 +10,16 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from servewise.results.coldstart import (
+    ColdStart,
+    ColdstartAggregate,
+    ColdstartResult,
+    ColdstartVerdict,
+    ResourceStats,
+    StartPhase,
+    StartStats,
+)
 
 # CV bands for "is startup the same every time"; autoscaling plans on the worst case, so anything
 # past a quarter of the median is called out.
@@ -71,7 +80,7 @@ class Event:
     reported_s: float | None = None
 
 
-def phases(events: Iterable[Event]) -> list[dict[str, Any]]:
+def phases(events: Iterable[Event]) -> list[StartPhase]:
     """Gaps between consecutive events, each named for the event that ends it.
 
     Events at the same moment (two markers in one read) give zero-length phases, kept so every
@@ -83,42 +92,41 @@ def phases(events: Iterable[Event]) -> list[dict[str, Any]]:
         if event.name == "spawn":
             continue
         found.append(
-            {
-                "name": event.name,
-                "after": previous_name,
-                "start_s": previous_t,
-                "end_s": event.t,
-                "duration_s": max(0.0, event.t - previous_t),
-                "reported_s": event.reported_s,
-                # time in this phase the server's own number does not account for
-                "unlogged_s": None
+            StartPhase(
+                name=event.name,
+                after=previous_name,
+                start_s=previous_t,
+                end_s=event.t,
+                duration_s=max(0.0, event.t - previous_t),
+                reported_s=event.reported_s,
+                unlogged_s=None
                 if event.reported_s is None
                 else max(0.0, event.t - previous_t - event.reported_s),
-            }
+            )
         )
         previous_name, previous_t = event.name, event.t
     return found
 
 
-def stats(values: Sequence[float]) -> dict[str, float | int | None]:
+def stats(values: Sequence[float]) -> StartStats:
     """count/min/median/max/mean/std and CV (std/mean, sample std); CV is None below 2 values."""
     if not values:
-        return {"count": 0, "min": None, "median": None, "max": None, "mean": None, "std": None, "cv": None}
+        return StartStats(count=0, min=None, median=None, max=None, mean=None, std=None, cv=None)
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else None
     cv = std / mean if std is not None and mean > 0 else None
-    return {
-        "count": len(values),
-        "min": min(values),
-        "median": statistics.median(values),
-        "max": max(values),
-        "mean": mean,
-        "std": std,
-        "cv": cv,
-    }
+    return StartStats(
+        count=len(values),
+        min=min(values),
+        median=statistics.median(values),
+        max=max(values),
+        mean=mean,
+        std=std,
+        cv=cv,
+    )
 
 
-def aggregate(per_run: Sequence[Mapping[str, float | None]]) -> dict[str, dict[str, float | int | None]]:
+def aggregate(per_run: Sequence[Mapping[str, float | None]]) -> dict[str, StartStats]:
     """Stats per key over runs; a key missing (or None) in a run is left out for that run only."""
     keys: list[str] = []
     for run in per_run:
@@ -126,11 +134,11 @@ def aggregate(per_run: Sequence[Mapping[str, float | None]]) -> dict[str, dict[s
     return {key: stats([v for run in per_run if (v := run.get(key)) is not None]) for key in keys}
 
 
-def _finding(key: str, verdict: str, evidence: str, advice: str | None = None) -> dict[str, str | None]:
-    return {"key": key, "verdict": verdict, "evidence": evidence, "advice": advice}
+def _finding(key: str, verdict: str, evidence: str, advice: str | None = None) -> ColdstartVerdict:
+    return ColdstartVerdict(key=key, verdict=verdict, evidence=evidence, advice=advice)
 
 
-def repeatability(startup_s: Sequence[float]) -> dict[str, str | None]:
+def repeatability(startup_s: Sequence[float]) -> ColdstartVerdict:
     """Is time to first response the same every time (CV of the runs)?"""
     if len(startup_s) < MIN_RUNS_FOR_CV:
         return _finding(
@@ -140,10 +148,10 @@ def repeatability(startup_s: Sequence[float]) -> dict[str, str | None]:
             f"run with --runs {max(5, MIN_RUNS_FOR_CV)} to judge repeatability",
         )
     s = stats(startup_s)
-    cv = s["cv"] or 0.0
+    cv = s.cv or 0.0
     evidence = (
-        f"time to first response over {s['count']} runs: min {s['min']:.2f} s, median {s['median']:.2f} s, "
-        f"max {s['max']:.2f} s, CV {cv:.1%}"
+        f"time to first response over {s.count} runs: min {s.min:.2f} s, median {s.median:.2f} s, "
+        f"max {s.max:.2f} s, CV {cv:.1%}"
     )
     if cv <= REPEATABLE_CV:
         return _finding("repeatability", "repeatable", evidence, None)
@@ -152,13 +160,13 @@ def repeatability(startup_s: Sequence[float]) -> dict[str, str | None]:
         "repeatability",
         verdict,
         evidence,
-        f"plan autoscaling and rollbacks on the max ({s['max']:.1f} s), not the median; compare the per-run "
+        f"plan autoscaling and rollbacks on the max ({s.max:.1f} s), not the median; compare the per-run "
         "phases and cache state to find which step varies (a cold page or compile cache in some runs is the "
         "usual cause)",
     )
 
 
-def dominant_phase(phase_medians: Mapping[str, float], startup_median: float) -> dict[str, str | None]:
+def dominant_phase(phase_medians: Mapping[str, float], startup_median: float) -> ColdstartVerdict:
     """The phase with the largest median share of time to first response."""
     if not phase_medians or startup_median <= 0:
         return _finding("dominant_phase", "inconclusive", "no run reached a first response", None)
@@ -190,7 +198,7 @@ class LoadIo:
     resident_share: float | None = None  # share of the model files in the page cache before the start
 
 
-def io_bound(load: LoadIo) -> dict[str, str | None]:
+def io_bound(load: LoadIo) -> ColdstartVerdict:
     """Is weight loading paced by the disk? Compare bytes read and the read rate against the model size
     and the best rate the disk showed during the same startup."""
     device = f" on {load.device}" if load.device else ""
@@ -247,7 +255,7 @@ def io_bound(load: LoadIo) -> dict[str, str | None]:
 
 def compile_cache(
     runs: Sequence[tuple[bool | None, float | None]], load_failures: int = 0
-) -> dict[str, str | None] | None:
+) -> ColdstartVerdict | None:
     """Per run (compile cache existed before start, compile seconds): did a warm cache help?
     ``load_failures``: warm starts whose engine said it could not load its cache and compiled again
     (torch inductor's own cache may still make that recompile faster). None when nothing compiled."""
@@ -293,7 +301,7 @@ def compile_cache(
     )
 
 
-def first_request(first_e2e_s: float | None, steady_e2e_s: float | None) -> dict[str, str | None]:
+def first_request(first_e2e_s: float | None, steady_e2e_s: float | None) -> ColdstartVerdict:
     """Is the first request after ready slower than the ones that follow?"""
     if first_e2e_s is None or not steady_e2e_s:
         return _finding("warm_up", "inconclusive", "no steady requests after the first", None)
@@ -351,104 +359,92 @@ def counter_delta(series: Sequence[tuple[float, float]], start: float, end: floa
     return max(0.0, at(end) - at(start))
 
 
+def _present(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
 def _median(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
+    present = _present(values)
     return statistics.median(present) if present else None
 
 
-def compile_seconds(run: Mapping[str, Any]) -> float | None:
+def compile_seconds(run: ColdStart) -> float | None:
     """How long a start spent compiling: the server's own total, else from the compile-start marker
     to the compiled marker, else the phase that ends at "compiled"."""
-    at = {e["name"]: e for e in reversed(run["events"])}
-    if "compiled" in at and at["compiled"].get("reported_s") is not None:
-        return at["compiled"]["reported_s"]
-    if "compiled" in at and "compile_start" in at:
-        return max(0.0, at["compiled"]["t"] - at["compile_start"]["t"])
-    return next(
-        (p["duration_s"] for p in run["phases"] if p["name"] in ("compiled", "compile_cache_hit")), None
-    )
+    at = {e.name: e for e in reversed(run.events)}
+    compiled, compile_start = at.get("compiled"), at.get("compile_start")
+    if compiled is not None and compiled.reported_s is not None:
+        return compiled.reported_s
+    if compiled is not None and compile_start is not None:
+        return max(0.0, compiled.t - compile_start.t)
+    return next((p.duration_s for p in run.phases if p.name in ("compiled", "compile_cache_hit")), None)
 
 
-def compile_cache_warm(run: Mapping[str, Any]) -> bool:
-    """A start found a compile cache (the engine's or torch inductor's) with something in it."""
-    cache = run["cache"]
-    return bool(cache["compile_cache"]["existed"] or (cache.get("inductor_cache") or {}).get("existed"))
-
-
-def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per-run results -> aggregate (min/median/max/CV per milestone and phase) and verdicts."""
-    ok = [r for r in results if r["status"] == "ok"]
-    startup = [r["startup_s"] for r in ok if r["startup_s"] is not None]
-    milestones = aggregate([{e["name"]: e["t"] for e in r["events"]} for r in ok])
-    phase_stats = aggregate([{p["name"]: p["duration_s"] for p in r["phases"]} for r in ok])
-    reported = aggregate(
-        [{e["name"]: e["reported_s"] for e in r["events"] if e.get("reported_s") is not None} for r in ok]
-    )
-    requests = {
-        "first_ttft_ms": stats([v for r in ok if (v := r["first_request"]["ttft_ms"]) is not None]),
-        "first_e2e_ms": stats([v for r in ok if (v := r["first_request"]["e2e_ms"]) is not None]),
-        "steady_e2e_ms": stats([v for r in ok if (v := r["warm"]["steady_e2e_ms"]) is not None]),
-    }
-    resources = {
-        key: stats([v for r in ok if (v := r["resources"].get(key)) is not None])
-        for key in ("peak_rss_bytes", "peak_cpu_percent", "peak_vram_bytes", "disk_read_bytes")
-    }
-    found: list[dict[str, str | None]] = []
+def summarize(results: Sequence[ColdStart]) -> ColdstartResult:
+    """Measured starts -> aggregate (min/median/max/CV per milestone and phase) and verdicts; the run's
+    own fields (status, id, target) are the caller's to add."""
+    ok = [r for r in results if r.status == "ok"]
+    startup = [r.startup_s for r in ok if r.startup_s is not None]
+    phase_stats = aggregate([{p.name: p.duration_s for p in r.phases} for r in ok])
+    found: list[ColdstartVerdict] = []
     if ok:
         found.append(repeatability(startup))
-        medians = {name: s["median"] for name, s in phase_stats.items() if s["median"] is not None}
+        medians = {name: s.median for name, s in phase_stats.items() if s.median is not None}
         found.append(dominant_phase(medians, statistics.median(startup) if startup else 0.0))
         found.append(io_bound(_coldest_load(ok)))
         failures = sum(
             1
             for r in ok
-            if compile_cache_warm(r) and any(e["name"] == "compile_cache_load_failed" for e in r["events"])
+            if r.cache.compile_cache_warm() and any(e.name == "compile_cache_load_failed" for e in r.events)
         )
-        cache = compile_cache([(compile_cache_warm(r), compile_seconds(r)) for r in ok], failures)
+        cache = compile_cache([(r.cache.compile_cache_warm(), compile_seconds(r)) for r in ok], failures)
         if cache is not None:
             found.append(cache)
-        first_ms = _median(r["first_request"]["e2e_ms"] for r in ok)
-        steady_ms = _median(r["warm"]["steady_e2e_ms"] for r in ok)
+        first_ms = _median(r.first_request.e2e_ms for r in ok)
+        steady_ms = _median(r.warm.steady_e2e_ms for r in ok)
         found.append(
             first_request(
                 first_ms / 1e3 if first_ms is not None else None,
                 steady_ms / 1e3 if steady_ms is not None else None,
             )
         )
-    return {
-        "runs": list(results),
-        "runs_ok": len(ok),
-        "engine": next((r["engine"] for r in results if r.get("engine")), None),
-        "model_bytes": next((r["model_bytes"] for r in results if r.get("model_bytes")), None),
-        "aggregate": {
-            "startup_s": stats(startup),
-            **requests,
-            "milestones": milestones,
-            "phases": phase_stats,
-            "reported": reported,
-            "resources": resources,
-        },
-        "verdicts": found,
-    }
-
-
-def _coldest_load(ok: Sequence[Mapping[str, Any]]) -> LoadIo:
-    """The run closest to a true cold start: the least of the model in page cache, then the most read."""
-    run = min(
-        ok,
-        key=lambda r: (
-            r["cache"].get("model_resident_share") or 0.0,
-            -(r["load_io"].get("read_bytes") or 0.0),
+    return ColdstartResult(
+        runs=list(results),
+        runs_ok=len(ok),
+        engine=next((r.engine for r in results if r.engine), None),
+        model_bytes=next((r.model_bytes for r in results if r.model_bytes), None),
+        aggregate=ColdstartAggregate(
+            startup_s=stats(startup),
+            first_ttft_ms=stats(_present(r.first_request.ttft_ms for r in ok)),
+            first_e2e_ms=stats(_present(r.first_request.e2e_ms for r in ok)),
+            steady_e2e_ms=stats(_present(r.warm.steady_e2e_ms for r in ok)),
+            milestones=aggregate([{e.name: e.t for e in r.events} for r in ok]),
+            phases=phase_stats,
+            reported=aggregate(
+                [{e.name: e.reported_s for e in r.events if e.reported_s is not None} for r in ok]
+            ),
+            resources=ResourceStats(
+                peak_rss_bytes=stats(_present(r.resources.peak_rss_bytes for r in ok)),
+                peak_cpu_percent=stats(_present(r.resources.peak_cpu_percent for r in ok)),
+                peak_vram_bytes=stats(_present(r.resources.peak_vram_bytes for r in ok)),
+                disk_read_bytes=stats(_present(r.resources.disk_read_bytes for r in ok)),
+            ),
         ),
+        verdicts=found,
     )
-    io = run["load_io"]
-    rate_key = "peak_disk_read_rate" if io.get("counter") == "disk_read_bytes" else "peak_host_disk_read_rate"
-    read = io.get("read_bytes")
+
+
+def _coldest_load(ok: Sequence[ColdStart]) -> LoadIo:
+    """The run closest to a true cold start: the least of the model in page cache, then the most read."""
+    run = min(ok, key=lambda r: (r.cache.model_resident_share or 0.0, -(r.load_io.read_bytes or 0.0)))
+    io, res = run.load_io, run.resources
+    # the best rate of the counter the reads were taken from: the process tree's, else the host's
+    peak_rate = res.peak_disk_read_rate if io.counter == "disk_read_bytes" else res.peak_host_disk_read_rate
     return LoadIo(
-        model_bytes=run.get("model_bytes"),
-        load_s=io.get("load_s"),
-        read_bytes=int(read) if read is not None else None,
-        peak_read_rate=run["resources"].get(rate_key),
-        device=run.get("device"),
-        resident_share=run["cache"].get("model_resident_share"),
+        model_bytes=run.model_bytes,
+        load_s=io.load_s,
+        read_bytes=int(io.read_bytes) if io.read_bytes is not None else None,
+        peak_read_rate=peak_rate,
+        device=run.device,
+        resident_share=run.cache.model_resident_share,
     )

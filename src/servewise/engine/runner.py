@@ -20,6 +20,7 @@ from time import perf_counter
 from typing import Any
 
 import servewise
+from servewise.analysis.cache import PrefixReuse, engine_hit_rate
 from servewise.analysis.diagnosis import diagnose
 from servewise.analysis.metrics import MetricsAccumulator
 from servewise.analysis.summary import build_summary
@@ -28,10 +29,11 @@ from servewise.engine.worker import Job, WorkerStats, worker_main
 from servewise.errors import InternalFailure
 from servewise.protocols.endpoint import metrics_url
 from servewise.records import Sample
-from servewise.results import RunResult, WorkerCounts
+from servewise.results import CacheOutcome, RunResult, WorkerCounts
 from servewise.spec.models import LoadSpec, RunSpec
 from servewise.store import RunStore
 from servewise.telemetry import TelemetrySession, local_port
+from servewise.workload.plan import WorkloadPlan
 
 START_DELAY_S = 0.3
 
@@ -209,6 +211,20 @@ def install_interrupt_handler(context: RunContext) -> None:
     loop.add_signal_handler(signal.SIGINT, first)
 
 
+def _theoretical_hit_rate(spec: RunSpec, store: RunStore, run_id: str) -> float | None:
+    """The share of prompt tokens this workload could have served from a prefix cache. Synthetic single
+    turns share nothing by construction; a dataset's reuse is unknown without its token counts."""
+    workload = spec.workload
+    if workload.shared_prefix is None and workload.trace is None and spec.load.kind != "sessions":
+        return None if workload.dataset is not None else 0.0
+    tree = PrefixReuse()
+    for prompt, answered in WorkloadPlan(workload).sent_segments(store.iter_records(run_id)):
+        tree.add(prompt)
+        if answered is not None:
+            tree.remember(answered)
+    return tree.hit_rate
+
+
 async def execute_run(
     context: RunContext,
     spec: RunSpec,
@@ -286,6 +302,11 @@ async def execute_run(
             await session.stop()
         accumulator.add_all(store.iter_records(run_id))
         effective = spec.model_copy(update={"load": load, "duration_s": duration})
+        cache = CacheOutcome(
+            theoretical_hit_rate=_theoretical_hit_rate(effective, store, run_id),
+            cached_tokens_ratio=accumulator.cached_tokens_ratio(),
+            engine_hit_rate=engine_hit_rate(store.samples(run_id, source="metrics")),
+        )
         summary = build_summary(
             run_id=run_id,
             spec=effective,
@@ -296,6 +317,7 @@ async def execute_run(
             loop_lag_max_ms=max((s.loop_lag_max_ms for s in stats), default=0.0),
             interrupted=context.interrupted or any(s.stopped for s in stats),
             load_description=load.describe(),
+            cache=cache,
         )
         workers = WorkerCounts(
             count=count,

@@ -22,11 +22,11 @@ import numpy as np
 
 from servewise.engine.loop import run as run_loop
 from servewise.engine.transport import ConnectionPool
-from servewise.protocols.openai import OpenAIAdapter
+from servewise.protocols.openai import OpenAIAdapter, ResponseReader
 from servewise.records import Phase, RequestRecord, record_to_row
 from servewise.spec.models import LoadSpec, RunSpec
 from servewise.workload.arrivals import arrival_times
-from servewise.workload.plan import WorkloadPlan
+from servewise.workload.plan import PlannedRequest, WorkloadPlan
 
 FLUSH_INTERVAL_S = 0.1
 SAMPLE_INTERVAL_S = 0.5
@@ -124,8 +124,12 @@ class _Worker:
         cpu0, wall0 = time.process_time(), perf_counter()
         flusher = loop.create_task(self._flush_forever())
         prober = loop.create_task(self._probe_loop())
-        closed = self.load.kind == "concurrency"
-        self.sender = loop.create_task(self._closed_loop() if closed else self._open_loop())
+        if self.load.kind == "sessions":
+            self.sender = loop.create_task(_Sessions(self).run())
+        elif self.load.kind == "concurrency":
+            self.sender = loop.create_task(self._closed_loop())
+        else:
+            self.sender = loop.create_task(self._open_loop())
         try:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sender
@@ -163,8 +167,8 @@ class _Worker:
 
     async def _open_loop(self) -> None:
         job = self.job
-        rng = np.random.default_rng([self.spec.workload.seed, 1])
-        offsets = arrival_times(self.load, rng, duration_s=job.duration_s, max_requests=job.max_requests)
+        offsets = self.offsets()
+        trace = self.plan.trace
         in_a_row = 0
         for index in range(job.worker_id, len(offsets), job.workers):
             t_sched = self.t0 + float(offsets[index])
@@ -179,9 +183,22 @@ class _Worker:
                 await asyncio.sleep(0)
             self.idle.clear()
             record = self.record(index, t_sched, planned.max_tokens)
+            if trace is not None:
+                record.session = trace.session_id(index)
             self.pool.submit(record, request, self.adapter.reader(job.collect_text))
             self.stats.sent += 1
             in_a_row += 1
+
+    def offsets(self) -> np.ndarray:
+        """Send offsets from the run's start: a trace's own times, else the seeded arrival process."""
+        job = self.job
+        if self.load.kind == "trace":
+            offsets = self.plan.trace_offsets()
+            if job.duration_s is not None:
+                offsets = offsets[offsets < job.duration_s]
+            return offsets[: job.max_requests] if job.max_requests is not None else offsets
+        rng = np.random.default_rng([self.spec.workload.seed, 1])
+        return arrival_times(self.load, rng, duration_s=job.duration_s, max_requests=job.max_requests)
 
     async def _closed_loop(self) -> None:
         """Each of this worker's users sends its next request the moment its last one completes."""
@@ -249,6 +266,122 @@ class _Worker:
         if self.samples:
             samples, self.samples = self.samples, []
             self.data.send(("samples", samples))
+
+
+@dataclass
+class _Conversation:
+    """One conversation in flight: its history is built from the answers the server actually streamed."""
+
+    id: int
+    turns: int
+    group: int | None
+    user: int | None  # the closed-loop user holding it (None: an open-loop arrival)
+    history: list[dict[str, str]] = field(default_factory=list)
+    sent: int = 0
+
+
+class _Sessions:
+    """Multi-turn conversations: each turn carries the history so far and goes out ``think`` seconds after
+    the previous answer ended. Closed (``users=N``): each user starts a new conversation when one ends.
+    Open (``rate=R``): conversations arrive at R per second. A turn whose answer failed ends its
+    conversation: no turn is ever built from a broken history."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.w = worker
+        self.load = worker.load
+        assert self.load.turns is not None
+        self.turns = self.load.turns
+        self.sent_local = 0
+        self.active = 0
+        self.begun: dict[int, int] = {}  # conversations each closed-loop user has begun (their ids)
+        self.pending: dict[int, tuple[_Conversation, str, ResponseReader]] = {}
+        self.finished = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def _open(self, conversation_id: int, user: int | None) -> None:
+        plan = self.w.plan
+        conversation = _Conversation(
+            conversation_id, plan.conversation_turns(conversation_id, self.turns),
+            plan.conversation_group(conversation_id), user,
+        )  # fmt: skip
+        self.active += 1
+        self._send(conversation, perf_counter())
+
+    def _open_for(self, user: int, users: int) -> None:
+        """User u's k-th conversation is u + k * users: unique over workers, the same in every run."""
+        k = self.begun.get(user, 0)
+        self.begun[user] = k + 1
+        self._open(user + k * users, user)
+
+    def _next_index(self) -> int | None:
+        job = self.w.job
+        index = job.worker_id + job.workers * self.sent_local
+        if job.max_requests is not None and index >= job.max_requests:
+            return None
+        self.sent_local += 1
+        return index
+
+    def _send(self, conversation: _Conversation, t_sched: float) -> None:
+        w = self.w
+        index = None if perf_counter() >= w.end_at or w.stopping else self._next_index()
+        if index is None:
+            self._close(conversation, start_next=False)
+            return
+        conversation.sent += 1
+        turn = w.plan.turn(conversation.id, conversation.sent)
+        messages = [w.plan.system_message(conversation.group)] if conversation.group is not None else []
+        messages += [*conversation.history, {"role": "user", "content": turn.text}]
+        planned = PlannedRequest(index=index, prompt=None, messages=messages, input_tokens=None,
+                                 max_tokens=turn.max_tokens)  # fmt: skip
+        record = w.record(index, t_sched, turn.max_tokens)
+        record.session, record.turn = conversation.id, conversation.sent
+        reader = w.adapter.reader(collect_text=True)
+        self.pending[index] = (conversation, turn.text, reader)
+        w.idle.clear()
+        w.pool.submit(record, w.adapter.request_bytes(planned), reader)
+        w.stats.sent += 1
+
+    def on_complete(self, record: RequestRecord) -> None:
+        self.w.out.append(record_to_row(record))
+        conversation, question, reader = self.pending.pop(record.index)
+        answer = reader.text
+        if not record.ok or answer is None or conversation.sent >= conversation.turns or self.w.stopping:
+            self._close(conversation, start_next=not self.w.stopping)
+            return
+        conversation.history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        due = perf_counter() + self.load.think_s
+        self.loop.call_at(self.loop.time() + self.load.think_s, self._send, conversation, due)
+
+    def _close(self, conversation: _Conversation, *, start_next: bool) -> None:
+        self.active -= 1
+        users = self.load.users
+        if start_next and conversation.user is not None and users and perf_counter() < self.w.end_at:
+            self._open_for(conversation.user, users)
+            return
+        if self.active == 0 and self.arrivals_done:
+            self.finished.set()
+
+    async def run(self) -> None:
+        w, job = self.w, self.w.job
+        w.pool._on_complete = self.on_complete
+        self.arrivals_done = False
+        await asyncio.sleep(max(0.0, w.t0 - perf_counter()))
+        if self.load.users:
+            for user in range(job.worker_id, self.load.users, job.workers):
+                self._open_for(user, self.load.users)
+        else:
+            for number, offset in enumerate(w.offsets()):
+                if number % job.workers != job.worker_id:
+                    continue
+                delay = w.t0 + float(offset) - perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if perf_counter() >= w.end_at or w.stopping:
+                    break
+                self._open(number, None)
+        self.arrivals_done = True
+        if self.active:
+            await self.finished.wait()
 
 
 def worker_main(commands: Connection, data: Connection) -> None:

@@ -28,6 +28,7 @@ from servewise.secrets import load_api_key
 from servewise.spec import RunSpec
 from servewise.store import RunStore
 from servewise.store.sqlite import new_run_id
+from servewise.workload.trace import load_trace
 
 
 class ProgressView(Protocol):
@@ -64,6 +65,9 @@ async def run_bench(
 ) -> RunResult:
     """Discover the target, start workers, run (or sweep), and return the stored result."""
     view = progress or SilentProgress()
+    if spec.workload.trace is not None:  # a bad line is refused before anything is stored or started
+        trace = spec.workload.trace
+        load_trace(trace.path, time_scale=trace.time_scale, block_size=trace.block_size)
     api_key = load_api_key(spec.target.api_key_env, spec.target.api_key_file)
     info = await discover(spec.target, api_key)
     run_id = new_run_id()

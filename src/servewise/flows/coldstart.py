@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import servewise
 from servewise.coldstart import verdicts
@@ -17,7 +16,8 @@ from servewise.coldstart.runner import (
     signals_as_interrupt,
 )
 from servewise.engine.environment import environment_fingerprint
-from servewise.results import ColdstartResult
+from servewise.results import ColdStart, ColdstartResult
+from servewise.results.coldstart import ColdstartStatus
 from servewise.store import RunStore
 
 
@@ -26,7 +26,7 @@ def run_coldstart(
     store: RunStore,
     labels: dict[str, str] | None = None,
     on_progress: ProgressFn | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[ColdStart], None] | None = None,
 ) -> ColdstartResult:
     """All runs, stored as one run of kind ``coldstart``; returns the result (also stored).
 
@@ -51,41 +51,42 @@ def run_coldstart(
     )
     runs = 1 if config.attach_pid is not None else config.runs
     config = replace(config, log_dir=config.log_dir / run_id, runs=runs)
-    results: list[dict[str, Any]] = []
+    starts: list[ColdStart] = []
     interrupted = False
     with signals_as_interrupt():
         for index in range(1, runs + 1):
             try:
-                result = measure_start(config, index, on_progress)
+                start, samples = measure_start(config, index, on_progress)
             except KeyboardInterrupt:  # between starts: nothing is running
                 interrupted = True
                 break
-            interrupted = result["status"] == "interrupted"
-            results.append(result)
-            _store_samples(store, run_id, result)
+            interrupted = start.status == "interrupted"
+            starts.append(start)
+            if samples:  # stored as samples of the run, not inside its result
+                store.append_samples(run_id, samples)
             if on_result is not None:
-                on_result(result)
-            if result["status"] != "ok":
+                on_result(start)
+            if start.status != "ok":
                 break
-    summary = verdicts.summarize(results)
-    summary["status"] = (
+    status: ColdstartStatus = (
         "interrupted"
         if interrupted
-        else ("ok" if results and all(r["status"] == "ok" for r in results) else "failed")
+        else ("ok" if starts and all(r.status == "ok" for r in starts) else "failed")
     )
-    summary["run_id"] = run_id
-    summary["kind"] = "coldstart"
-    summary["target"] = target | {
-        "model": next((r["model"] for r in results if r.get("model")), config.endpoint.model)
-    }
-    summary["runs_requested"] = runs
-    summary["log_dir"] = str(config.log_dir)
-    stored = ColdstartResult.model_validate(summary)
+    measured = verdicts.summarize(starts)
+    stored = ColdstartResult(
+        runs=measured.runs,
+        runs_ok=measured.runs_ok,
+        engine=measured.engine,
+        model_bytes=measured.model_bytes,
+        aggregate=measured.aggregate,
+        verdicts=measured.verdicts,
+        status=status,
+        run_id=run_id,
+        kind="coldstart",
+        target=target | {"model": next((r.model for r in starts if r.model), config.endpoint.model)},
+        runs_requested=runs,
+        log_dir=str(config.log_dir),
+    )
     store.finish_run(run_id, stored)
     return stored
-
-
-def _store_samples(store: RunStore, run_id: str, result: dict[str, Any]) -> None:
-    samples = result.pop("samples", [])
-    if samples:
-        store.append_samples(run_id, samples)

@@ -40,6 +40,11 @@ class ResponseReader:
     def finish(self, record: RequestRecord) -> None:
         raise NotImplementedError
 
+    @property
+    def text(self) -> str | None:
+        """The answer's text, when it was collected (a conversation's next turn carries it)."""
+        return None
+
 
 class StreamReader(ResponseReader):
     __slots__ = (
@@ -138,6 +143,10 @@ class StreamReader(ResponseReader):
                 self._texts.append(str(delta.get("content") or choice.get("text") or ""))
 
     @property
+    def text(self) -> str | None:
+        return "".join(self._texts) if self._texts is not None else None
+
+    @property
     def done(self) -> bool:
         """The stream ended with ``data: [DONE]`` (a clean end, beside a finish_reason)."""
         return self._done
@@ -161,13 +170,18 @@ class StreamReader(ResponseReader):
 class BodyReader(ResponseReader):
     """Non-streamed responses: the whole body is the one chunk."""
 
-    __slots__ = ("_api", "_body", "_first")
+    __slots__ = ("_answer", "_api", "_body", "_first")
 
     def __init__(self, api: Api) -> None:
         super().__init__()
         self._api = api
         self._body = bytearray()
         self._first: float | None = None
+        self._answer: str | None = None
+
+    @property
+    def text(self) -> str | None:
+        return self._answer
 
     def feed(self, data: bytes, now: float) -> None:
         if self._first is None:
@@ -206,15 +220,20 @@ class BodyReader(ResponseReader):
         message = choice.get("message")
         content = message.get("content") if isinstance(message, dict) else None
         text = str(content or choice.get("text") or "")
+        self._answer = text
         _apply_usage(record, usage, None, [text])
 
 
 def _apply_usage(
     record: RequestRecord, usage: dict[str, Any] | None, chunks: int | None, texts: list[str] | None
 ) -> None:
-    """Usage wins; else a character-based estimate of the text; else the chunk count (an estimate)."""
+    """Usage wins; else a character-based estimate of the text; else the chunk count (an estimate).
+    Cached prompt tokens come from ``usage.prompt_tokens_details.cached_tokens`` where a server reports it."""
     if usage and isinstance(usage.get("prompt_tokens"), int):
         record.input_tokens = usage["prompt_tokens"]
+    details = usage.get("prompt_tokens_details") if usage else None
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+        record.cached_tokens = details["cached_tokens"]
     if usage and isinstance(usage.get("completion_tokens"), int):
         record.output_tokens = usage["completion_tokens"]
         record.output_tokens_source = TokenSource.USAGE

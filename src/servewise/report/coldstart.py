@@ -3,7 +3,7 @@ and the verdicts in plain words. Computes nothing new."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Group
@@ -12,7 +12,7 @@ from rich.text import Text
 
 from servewise.coldstart.runner import Progress
 from servewise.format import megabytes, number
-from servewise.results import ColdstartResult
+from servewise.results import ColdStart, ColdstartResult, StartStats
 
 
 def _s(value: float | None, digits: int = 2) -> str:
@@ -43,58 +43,55 @@ def progress_text(progress: Progress) -> str:
     return f"run {progress.run}/{progress.runs} · {stage}{marker} · {progress.elapsed_s:.1f} s"
 
 
-def run_table(result: Mapping[str, Any]) -> Group:
+def run_table(start: ColdStart) -> Group:
     """One start: its events in time order with the phase each one ends, then requests and resources."""
-    title = f"run {result['index']}: {result['status']}"
-    if result.get("startup_s") is not None:
-        title += f" · first response at {result['startup_s']:.2f} s"
+    title = f"run {start.index}: {start.status}"
+    if start.startup_s is not None:
+        title += f" · first response at {start.startup_s:.2f} s"
     table = Table(title=title, title_justify="left")
     table.add_column("event")
     table.add_column("at (s)", justify="right")
     table.add_column("phase (s)", justify="right")
     table.add_column("server says (s)", justify="right")
     table.add_column("from")
-    phase_by_name = {p["name"]: p for p in result.get("phases", [])}
-    for event in result["events"]:
-        phase = phase_by_name.get(event["name"], {})
+    phase_by_name = {p.name: p for p in start.phases}
+    for event in start.events:
+        phase = phase_by_name.get(event.name)
         table.add_row(
-            event["name"],
-            _s(event["t"]),
-            _s(phase.get("duration_s")),
-            _s(event.get("reported_s")),
-            event["source"],
+            event.name,
+            _s(event.t),
+            _s(phase.duration_s if phase is not None else None),
+            _s(event.reported_s),
+            event.source,
         )
     parts: list[Any] = [table]
-    first, warm, res = result["first_request"], result["warm"], result["resources"]
-    if first.get("ttft_ms") is not None:
+    first, warm, res = start.first_request, start.warm, start.resources
+    if first.ttft_ms is not None:
         parts.append(
             Text(
-                f"first request: TTFT {_ms(first['ttft_ms'])} ms, E2E {_ms(first['e2e_ms'])} ms "
-                f"({first['attempts']} attempt(s)); steady E2E {_ms(warm.get('steady_e2e_ms'))} ms "
-                f"over {warm['requests'] - warm['failed']} warm request(s)"
+                f"first request: TTFT {_ms(first.ttft_ms)} ms, E2E {_ms(first.e2e_ms)} ms "
+                f"({first.attempts} attempt(s)); steady E2E {_ms(warm.steady_e2e_ms)} ms "
+                f"over {warm.requests - warm.failed} warm request(s)"
             )
         )
-    cache = result["cache"]
-    inductor = cache.get("inductor_cache") or {}
-    compile_state = "warm" if cache["compile_cache"]["existed"] or inductor.get("existed") else "empty"
-    resident = cache.get("model_resident_share")
+    cache = start.cache
+    compile_state = "warm" if cache.compile_cache_warm() else "empty"
+    resident = cache.model_resident_share
     page = f"{resident:.0%} of the model in page cache" if resident is not None else "page cache not measured"
     parts.append(
         Text(
-            f"peak RSS {_mb(res.get('peak_rss_bytes'))} MB · "
-            f"peak CPU {_s(res.get('peak_cpu_percent'), 0)} % · "
-            f"disk read {_mb(res.get('disk_read_bytes'))} MB · compile cache {compile_state} · {page}"
-            + (" (dropped)" if cache.get("page_cache_dropped") else "")
-            + (f" · VRAM peak {_mb(res['peak_vram_bytes'])} MB" if res.get("peak_vram_bytes") else "")
+            f"peak RSS {_mb(res.peak_rss_bytes)} MB · "
+            f"peak CPU {_s(res.peak_cpu_percent, 0)} % · "
+            f"disk read {_mb(res.disk_read_bytes)} MB · compile cache {compile_state} · {page}"
+            + (" (dropped)" if cache.page_cache_dropped else "")
+            + (f" · VRAM peak {_mb(res.peak_vram_bytes)} MB" if res.peak_vram_bytes else "")
         )
     )
-    if result["status"] != "ok":
-        parts.append(Text(f"error: {result['error']}", style="bold red"))
-        if result.get("log_tail"):
-            parts.append(
-                Text(f"last {len(result['log_tail'])} log lines ({result['log_path']}):", style="red")
-            )
-            parts.append(Text("\n".join("  " + line for line in result["log_tail"])))
+    if start.status != "ok":
+        parts.append(Text(f"error: {start.error}", style="bold red"))
+        if start.log_tail:
+            parts.append(Text(f"last {len(start.log_tail)} log lines ({start.log_path}):", style="red"))
+            parts.append(Text("\n".join("  " + line for line in start.log_tail)))
     return Group(*parts)
 
 
@@ -111,33 +108,33 @@ def summary_table(result: ColdstartResult) -> Table:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
 
-    def row(label: str, s: Mapping[str, Any], fmt: Any = _s) -> None:
-        if s.get("count"):
-            cv = "–" if s.get("cv") is None else f"{s['cv']:.1%}"
-            table.add_row(label, fmt(s["min"]), fmt(s["median"]), fmt(s["max"]), cv)
+    def row(label: str, s: StartStats, fmt: Callable[[float | None], str] = _s) -> None:
+        if s.count:
+            cv = "–" if s.cv is None else f"{s.cv:.1%}"
+            table.add_row(label, fmt(s.min), fmt(s.median), fmt(s.max), cv)
 
     after: dict[str, str] = {}
     for run in result.runs:
-        for phase in run.get("phases", []):
-            after.setdefault(phase["name"], phase["after"])
-    row("time to first response", agg["startup_s"])
-    for name, s in agg["phases"].items():
+        for phase in run.phases:
+            after.setdefault(phase.name, phase.after)
+    row("time to first response", agg.startup_s)
+    for name, s in agg.phases.items():
         row(f"  {after.get(name, '…')} → {name}", s)
-    for name, s in agg["reported"].items():
+    for name, s in agg.reported.items():
         row(f"  {name} (server's own figure)", s)
-    row("first request TTFT (ms)", agg["first_ttft_ms"], _ms)
-    row("first request E2E (ms)", agg["first_e2e_ms"], _ms)
-    row("steady request E2E (ms)", agg["steady_e2e_ms"], _ms)
-    row("peak RSS (MB)", agg["resources"]["peak_rss_bytes"], _mb)
+    row("first request TTFT (ms)", agg.first_ttft_ms, _ms)
+    row("first request E2E (ms)", agg.first_e2e_ms, _ms)
+    row("steady request E2E (ms)", agg.steady_e2e_ms, _ms)
+    row("peak RSS (MB)", agg.resources.peak_rss_bytes, _mb)
     return table
 
 
 def verdict_lines(result: ColdstartResult) -> list[str]:
     lines = []
     for finding in result.verdicts:
-        line = f"{finding['key'].replace('_', ' ')}: {finding['verdict']} — {finding['evidence']}"
-        if finding.get("advice"):
-            line += f"\n    next: {finding['advice']}"
+        line = f"{finding.key.replace('_', ' ')}: {finding.verdict} — {finding.evidence}"
+        if finding.advice:
+            line += f"\n    next: {finding.advice}"
         lines.append(line)
     return lines
 

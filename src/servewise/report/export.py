@@ -21,6 +21,7 @@ from servewise.store import RunRow
 CSV_COLUMNS = (
     "index", "worker", "phase", "t_sched", "t_send", "ttft_ms", "tpot_ms", "e2e_ms", "itl_mean_ms", "status",
     "error", "error_detail", "max_tokens", "input_tokens", "output_tokens", "output_tokens_source", "finish_reason",
+    "session_id", "turn", "cached_tokens",
 )  # fmt: skip
 
 
@@ -37,6 +38,10 @@ def _ms(value: float | None) -> str:
     return number(value, ".3f", missing="")
 
 
+def _blank(value: int | None) -> int | str:
+    return "" if value is None else value
+
+
 def write_csv(records: Iterable[RequestRecord], out: TextIO) -> None:
     """One row per request, the glossary's latencies beside the raw times."""
     writer = csv.writer(out)
@@ -49,7 +54,7 @@ def write_csv(records: Iterable[RequestRecord], out: TextIO) -> None:
             _ms(sum(gaps) / len(gaps) if gaps else None), r.status or "",
             r.error.value if r.error else "", r.error_detail, r.max_tokens or "", r.input_tokens or "",
             r.output_tokens if r.output_tokens is not None else "", r.output_tokens_source.value,
-            r.finish_reason or "",
+            r.finish_reason or "", _blank(r.session), _blank(r.turn), _blank(r.cached_tokens),
         ])  # fmt: skip
 
 
@@ -67,7 +72,8 @@ def write_run_json(run: RunRow, records: Iterable[RequestRecord], out: TextIO) -
                    "error": r.error.value if r.error else None, "error_detail": r.error_detail,
                    "max_tokens": r.max_tokens, "input_tokens": r.input_tokens,
                    "output_tokens": r.output_tokens, "output_tokens_source": r.output_tokens_source.value,
-                   "finish_reason": r.finish_reason, "chunk_times": r.chunk_times}, out)  # fmt: skip
+                   "finish_reason": r.finish_reason, "chunk_times": r.chunk_times, "session_id": r.session,
+                   "turn": r.turn, "cached_tokens": r.cached_tokens}, out)  # fmt: skip
     out.write("\n]}\n")
 
 

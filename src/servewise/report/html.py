@@ -28,6 +28,7 @@ from servewise.results import (
     ProbeRecord,
     RunResult,
     StageRecord,
+    StartStats,
     SweepResult,
     SweepStep,
 )
@@ -203,22 +204,17 @@ def _coldstart_view(coldstart: ColdstartResult | None) -> dict[str, Any] | None:
     if coldstart is None:
         return None
     runs = coldstart.startup_times()
-    stats = coldstart.aggregate.get("startup_s") or {}
-    if runs and not stats.get("count"):
+    stats = coldstart.aggregate.startup_s
+    if runs and not stats.count:
         ordered = sorted(runs)
-        stats = {
-            "count": len(runs),
-            "min": ordered[0],
-            "median": ordered[len(ordered) // 2],
-            "max": ordered[-1],
-        }
+        stats = StartStats(
+            count=len(runs), min=ordered[0], median=ordered[len(ordered) // 2], max=ordered[-1]
+        )
+    spread = (("min", stats.min), ("median", stats.median), ("max", stats.max), ("cv", stats.cv))
     return {
         "chart": _markup(_charts().coldstart_runs(runs)),
-        "stats": [
-            (k, str(stats[k]) if k == "count" else _num(stats[k], 2))
-            for k in ("count", "min", "median", "max", "cv")
-            if stats.get(k) is not None
-        ],
+        "stats": [("count", str(stats.count))]
+        + [(name, _num(value, 2)) for name, value in spread if value is not None],
         "findings": coldstart.verdicts,
     }
 

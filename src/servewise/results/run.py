@@ -39,6 +39,26 @@ class TtftTrend(Result):
     last: float
 
 
+class CacheOutcome(Result):
+    """What the prefix cache did: the share of prompt tokens the workload could have reused, the share
+    the server said it served from cache (``cached_tokens``), and the engine's own hit rate; each None
+    when unknown."""
+
+    theoretical_hit_rate: float | None = None
+    cached_tokens_ratio: float | None = None
+    engine_hit_rate: float | None = None
+
+
+class TurnRow(Result):
+    """TTFT at one turn index of a conversation, with how long the prompt had grown by then."""
+
+    turn: int
+    requests: int
+    ttft_ms_p50: float | None
+    ttft_ms_p95: float | None
+    mean_input_tokens: float | None
+
+
 class Metrics(Result):
     """The glossary's metrics over the steady-state window."""
 
@@ -64,6 +84,9 @@ class Metrics(Result):
     concurrency_mean: float = 0.0
     window_s: float = 0.0
     ttft_trend_ms: TtftTrend | None = None
+    # absent from runs stored before release 0.2, so their JSON reads as it was written
+    cache: CacheOutcome | None = Field(default=None, exclude_if=lambda v: v is None)
+    by_turn: list[TurnRow] | None = Field(default=None, exclude_if=lambda v: v is None)
     rate: float | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def distribution(self, metric: str) -> Distribution:

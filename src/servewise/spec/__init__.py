@@ -9,13 +9,22 @@ from servewise.spec.models import (
     LengthSpec,
     LoadSpec,
     RunSpec,
+    SharedPrefixSpec,
     SloSpec,
     SloTarget,
     SweepSpec,
     TargetSpec,
+    TraceSpec,
     WorkloadSpec,
 )
-from servewise.spec.parse import parse_duration, parse_labels, parse_length, parse_load, parse_slo
+from servewise.spec.parse import (
+    parse_duration,
+    parse_labels,
+    parse_length,
+    parse_load,
+    parse_shared_prefix,
+    parse_slo,
+)
 
 __all__ = [
     "Api",
@@ -23,11 +32,13 @@ __all__ = [
     "LengthSpec",
     "LoadSpec",
     "RunSpec",
+    "SharedPrefixSpec",
     "SloSpec",
     "SloTarget",
     "SpecError",
     "SweepSpec",
     "TargetSpec",
+    "TraceSpec",
     "WorkloadSpec",
     "build_spec",
     "load_spec_file",
@@ -36,5 +47,6 @@ __all__ = [
     "parse_labels",
     "parse_length",
     "parse_load",
+    "parse_shared_prefix",
     "parse_slo",
 ]

@@ -9,7 +9,14 @@ from typing import Any
 from servewise.spec.errors import SpecError
 from servewise.spec.loading import load_spec_file, merge_spec
 from servewise.spec.models import RunSpec
-from servewise.spec.parse import parse_duration, parse_labels, parse_length, parse_load, parse_slo
+from servewise.spec.parse import (
+    parse_duration,
+    parse_labels,
+    parse_length,
+    parse_load,
+    parse_shared_prefix,
+    parse_slo,
+)
 
 
 def build_spec(
@@ -37,6 +44,9 @@ def build_spec(
     timeout: str | None,
     sweep_step: str | None = None,
     sweep_start: float | None = None,
+    shared_prefix: str | None = None,
+    trace: str | None = None,
+    time_scale: float | None = None,
 ) -> RunSpec:
     """Flags laid over the spec file; every value checked once, with the field named on error."""
     file_data: dict[str, Any] = load_spec_file(spec_file) if spec_file else {}
@@ -71,6 +81,17 @@ def build_spec(
         workload["tokenizer"] = tokenizer
     if seed is not None:
         workload["seed"] = seed
+    if shared_prefix is not None:
+        workload["shared_prefix"] = parse_shared_prefix(shared_prefix).model_dump()
+    if time_scale is not None and trace is None and "trace" not in (file_data.get("workload") or {}):
+        raise SpecError("--time-scale replays a trace faster or slower: give --trace FILE with it")
+    if trace is not None:
+        if load is not None:
+            raise SpecError("--trace sets the arrivals itself: give either --trace or --load, not both")
+        workload["trace"] = {"path": trace} | ({"time_scale": time_scale} if time_scale is not None else {})
+        overrides["load"] = {"kind": "trace"}
+        if duration is None and "duration_s" not in file_data:
+            overrides["duration_s"] = None  # the whole trace, unless a duration cuts it
     if workload:
         overrides["workload"] = workload
     if load is not None:

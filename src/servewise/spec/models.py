@@ -91,6 +91,21 @@ class DatasetSpec(_Strict):
     shuffle: bool = True
 
 
+class SharedPrefixSpec(_Strict):
+    """Every conversation (or single-turn prompt) starts with one of ``groups`` shared system prompts."""
+
+    tokens: Annotated[int, Field(ge=1)]
+    groups: Annotated[int, Field(ge=1)] = 1
+
+
+class TraceSpec(_Strict):
+    """Replay a trace's arrivals and lengths (Mooncake JSONL, or plain JSONL/CSV)."""
+
+    path: str
+    time_scale: Annotated[float, Field(gt=0)] = Field(default=1.0, description="2 replays twice as fast")
+    block_size: Annotated[int, Field(ge=1)] = Field(default=512, description="tokens per Mooncake hash id")
+
+
 class WorkloadSpec(_Strict):
     input_tokens: LengthSpec = LengthSpec(kind="fixed", value=256)
     output_tokens: LengthSpec = LengthSpec(kind="fixed", value=128)
@@ -101,12 +116,14 @@ class WorkloadSpec(_Strict):
     )
     seed: int = 42
     system_prompt: str | None = None
+    shared_prefix: SharedPrefixSpec | None = None
+    trace: TraceSpec | None = None
 
 
 class LoadSpec(_Strict):
     """How requests arrive. Open-loop kinds take a rate; closed-loop takes a concurrency."""
 
-    kind: Literal["constant", "poisson", "gamma", "concurrency", "sweep"] = "poisson"
+    kind: Literal["constant", "poisson", "gamma", "concurrency", "sweep", "sessions", "trace"] = "poisson"
     rate: Annotated[float, Field(gt=0)] | None = None
     burstiness: Annotated[float, Field(gt=0)] = Field(
         default=1.0, description="gamma shape: 1 is Poisson, below 1 burstier, above 1 smoother"
@@ -115,9 +132,22 @@ class LoadSpec(_Strict):
     max_concurrency: Annotated[int, Field(ge=1)] | None = Field(
         default=None, description="Cap on requests in flight for open-loop kinds"
     )
+    users: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="sessions: users each holding one conversation at a time (closed)"
+    )
+    turns: LengthSpec | None = Field(default=None, description="sessions: turns per conversation")
+    think_s: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="sessions: pause between an answer's end and the next turn"
+    )
 
     @model_validator(mode="after")
     def _params_match_kind(self) -> LoadSpec:
+        if self.kind == "sessions":
+            if (self.users is None) == (self.rate is None):
+                raise ValueError("sessions load needs users=N (closed) or rate=R (open), not both")
+            if self.turns is None:
+                raise ValueError("sessions load needs turns=T, e.g. sessions:users=8,turns=4,think=2s")
+            return self
         if self.kind in ("constant", "poisson", "gamma") and self.rate is None:
             raise ValueError(f"{self.kind} load needs a rate (requests per second), e.g. {self.kind}:4")
         if self.kind == "concurrency" and self.concurrency is None:
@@ -132,6 +162,12 @@ class LoadSpec(_Strict):
                 return "sweep to the SLO knee"
             case "gamma":
                 return f"gamma {self.rate:g} req/s (burstiness {self.burstiness:g})"
+            case "sessions":
+                who = f"{self.users} users" if self.users else f"{self.rate:g} conversations/s"
+                turns = self.turns.describe() if self.turns else "?"
+                return f"sessions: {who}, {turns} turns, think {self.think_s:g}s"
+            case "trace":
+                return "trace replay"
             case _:
                 return f"{self.kind} {self.rate:g} req/s"
 
@@ -191,8 +227,10 @@ class RunSpec(_Strict):
 
     @model_validator(mode="after")
     def _windows_fit(self) -> RunSpec:
-        if self.duration_s is None and self.requests is None:
+        if self.duration_s is None and self.requests is None and self.load.kind != "trace":
             raise ValueError("give a duration or a number of requests")
+        if self.load.kind == "trace" and self.workload.trace is None:
+            raise ValueError("a trace load needs workload.trace (--trace FILE)")
         if self.duration_s is not None and self.warmup_s + self.cooldown_s >= self.duration_s:
             raise ValueError(
                 f"warm-up ({self.warmup_s:g}s) plus cool-down ({self.cooldown_s:g}s) leave no steady state "

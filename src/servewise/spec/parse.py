@@ -8,7 +8,15 @@ from typing import TypeVar, cast
 from pydantic import BaseModel, ValidationError
 
 from servewise.spec.errors import SpecError, describe_validation_error
-from servewise.spec.models import LengthSpec, LoadSpec, SloMetric, SloSpec, SloStat, SloTarget
+from servewise.spec.models import (
+    LengthSpec,
+    LoadSpec,
+    SharedPrefixSpec,
+    SloMetric,
+    SloSpec,
+    SloStat,
+    SloTarget,
+)
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -100,10 +108,55 @@ def parse_load(text: str) -> LoadSpec:
             return _build(LoadSpec, "load", kind="concurrency", concurrency=int(concurrency))
         case "sweep":
             return _build(LoadSpec, "load", kind="sweep", **extra)
+        case "sessions":
+            return _build(LoadSpec, "load", kind="sessions", **_session_params(params), **extra)
     raise SpecError(
         f"load: unknown kind {kind!r}; use poisson:RATE, constant:RATE, gamma:RATE,BURSTINESS, "
-        "concurrency:N or sweep"
+        "concurrency:N, sessions:users=N,turns=T,think=DURATION (or rate=R) or sweep"
     )
+
+
+def _key_values(text: str, what: str) -> dict[str, str]:
+    """``a=1,b=uniform:2,6,c=2s`` -> ``{a: 1, b: uniform:2,6, c: 2s}``: a part without ``=`` continues the
+    value before it, so a distribution's commas need no quoting."""
+    found: dict[str, str] = {}
+    last = None
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if sep:
+            last = key.strip().lower()
+            found[last] = value.strip()
+        elif last is not None:
+            found[last] += "," + part
+        else:
+            raise SpecError(f"{what}: expected KEY=VALUE, got {part!r}")
+    return found
+
+
+def _session_params(text: str) -> dict[str, object]:
+    values = _key_values(text, "load")
+    unknown = set(values) - {"users", "rate", "turns", "think"}
+    if unknown:
+        raise SpecError(f"load: sessions take users=, rate=, turns= and think=, not {', '.join(sorted(unknown))}")
+    params: dict[str, object] = {"think_s": parse_duration(values.get("think", "0s"))}
+    if "turns" in values:
+        params["turns"] = parse_length(values["turns"], "load: turns")
+    for key in ("users", "rate"):
+        if key in values:
+            (number,) = _numbers(values[key], f"load: {key}", 1)
+            params[key] = int(number) if key == "users" else number
+    return params
+
+
+def parse_shared_prefix(text: str) -> SharedPrefixSpec:
+    """``1000`` | ``1000,groups=4``: every prompt starts with one of ``groups`` shared prefixes of that length."""
+    head, _, rest = text.strip().partition(",")
+    (tokens,) = _numbers(head, "--shared-prefix", 1)
+    values = _key_values(rest, "--shared-prefix") if rest else {}
+    if set(values) - {"groups"}:
+        raise SpecError(f"--shared-prefix: expected TOKENS[,groups=K], got {text!r}")
+    groups = _numbers(values["groups"], "--shared-prefix groups", 1)[0] if "groups" in values else 1
+    return _build(SharedPrefixSpec, "--shared-prefix", tokens=int(tokens), groups=int(groups))
 
 
 def parse_labels(items: list[str], what: str = "--label") -> dict[str, str]:

@@ -2,7 +2,8 @@
 one from a newer servewise is refused, so nothing is written in a shape this release cannot read.
 
 Version 1 (release 0.1.0) kept later commands' notes inside the run's summary JSON; version 2 keeps
-them in ``annotations`` beside it, so the measured result is written once and never rewritten.
+them in ``annotations`` beside it, so the measured result is written once and never rewritten; version 3
+adds each request's cached prompt tokens and its conversation and turn.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from servewise.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # version 1 summary keys that were notes, grouped by the note kind that now holds them
 _V1_NOTES: dict[str, tuple[str, ...]] = {
@@ -51,8 +52,11 @@ def migrate(db: sqlite3.Connection, schema: str, path: Path) -> None:
         return
     with db:
         db.execute("BEGIN IMMEDIATE")
-        if _version(db) == 1:  # another process may have upgraded it while this one waited
+        found = _version(db)  # another process may have upgraded it while this one waited
+        if found == 1:
             _v1_to_v2(db)
+        if found in (1, 2):
+            _v2_to_v3(db)
             _set_version(db)
 
 
@@ -77,6 +81,11 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
         db.execute(
             "UPDATE runs SET summary_json = ?, summary_schema = 2 WHERE id = ?", (json.dumps(summary), run_id)
         )
+
+
+def _v2_to_v3(db: sqlite3.Connection) -> None:
+    for column in ("cached_tokens", "session_id", "turn"):
+        db.execute(f"ALTER TABLE records ADD COLUMN {column} INTEGER")
 
 
 def split_v1_summary(

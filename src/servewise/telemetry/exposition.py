@@ -4,6 +4,31 @@ Every engine names the same facts differently (``vllm:num_requests_waiting``, ``
 ``tgi_queue_size``, ``llamacpp:requests_deferred`` ...). Diagnosis rules are written once against the
 canonical names listed in :mod:`servewise.telemetry`; this module holds the per-engine map and is the only
 place that knows engine spellings. Parsing uses ``prometheus_client``'s maintained parser.
+
+Prefix cache (what the engine reused of the prompts it was sent; read by :mod:`servewise.analysis.cache`):
+
+``prefix_cache_queries_total``
+    counter, tokens: every prompt token the engine looked up in its prefix cache (hit or miss).
+``prefix_cache_hits_total``
+    counter, tokens: the looked-up tokens whose KV came from the cache instead of being computed.
+``prefix_cache_hit_rate``
+    gauge, 0..1: the engine's own recent hit rate, for engines that export no counters; a gauge covers only
+    the engine's latest window, so the counters win wherever both exist.
+
+Where they come from (verified against the named versions): vLLM 0.32.0 (captured:
+``tests/fixtures/telemetry/vllm_metrics_prefix_cache.prom``) ``vllm:prefix_cache_queries_total`` /
+``vllm:prefix_cache_hits_total``, named ``vllm:gpu_prefix_cache_*`` before 0.9.2 (hidden from 0.11,
+removed in 0.12), and the v0 engine's ``vllm:gpu_prefix_cache_hit_rate`` gauge; llama.cpp's llama-server
+0.5.0-dev (captured: ``llamacpp_metrics_prompt_cache.prom``) ``llamacpp:prompt_tokens_cached_total`` (hits)
+beside ``llamacpp:prompt_tokens_total``, which *excludes* cached tokens, so queries are their sum; SGLang
+(``python/sglang/srt/metrics/collector.py``) ``sglang:realtime_tokens_total{mode="prefill_cache"}`` and
+``{mode="prefill_compute"}`` (scheduler side, summed for queries), else ``sglang:cached_tokens_total`` over
+``sglang:prompt_tokens_total`` (whole prompts, counted when a request finishes), and the ``sglang:cache_hit_rate``
+gauge. Labelled counters appear only once they first move (SGLang's hit series with the first hit), which
+:func:`servewise.analysis.cache.engine_hit_rate` reads as zero until then.
+TGI exports nothing about its prefix cache (docs/source/reference/metrics.md). Triton's TensorRT-LLM backend
+exports reused blocks only (``nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="reused"}``), with no
+count of blocks looked up, so no rate can be formed from it: it stays a raw series.
 """
 
 from __future__ import annotations
@@ -31,7 +56,9 @@ class SignalRule:
 
     ``keep`` filters label sets (e.g. only ``request_type="waiting"``); ``scale`` converts units
     (Triton reports microseconds); ``combine`` merges label sets: ``sum`` for counts across models
-    or data-parallel engines, ``max`` for fractions, where the fullest engine is the one that hurts.
+    or data-parallel engines, ``max`` for fractions, where the fullest engine is the one that hurts,
+    ``mean`` for rates, where no one engine stands for the rest. ``also`` names series added to ``source``
+    (llama.cpp counts computed and cached prompt tokens apart); the rule applies only when all are present.
     """
 
     canonical: str
@@ -39,6 +66,7 @@ class SignalRule:
     scale: float = 1.0
     combine: str = "sum"
     keep: Callable[[dict[str, str]], bool] | None = None
+    also: tuple[str, ...] = ()
 
 
 def _api_request(labels: dict[str, str]) -> bool:
@@ -48,6 +76,10 @@ def _api_request(labels: dict[str, str]) -> bool:
 
 def _api_error(labels: dict[str, str]) -> bool:
     return _api_request(labels) and labels.get("status", labels.get("code", ""))[:1] in {"4", "5"}
+
+
+def _sglang_mode(*modes: str) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: labels.get("mode") in modes
 
 
 _HISTOGRAM_PAIRS = ("_sum", "_count")
@@ -72,6 +104,11 @@ ENGINE_RULES: dict[str, list[SignalRule]] = {
             for s in _HISTOGRAM_PAIRS
         ),
         *(SignalRule(f"e2e_seconds{s}", f"vllm:e2e_request_latency_seconds{s}") for s in _HISTOGRAM_PAIRS),
+        SignalRule("prefix_cache_queries_total", "vllm:prefix_cache_queries_total"),
+        SignalRule("prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),  # vLLM < 0.12
+        SignalRule("prefix_cache_hits_total", "vllm:prefix_cache_hits_total"),
+        SignalRule("prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),  # vLLM < 0.12
+        SignalRule("prefix_cache_hit_rate", "vllm:gpu_prefix_cache_hit_rate", combine="mean"),  # v0 engine
     ],
     "sglang": [
         SignalRule("requests_running", "sglang:num_running_reqs"),
@@ -88,6 +125,18 @@ ENGINE_RULES: dict[str, list[SignalRule]] = {
         ),
         *(SignalRule(f"queue_time_seconds{s}", f"sglang:queue_time_seconds{s}") for s in _HISTOGRAM_PAIRS),
         *(SignalRule(f"e2e_seconds{s}", f"sglang:e2e_request_latency_seconds{s}") for s in _HISTOGRAM_PAIRS),
+        SignalRule(
+            "prefix_cache_queries_total",
+            "sglang:realtime_tokens_total",
+            keep=_sglang_mode("prefill_compute", "prefill_cache"),
+        ),
+        # whole prompts, cached tokens included (TokenizerMetricsCollector.observe_one_finished_request)
+        SignalRule("prefix_cache_queries_total", "sglang:prompt_tokens_total"),
+        SignalRule(
+            "prefix_cache_hits_total", "sglang:realtime_tokens_total", keep=_sglang_mode("prefill_cache")
+        ),
+        SignalRule("prefix_cache_hits_total", "sglang:cached_tokens_total"),
+        SignalRule("prefix_cache_hit_rate", "sglang:cache_hit_rate", combine="mean"),
     ],
     "tgi": [
         SignalRule("requests_running", "tgi_batch_current_size"),
@@ -125,6 +174,12 @@ ENGINE_RULES: dict[str, list[SignalRule]] = {
         SignalRule("kv_cache_usage", "llamacpp:kv_cache_usage_ratio", combine="max"),
         SignalRule("prompt_tokens_total", "llamacpp:prompt_tokens_total"),
         SignalRule("generation_tokens_total", "llamacpp:tokens_predicted_total"),
+        SignalRule(
+            "prefix_cache_queries_total",
+            "llamacpp:prompt_tokens_total",
+            also=("llamacpp:prompt_tokens_cached_total",),
+        ),
+        SignalRule("prefix_cache_hits_total", "llamacpp:prompt_tokens_cached_total"),
     ],
     "infinity": [
         SignalRule("requests_running", "http_requests_inprogress"),
@@ -182,11 +237,18 @@ def canonical_signals(series: list[RawSeries], engine: str | None) -> dict[str, 
     for rule in ENGINE_RULES.get(engine, ()):
         if rule.canonical in found:
             continue
-        matches = [
-            s.value for s in by_name.get(rule.source, ()) if rule.keep is None or rule.keep(dict(s.labels))
+        parts = [
+            [s.value for s in by_name.get(name, ()) if rule.keep is None or rule.keep(dict(s.labels))]
+            for name in (rule.source, *rule.also)
         ]
-        if not matches:
+        if not all(parts):
             continue
-        value = max(matches) if rule.combine == "max" else sum(matches)
+        values = [v for part in parts for v in part]
+        if rule.combine == "max":
+            value = max(values)
+        elif rule.combine == "mean":
+            value = sum(values) / len(values)
+        else:
+            value = sum(values)
         found[rule.canonical] = value * rule.scale
     return found

@@ -2,20 +2,28 @@
 
 Lengths and prompt offsets are drawn in blocks of 4096 from generators seeded by (seed, block), so any
 worker process can build request i on its own, in any order, without the parent shipping bodies around.
+With a shared prefix, request i starts with prefix ``i % groups`` (a system message on the chat API).
+A conversation's turns are drawn from (seed, conversation, turn) alone, so any worker can hold any
+conversation; only the assistant's answers come from the live server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from servewise.spec.models import WorkloadSpec
+from servewise.records import RequestRecord
+from servewise.spec.models import LengthSpec, WorkloadSpec
 from servewise.workload.dataset import DatasetEntry, load_dataset
 from servewise.workload.lengths import sample_lengths
 from servewise.workload.prompts import PromptSynthesizer
+from servewise.workload.trace import Trace, load_trace, trace_prompt, trace_segments
 
 BLOCK = 4096
+_PREFIX_OFFSET = 1_000_003  # prefixes are cut far from where per-request text starts, seeded apart
+Segment = tuple[Hashable, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,15 @@ class PlannedRequest:
     max_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One user turn of a conversation: the new message and how long an answer it asks for."""
+
+    text: str
+    tokens: int
+    max_tokens: int
+
+
 class WorkloadPlan:
     """Builds request ``i`` of the run on demand."""
 
@@ -34,12 +51,17 @@ class WorkloadPlan:
         self.workload = workload
         self._dataset: list[DatasetEntry] | None = None
         self._synth: PromptSynthesizer | None = None
+        self.trace: Trace | None = None
         if workload.dataset is not None:
             self._dataset = load_dataset(workload.dataset.path)
         else:
             self._synth = PromptSynthesizer(workload.seed, workload.tokenizer)
+        if workload.trace is not None:
+            spec = workload.trace
+            self.trace = load_trace(spec.path, time_scale=spec.time_scale, block_size=spec.block_size)
         self._block_index = -1
         self._block: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.empty(0), np.empty(0), np.empty(0))
+        self._prefixes: dict[int, str] = {}
 
     @property
     def exact_prompt_lengths(self) -> bool:
@@ -62,7 +84,20 @@ class WorkloadPlan:
             self._block_index = block
         return self._block
 
+    def trace_offsets(self) -> np.ndarray:
+        assert self.trace is not None, "a trace load needs workload.trace"
+        return self.trace.offsets_s
+
     def request(self, index: int) -> PlannedRequest:
+        if self.trace is not None:
+            assert self._synth is not None
+            return PlannedRequest(
+                index=index,
+                prompt=trace_prompt(self._synth, self.trace, index),
+                messages=None,
+                input_tokens=int(self.trace.input_tokens[index]),
+                max_tokens=int(self.trace.output_tokens[index]),
+            )
         inputs, outputs, picks = self._lengths_block(index // BLOCK)
         slot = index % BLOCK
         if self._dataset is not None:
@@ -76,10 +111,82 @@ class WorkloadPlan:
             )
         assert self._synth is not None
         tokens = int(inputs[slot])
+        text = self._synth.prompt(tokens, int(picks[slot]))
+        shared = self.workload.shared_prefix
+        if shared is None:
+            return PlannedRequest(
+                index=index, prompt=text, messages=None, input_tokens=tokens, max_tokens=int(outputs[slot])
+            )
+        group = index % shared.groups
         return PlannedRequest(
             index=index,
-            prompt=self._synth.prompt(tokens, int(picks[slot])),
-            messages=None,
-            input_tokens=tokens,
+            prompt=None,
+            messages=[self.system_message(group), {"role": "user", "content": text}],
+            input_tokens=shared.tokens + tokens,
             max_tokens=int(outputs[slot]),
         )
+
+    def prefix(self, group: int) -> str:
+        """Shared prefix ``group``: the same text in every request (and every worker) that starts with it."""
+        assert self._synth is not None and self.workload.shared_prefix is not None
+        if group not in self._prefixes:
+            tokens = self.workload.shared_prefix.tokens
+            self._prefixes[group] = self._synth.prompt(tokens, _PREFIX_OFFSET + group * (tokens + 1))
+        return self._prefixes[group]
+
+    def system_message(self, group: int) -> dict[str, str]:
+        return {"role": "system", "content": self.prefix(group)}
+
+    def segments(self, index: int) -> list[Segment]:
+        """Request ``index``'s prompt as (key, tokens) parts, for the share a prefix cache could reuse."""
+        if self.trace is not None:
+            return trace_segments(self.trace, index)
+        if self._dataset is not None:
+            return []  # a dataset's prompt lengths are known only to the server
+        own = int(self._lengths_block(index // BLOCK)[0][index % BLOCK])
+        shared = self.workload.shared_prefix
+        if shared is None:
+            return [(("request", index), own)]
+        return [(("prefix", index % shared.groups), shared.tokens), (("request", index), own)]
+
+    def sent_segments(
+        self, records: Iterable[RequestRecord]
+    ) -> Iterator[tuple[list[Segment], list[Segment] | None]]:
+        """Every sent request's prompt as segments, with what its answer left in an engine's cache (a
+        conversation's answer is generated into the cache and carried by the next turn; None elsewhere).
+        Turn k of a conversation is its prefix, turns 1..k-1 with the server's answers (their lengths from
+        the records), then the new message."""
+        conversations: dict[int, list[RequestRecord]] = {}
+        for record in records:
+            if record.session is None or record.turn is None or self.trace is not None:
+                yield self.segments(record.index), None
+            else:
+                conversations.setdefault(record.session, []).append(record)
+        shared = self.workload.shared_prefix
+        for conversation, sent in conversations.items():
+            group = self.conversation_group(conversation)
+            chain: list[Segment] = [] if shared is None or group is None else [(("prefix", group), shared.tokens)]
+            for record in sorted(sent, key=lambda r: r.turn or 0):
+                turn = record.turn or 0
+                prompt = [*chain, (("user", conversation, turn), self.turn(conversation, turn).tokens)]
+                chain = [*prompt, (("answer", conversation, turn), record.output_tokens or 0)]
+                yield prompt, chain if record.ok else None
+
+    # -- conversations ------------------------------------------------------------------------------
+
+    def conversation_turns(self, conversation: int, turns: LengthSpec) -> int:
+        rng = np.random.default_rng([self.workload.seed, 3, conversation])
+        return max(1, int(sample_lengths(turns, 1, rng)[0]))
+
+    def conversation_group(self, conversation: int) -> int | None:
+        shared = self.workload.shared_prefix
+        return None if shared is None else conversation % shared.groups
+
+    def turn(self, conversation: int, turn: int) -> Turn:
+        """The user's message at ``turn`` (1-based) of ``conversation``: seeded, independent of the server."""
+        assert self._synth is not None, "conversations are synthetic (a dataset replays its own)"
+        rng = np.random.default_rng([self.workload.seed, 5, conversation, turn])
+        tokens = int(sample_lengths(self.workload.input_tokens, 1, rng)[0])
+        max_tokens = int(sample_lengths(self.workload.output_tokens, 1, rng)[0])
+        offset = int(rng.integers(0, 2**31 - 1))
+        return Turn(self._synth.prompt(tokens, offset), tokens, max_tokens)
