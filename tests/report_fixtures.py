@@ -12,6 +12,7 @@ from servewise.results import (
     PlanNote,
     PlanRecord,
     ProbeRecord,
+    RunResult,
     StageNote,
     StageRecord,
     StepDiagnosis,
@@ -210,3 +211,37 @@ def store_full_run(store_path: Path, *, simulated: bool = True) -> str:
         probes = [ProbeRecord(name="version", status="pass", evidence=f"/version: {HOSTILE}")]
         store.annotate(run_id, StageNote(stage=stage_record(), probes=probes))
         return run_id
+
+
+def session_result(
+    cache: dict | None = None, turns: int = 3, *, model: str = f"llama-{HOSTILE}", run_id: str = "sessions-1"
+) -> RunResult:
+    """A session run as a 0.2 bench stores it: the prefix cache's rates and TTFT at each turn.
+
+    By default the engine hit 41% of what could have been 72%, and TTFT grows with the history."""
+    by_turn = [
+        {
+            "turn": turn,
+            "requests": 120 - 10 * turn,
+            "ttft_ms_p50": 80.0 + 35.0 * turn,
+            "ttft_ms_p95": 140.0 + 60.0 * turn,
+            "mean_input_tokens": 1000.0 + 850.0 * turn,
+        }
+        for turn in range(1, turns + 1)
+    ]
+    return RunResult.model_validate(
+        {
+            "run_id": run_id,
+            "status": "ok",
+            "target": {"url": "http://127.0.0.1:8000", "model": model, "server": {"engine": HOSTILE}},
+            "load": "sessions: 8 users, 3 turns, think 1s",
+            "metrics": {
+                "ttft_ms": {"count": 330, "p50": 150.0, "p95": 290.0},
+                "requests_ok": 330,
+                "cache": cache
+                if cache is not None
+                else {"theoretical_hit_rate": 0.7234, "cached_tokens_ratio": None, "engine_hit_rate": 0.41},
+                "by_turn": by_turn,
+            },
+        }
+    )

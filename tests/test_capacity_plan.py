@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,10 +22,13 @@ from servewise.capacity import (
     get_model,
     measured_from_run,
     memory_plan,
+    parse_prefix_hit,
     parse_tiers,
     plan,
+    poisson_arrivals,
     simulate,
 )
+from servewise.capacity.calibrate import measured_prefix_hit
 from servewise.capacity.perf import fit_validation
 from servewise.capacity.projection import accuracy_note
 from servewise.cli import plan as plan_cli
@@ -133,7 +137,8 @@ def test_plan_json_has_exactly_the_issue_shape(cli: typer.Typer) -> None:
     )
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
-    assert set(data) == {"tiers", "recommendation"}
+    assert list(data) == ["tiers", "recommendation", "prefix_hit_rate", "prefix_hit_source"]
+    assert data["prefix_hit_rate"] == 0.0 and data["prefix_hit_source"] is None  # a cold cache, as before
     assert [t["gpu"] for t in data["tiers"]] == ["rtx4090", "a100-sxm-80gb", "h100-sxm"]
     assert data["tiers"][2]["num_gpus"] == 2
     for tier in data["tiers"]:
@@ -171,20 +176,25 @@ def test_plan_says_how_far_to_trust_it(cli: typer.Typer) -> None:
     assert accuracy_note(None, multi_gpu=True) is None
 
 
-def _synthetic_run(store_path, factor: float) -> str:
-    """A bench run as `bench` would store it, measured on an rtx4090 whose stack is ``factor`` as fast."""
+def _synthetic_run(store_path, factor: float, *, input_tokens: int = 500, output_tokens: int = 200,
+                   rate: float | None = None, prefix_hit: float = 0.0, cache: dict | None = None) -> str:
+    """A bench run as `bench` would store it, measured on an rtx4090 whose stack is ``factor`` as fast
+    (8 concurrent users, or Poisson arrivals at ``rate``), its engine serving ``prefix_hit`` of every
+    prompt from its prefix cache; ``cache``: the run's ``metrics.cache``."""
     dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
     engine = EngineConfig()
-    kv = memory_plan(dep, 700, engine).kv_capacity_tokens
-    step = StepModel(dep, fitted_efficiency().scaled(factor, "truth"))
-    sim = simulate(step, kv, engine, np.full(400, 500), np.full(400, 200), concurrency=8).summary(0.2)
+    kv = memory_plan(dep, input_tokens + output_tokens, engine).kv_capacity_tokens
+    step = StepModel(dep, fitted_efficiency().scaled(factor, "truth"), prefix_hit)
+    load = {"arrivals": poisson_arrivals(400, rate, 1)} if rate else {"concurrency": 8}
+    ins, outs = np.full(400, input_tokens), np.full(400, output_tokens)
+    sim = simulate(step, kv, engine, ins, outs, **load).summary(0.2)
     spec = RunSpec(
         target=TargetSpec(url="http://127.0.0.1:8000"),
         workload=WorkloadSpec(
-            input_tokens=LengthSpec(kind="fixed", value=500),
-            output_tokens=LengthSpec(kind="fixed", value=200),
+            input_tokens=LengthSpec(kind="fixed", value=input_tokens),
+            output_tokens=LengthSpec(kind="fixed", value=output_tokens),
         ),
-        load=LoadSpec(kind="concurrency", concurrency=8),
+        load=LoadSpec(kind="poisson", rate=rate) if rate else LoadSpec(kind="concurrency", concurrency=8),
     )
     with RunStore(store_path) as store:
         run_id = store.create_run(
@@ -200,14 +210,15 @@ def _synthetic_run(store_path, factor: float) -> str:
             RunResult.model_validate({
                 "run_id": run_id,
                 "status": "ok",
-                "load": "closed loop, 8 concurrent",
+                "load": f"poisson {rate}/s" if rate else "closed loop, 8 concurrent",
                 "metrics": {
                     "tpot_ms": sim["tpot_ms"],
                     "ttft_ms": sim["ttft_ms"],
                     "output_tokens_per_s": sim["output_tokens_per_s"],
-                    "mean_input_tokens": 500,
-                    "mean_output_tokens": 200,
+                    "mean_input_tokens": input_tokens,
+                    "mean_output_tokens": output_tokens,
                     "concurrency_mean": sim["running_mean"],
+                    **({"cache": cache} if cache is not None else {}),
                 },
             }),
         )
@@ -247,3 +258,95 @@ def test_from_run_calibration_recovers_a_known_efficiency(tmp_path, cli: typer.T
     assert tiers["rtx4090"]["tpot_ms_p50"] == pytest.approx(row.export_json()["metrics"]["tpot_ms"]["p50"], rel=0.1)
     missing = CliRunner().invoke(cli, [*args, "--from-run", "nope", "--current-gpu", "rtx4090"])
     assert missing.exit_code == 2 and "no run 'nope'" in missing.output
+
+
+def test_prefix_hit_discounts_prefill_only(cli: typer.Typer) -> None:
+    """Half of every 4,000-token prompt from the cache: TTFT loses half of its prefill share (one user, so
+    TTFT is one prefill step: the fixed step overhead plus the prefill); TPOT and the KV fit stay."""
+    cold, warm = (
+        plan(_request(input_tokens=4000, output_tokens=50, tiers=parse_tiers("h100-sxm:1"), concurrency=1,
+                      prefix_hit=hit), builtin_catalog())
+        for hit in (0.0, 0.5)
+    )
+    (c,), (w,) = cold.tiers, warm.tiers
+    prefill_ms = c.ttft_ms_p50 - 1e3 * fitted_efficiency().step_overhead_s
+    assert c.ttft_ms_p50 - w.ttft_ms_p50 == pytest.approx(0.5 * prefill_ms, rel=0.02)  # 85.2 -> 43.3 ms
+    assert w.tpot_ms_p50 == pytest.approx(c.tpot_ms_p50, rel=0.01)  # decode reads the whole (cached) context
+    assert (w.fits, w.max_concurrency) == (c.fits, c.max_concurrency)  # cached blocks still hold KV
+    assert w.rate_per_replica > c.rate_per_replica  # prefill-heavy: less prefill, more requests per second
+    assert (cold.prefix_hit_rate, warm.prefix_hit_rate) == (0.0, 0.5)
+    args = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:1", "--input-tokens", "4000",
+            "--output-tokens", "50", "--concurrency", "1"]
+    for flag in ("0.5", "50%"):
+        out = CliRunner().invoke(cli, [*args, "--prefix-hit", flag, "--json"])
+        assert out.exit_code == 0, out.output
+        data = json.loads(out.output)
+        assert (data["prefix_hit_rate"], data["prefix_hit_source"]) == (0.5, "flag")
+        assert data["tiers"][0]["ttft_ms_p50"] == pytest.approx(w.ttft_ms_p50, abs=0.01)
+    table = CliRunner().invoke(cli, [*args, "--prefix-hit", "50%"])
+    assert "50% of every prompt's tokens served from cache (--prefix-hit)" in " ".join(table.output.split())
+
+
+@pytest.mark.parametrize("value", ["1.5", "abc", "100%", "-0.1", "nan", "%"])
+def test_bad_prefix_hit_is_one_line(cli: typer.Typer, value: str) -> None:
+    out = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-8b", "--prefix-hit", value])
+    assert out.exit_code == 2
+    assert len(out.output.strip().splitlines()) == 1 and "--prefix-hit" in out.output, out.output
+    assert "Traceback" not in out.output
+    assert parse_prefix_hit("60%") == pytest.approx(0.6) and parse_prefix_hit("0") == 0.0
+
+
+def test_from_run_uses_the_measured_prefix_hit(tmp_path, cli: typer.Typer) -> None:
+    """A run measured with a warm cache (its engine served half of every 2,000-token prompt): `--from-run`
+    takes the engine's counter over the cached-token and theoretical rates, says so, projects with it and
+    calibrates the run's own prefill at it, so the GPU reads as fast as it is; `--prefix-hit` wins."""
+    store_path = tmp_path / "runs.db"
+    cache = {"theoretical_hit_rate": 0.6, "cached_tokens_ratio": 0.45, "engine_hit_rate": 0.5}
+    run_id = _synthetic_run(store_path, 0.6, input_tokens=2000, output_tokens=100, rate=1.0, prefix_hit=0.5,
+                            cache=cache)
+    with RunStore(store_path) as store:
+        row = store.get_run(run_id)
+    measured = measured_from_run(row.measured, row.spec)
+    assert (measured.prefix_hit, measured.prefix_hit_source) == (0.5, "engine")
+    dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
+    warm = calibrate(dep, fitted_efficiency(), EngineConfig(), measured)
+    cold = calibrate(dep, fitted_efficiency(), EngineConfig(), replace(measured, prefix_hit=0.0))
+    assert warm.factor == pytest.approx(0.6, rel=0.02)  # 0.601
+    assert cold.factor > 1.15 * warm.factor  # 0.733: read as a cold cache, the GPU would look 22% faster
+    args = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm", "--input-tokens", "2000",
+            "--output-tokens", "100", "--concurrency", "1", "--store", str(store_path),
+            "--from-run", run_id, "--current-gpu", "rtx4090"]
+    out = CliRunner().invoke(cli, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert (data["prefix_hit_rate"], data["prefix_hit_source"]) == (0.5, "engine")
+    table = " ".join(CliRunner().invoke(cli, args).output.split())
+    assert f"prefix cache: 50% from the engine's own prefix-cache counter, measured on run {run_id}" in table
+    flag = json.loads(CliRunner().invoke(cli, [*args, "--prefix-hit", "0.2", "--json"]).output)
+    assert (flag["prefix_hit_rate"], flag["prefix_hit_source"]) == (0.2, "flag")
+    by_gpu = {t["gpu"]: t for t in flag["tiers"]}
+    assert by_gpu["h100-sxm"]["ttft_ms_p50"] > {t["gpu"]: t for t in data["tiers"]}["h100-sxm"]["ttft_ms_p50"]
+
+
+def test_measured_prefix_hit_falls_back_in_order() -> None:
+    def result(**cache) -> RunResult:
+        return RunResult.model_validate({"run_id": "r", "status": "ok", "load": "x",
+                                         "metrics": {"cache": cache} if cache else {}})
+
+    assert measured_prefix_hit(result(engine_hit_rate=0.4, cached_tokens_ratio=0.3)) == (0.4, "engine")
+    assert measured_prefix_hit(result(cached_tokens_ratio=0.3, theoretical_hit_rate=0.5)) == (0.3, "cached_tokens")
+    assert measured_prefix_hit(result(theoretical_hit_rate=0.5)) == (0.5, "theoretical")
+    assert measured_prefix_hit(result(theoretical_hit_rate=1.0)) == (0.99, "theoretical")  # never all of a prompt
+    assert measured_prefix_hit(result()) == (0.0, None)  # stored before release 0.2: a cold cache
+
+
+def test_from_run_without_a_cache_outcome_projects_cold(tmp_path, cli: typer.Typer) -> None:
+    """A run stored before release 0.2 has no `metrics.cache`: rate 0, no source, and the notes say so."""
+    store_path = tmp_path / "runs.db"
+    run_id = _synthetic_run(store_path, 0.6)
+    args = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm", "--concurrency", "8", "--store",
+            str(store_path), "--from-run", run_id, "--current-gpu", "rtx4090"]
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"]).output)
+    assert (data["prefix_hit_rate"], data["prefix_hit_source"]) == (0.0, None)
+    table = " ".join(CliRunner().invoke(cli, args).output.split())
+    assert f"prefix cache: run {run_id} recorded no prefix hit rate; projected as a cold cache" in table

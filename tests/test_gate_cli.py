@@ -73,12 +73,12 @@ def make_records(
 
 def add_run(
     store: RunStore, records: list[RequestRecord], labels: dict[str, str] | None = None, *,
-    environment: dict | None = None, seed: int = 42,
+    environment: dict | None = None, seed: int = 42, load: dict | None = None,
 ) -> str:  # fmt: skip
     spec = {
         "target": {"url": TARGET["url"]},
         "workload": {"seed": seed},
-        "load": {"kind": "poisson", "rate": 4},
+        "load": load or {"kind": "poisson", "rate": 4},
     }
     run_id = store.create_run(
         kind="bench", spec=spec, labels=labels or {}, tool_version="0.1.0", target=TARGET,
@@ -323,3 +323,14 @@ def test_client_limited_run_makes_the_gate_inconclusive(app, store_path):
     result = invoke(app, store_path, "-b", base, "-c", cand, "--json")
     assert result.exit_code == 3
     assert "client-limited (schedule lag p99 90 ms" in json.loads(result.output)["reason"]
+
+
+def test_runs_of_different_workloads_are_refused_unless_allowed(app, store_path):
+    with RunStore(store_path) as store:
+        base = add_run(store, make_records(1))
+        cand = add_run(store, make_records(2), load={"kind": "sessions", "users": 4, "turns": {"kind": "fixed", "value": 3}})
+    refused = invoke(app, store_path, "-b", base, "-c", cand, "--no-record")
+    assert refused.exit_code == 2 and "different workloads" in refused.output and "load.kind" in refused.output
+    allowed = invoke(app, store_path, "-b", base, "-c", cand, "--no-record", "--allow-different-workload", "--json")
+    assert allowed.exit_code in (0, 1, 3), allowed.output
+    assert "spec_hash" in {d["field"] for d in json.loads(allowed.output)["fingerprint_diff"]}

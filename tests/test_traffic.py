@@ -117,6 +117,44 @@ def test_a_bad_trace_line_stores_nothing(timing_url, store_path, tmp_path):
     assert not store_path.exists() or not RunStore(store_path).list_runs()
 
 
+def test_sharegpt_conversations_replay_whole_with_live_answers(timing_url, store_path, tmp_path):
+    dataset = tmp_path / "chats.jsonl"
+    lines = []
+    for c in range(3):
+        turns = [{"from": "system", "value": "you are terse"}]
+        for t in range(3):
+            turns += [{"from": "human", "value": f"question {c} {t} " + "word " * 8},
+                      {"from": "gpt", "value": "answer " * 4}]  # fmt: skip
+        lines.append(json.dumps({"conversations": turns}))
+    dataset.write_text("\n".join(lines) + "\n")
+    result = bench(
+        timing_url, store_path, "--dataset", str(dataset), "--load", "sessions:users=2,turns=10",
+        "--requests", "18", "--no-telemetry",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    turns = {row["turn"]: row for row in result.json()["metrics"]["by_turn"]}
+    assert set(turns) == {1, 2, 3}  # the file's three turns, whatever turns= allows
+    # system 3 words + 11 per question; each answer is the server's live 5 words (the file's 4, x 1.3)
+    assert [turns[t]["mean_input_tokens"] for t in (1, 2, 3)] == [14, 30, 46]
+
+
+def test_a_reasoning_model_gets_its_time_to_first_answer(timing_url, store_path):
+    result = bench(
+        timing_url, store_path, "--model", "fault:reasoning", "--load", "constant:10", "--requests", "10",
+        "--output-tokens", "8", "--no-telemetry",
+    )  # fmt: skip
+    m = result.json()["metrics"]
+    assert 100 <= m["ttft_ms"]["p50"] < 115  # TTFT keeps its definition: the first content-bearing chunk
+    reasoning = m["reasoning"]
+    assert reasoning["requests"] == 10 and reasoning["mean_reasoning_tokens"] == 3
+    assert 130 <= reasoning["ttfa_ms"]["p50"] < 145  # three reasoning chunks 10 ms apart come first
+
+
+def test_a_model_that_does_not_reason_has_no_reasoning_block(timing_url, store_path):
+    result = bench(timing_url, store_path, "--load", "constant:10", "--requests", "5", "--no-telemetry")
+    assert "reasoning" not in result.json()["metrics"]
+
+
 def test_the_same_seed_sends_the_same_bytes():
     spec = build_spec(
         spec_file=None, target="http://127.0.0.1:9", api=None, model=None, stream=None,

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -110,10 +111,11 @@ class Servewise:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args, self.store = args, workdir / "servewise.db"
         self.env = dict(os.environ)
+        self.cmd = shlex.split(getattr(args, "servewise", None) or str(SERVEWISE))
 
     def _bench(self, url: str, load: list[str], extra: list[str] = ()) -> tuple[dict, float]:
         out = Path(tempfile.mktemp(suffix=".json"))
-        cmd = [*sched_prefix(self.args.sched, 0), str(SERVEWISE), "bench", "--target", url, *load,
+        cmd = [*sched_prefix(self.args.sched, 0), *self.cmd, "bench", "--target", url, *load,
                "--output-tokens", "16", "--input-tokens", "32", "--quiet", "--json", str(out),
                "--store", str(self.store), *extra]  # fmt: skip
         proc, cpu = timed(cmd, self.env)
@@ -433,7 +435,8 @@ def rss_run(args: argparse.Namespace, workdir: Path) -> dict:
     env = dict(os.environ)
     n, rate = args.rss_requests, args.rss_rate
     out = workdir / "rss.json"
-    cmd = [*sched_prefix(args.sched, 0), str(SERVEWISE), "bench", "--target", NGINX_URL, "--load", f"poisson:{rate}",
+    cmd = [*sched_prefix(args.sched, 0), *shlex.split(args.servewise or str(SERVEWISE)), "bench", "--target", NGINX_URL,
+           "--load", f"poisson:{rate}",
            "--requests", str(n), "--duration", f"{n / rate * 2 + 60}s", "--output-tokens", "16",
            "--input-tokens", "32", "--quiet", "--json", str(out), "--store", str(workdir / "rss.db")]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -528,6 +531,9 @@ def main() -> None:
     parser.add_argument("--rss-requests", type=int, default=200_000)
     parser.add_argument("--rss-rate", type=float, default=3000)
     parser.add_argument("--sched", choices=["rt", "nice", "none"], default="rt")
+    parser.add_argument("--servewise", default=None, metavar="CMD",
+                        help="command that runs servewise (default .venv/bin/servewise), e.g. "
+                        "'env PYTHONPATH=/tmp/sw-old/src .venv/bin/python -m servewise' for another checkout")  # fmt: skip
     parser.add_argument("--skip", default="", help="comma list of: rates,closed,ttft,rss")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "loadgen" / "results.json"))
     args = parser.parse_args()

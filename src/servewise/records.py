@@ -61,6 +61,8 @@ class RequestRecord:
     cached_tokens: int | None = None  # the server's usage.prompt_tokens_details.cached_tokens
     session: int | None = None  # the conversation a turn belongs to (session and trace workloads)
     turn: int | None = None  # 1 for a conversation's first request
+    t_answer: float | None = None  # the first answer (not reasoning) chunk's arrival: TTFA's end
+    reasoning_tokens: int | None = None  # from usage, else the reasoning chunks before the answer
 
     @property
     def ok(self) -> bool:
@@ -109,12 +111,14 @@ def record_to_row(record: RequestRecord) -> tuple:
         record.cached_tokens,
         record.session,
         record.turn,
+        record.t_answer,
+        record.reasoning_tokens,
     )
 
 
 def record_from_row(row: tuple) -> RequestRecord:
     (index, t_sched, t_send, t_first, t_end, chunk_times, chunk_tokens, max_tokens, input_tokens, output_tokens,
-     source, status, error, detail, finish, phase, worker, cached, session, turn) = row  # fmt: skip
+     source, status, error, detail, finish, phase, worker, cached, session, turn, t_answer, reasoning) = row  # fmt: skip
     return RequestRecord(
         index=index,
         t_sched=t_sched,
@@ -136,4 +140,6 @@ def record_from_row(row: tuple) -> RequestRecord:
         cached_tokens=cached,
         session=session,
         turn=turn,
+        t_answer=t_answer,
+        reasoning_tokens=reasoning,
     )

@@ -3,7 +3,8 @@
 Timing: the first content chunk is written ``ttft_ms`` after the request is read, then one chunk every
 ``itl_ms``. Query or header ``X-Fault`` (or the model name ``fault:<name>``) picks a fault:
 reset, malformed, http429, http500, http503, hang, bigline, no-done, usage-on-finish, no-usage,
-multi-token, crlf, error-event, close-early, reset-on-turn-2 (resets a conversation's second turn mid-stream).
+multi-token, crlf, error-event, close-early, reset-on-turn-2 (resets a conversation's second turn mid-stream),
+reasoning (the first three tokens are ``reasoning_content``, as a reasoning model streams them).
 Prompt tokens are words over every message; a message-level prefix cache reports
 ``usage.prompt_tokens_details.cached_tokens``: the words of the longest run of leading messages already seen.
 Run: python timing_server.py --port 8123 --ttft-ms 100 --itl-ms 10 [--capacity N] [--tls CERT KEY]
@@ -23,13 +24,14 @@ MODEL = "timing-model"
 
 
 def _chunk(
-    content: str | None, finish: str | None = None, usage: dict | None = None, role: bool = False
+    content: str | None, finish: str | None = None, usage: dict | None = None, role: bool = False,
+    field: str = "content",
 ) -> bytes:
     delta: dict = {}
     if role:
         delta["role"] = "assistant"
     if content is not None:
-        delta["content"] = content
+        delta[field] = content
     event = {
         "id": "cmpl-1",
         "object": "chat.completion.chunk",
@@ -160,7 +162,8 @@ class TimingServer:
             streamed += content
             finish = "length" if last else None
             on_finish = fault == "usage-on-finish" and last
-            data = _chunk(content, finish=finish, usage=usage if on_finish else None)
+            field = "reasoning_content" if fault == "reasoning" and sent <= 3 else "content"
+            data = _chunk(content, finish=finish, usage=usage if on_finish else None, field=field)
             await response.write(data.replace(b"\n", b"\r\n") if fault == "crlf" else data)
             deadline += self.itl
         self.seen.add(hash((*contents, streamed)))

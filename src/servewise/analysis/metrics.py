@@ -22,6 +22,7 @@ from servewise.results import (
     CacheOutcome,
     Distribution,
     Metrics,
+    ReasoningOutcome,
     SloOutcome,
     SloTargetOutcome,
     TtftTrend,
@@ -48,6 +49,11 @@ def distribution(values: np.ndarray | Iterable[float]) -> dict[str, float | int 
 
 def ttft_ms(record: RequestRecord) -> float | None:
     return None if record.t_first is None else (record.t_first - record.t_send) * 1000
+
+
+def ttfa_ms(record: RequestRecord) -> float | None:
+    """Time to the first answer token: a reasoning model's TTFT counts its reasoning chunks too."""
+    return None if record.t_answer is None else (record.t_answer - record.t_send) * 1000
 
 
 def e2e_ms(record: RequestRecord) -> float | None:
@@ -196,6 +202,8 @@ class MetricsAccumulator:
         self.cached_of_input = 0  # input tokens of the requests that reported cached_tokens
         self.cache_reported = 0
         self._turns: dict[int, tuple[array, list[int]]] = {}
+        self._ttfa = array("d")
+        self.reasoning_tokens = 0
 
     def add(self, record: RequestRecord) -> None:
         if record.t_send:
@@ -237,6 +245,10 @@ class MetricsAccumulator:
             self.cache_reported += 1
             self.cached_tokens += record.cached_tokens
             self.cached_of_input += record.input_tokens
+        if record.reasoning_tokens:
+            self.reasoning_tokens += record.reasoning_tokens
+            if record.t_answer is not None:
+                self._ttfa.append((record.t_answer - record.t_send) * 1000)
         if record.turn is not None:
             ttfts, inputs = self._turns.setdefault(record.turn, (array("d"), [0, 0]))
             if (value := ttft_ms(record)) is not None:
@@ -267,6 +279,14 @@ class MetricsAccumulator:
     def cached_tokens_ratio(self) -> float | None:
         """Prompt tokens the server said it served from its cache, over the prompt tokens of those requests."""
         return self.cached_tokens / self.cached_of_input if self.cache_reported else None
+
+    def reasoning(self) -> ReasoningOutcome | None:
+        """Only for a model that reasoned: every other run keeps TTFT alone."""
+        if not self.reasoning_tokens:
+            return None
+        ttfa = Distribution.model_validate(distribution(np.frombuffer(self._ttfa, dtype=np.float64)))
+        return ReasoningOutcome(requests=ttfa.count, ttfa_ms=ttfa,
+                                mean_reasoning_tokens=self.reasoning_tokens / max(ttfa.count, 1))  # fmt: skip
 
     def by_turn(self) -> list[TurnRow]:
         rows = []
@@ -312,6 +332,7 @@ class MetricsAccumulator:
             ttft_trend_ms=self.ttft_trend(),
             cache=cache,
             by_turn=self.by_turn() if cache is not None else None,
+            reasoning=self.reasoning(),
         )
 
     def ttft_trend(self) -> TtftTrend | None:

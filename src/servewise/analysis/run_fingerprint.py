@@ -75,6 +75,19 @@ def run_fingerprint(
     return flat
 
 
+def workload_shape(spec: Mapping[str, Any]) -> dict[str, str]:
+    """What decides the traffic a run sent, flat: the workload (lengths, shared prefixes, sessions, trace,
+    dataset) and the load (kind, rate, concurrency, users, turns, think time), the API and streaming.
+    The seed is left out: another seed draws other requests of the same shape."""
+    flat: dict[str, str] = {}
+    workload = {k: v for k, v in (spec.get("workload") or {}).items() if k != "seed"}
+    _flatten("workload", workload, flat)
+    _flatten("load", dict(spec.get("load") or {}), flat)
+    target = spec.get("target") or {}
+    _flatten("target", {k: target.get(k) for k in ("api", "stream")}, flat)
+    return flat
+
+
 def diff_fingerprints(
     baseline: Mapping[str, str], candidate: Mapping[str, str]
 ) -> list[FingerprintDifference]:

@@ -25,6 +25,7 @@ from servewise.capacity.planner import (
     SloLimit,
     TierResult,
     TierSpec,
+    parse_prefix_hit,
     parse_tiers,
     plan,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "kv_bytes_per_token",
     "measured_from_run",
     "memory_plan",
+    "parse_prefix_hit",
     "parse_prices",
     "parse_tiers",
     "plan",

@@ -4,13 +4,17 @@ One factor scales every efficiency (bandwidth, compute, overheads inverse): the 
 far this team's engine, drivers and settings sit from the published fit. The factor is chosen so the
 simulator, fed the run's workload and load, reproduces the run's median TPOT (decode speed, the
 quantity a GPU tier changes most directly); without TPOT, its output tokens/s.
+
+A run measured with a warm prefix cache prefilled only the uncached share of its prompts; the simulator
+replays it with the same discount (the run's measured hit rate), so a warm cache does not read as a GPU
+that is faster at prefill than it is.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,6 +23,11 @@ from servewise.capacity.memory import Deployment, EngineConfig, memory_plan
 from servewise.capacity.perf import Efficiency, StepModel
 from servewise.capacity.simulator import poisson_arrivals, simulate
 from servewise.results import RunResult
+
+MeasuredHitSource = Literal["engine", "cached_tokens", "theoretical"]
+PrefixHitSource = Literal["flag", MeasuredHitSource]
+#: A measured rate is capped here: an engine always computes at least a prompt's last token.
+MAX_MEASURED_PREFIX_HIT = 0.99
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,28 @@ class MeasuredRun:
     output_tokens_per_s: float | None
     concurrency: float | None = None
     rate: float | None = None
+    #: the share of prompt tokens the run's engine served from its prefix cache, and which measurement
+    #: said so (None: the run recorded none, read as a cold cache)
+    prefix_hit: float = 0.0
+    prefix_hit_source: MeasuredHitSource | None = None
+
+
+def measured_prefix_hit(result: RunResult) -> tuple[float, MeasuredHitSource | None]:
+    """The run's prefix-cache hit rate: the engine's own counter first, then the share of prompt tokens
+    the server reported as cached, then what the workload could have reused; (0, None) when the run
+    recorded none (every run stored before release 0.2)."""
+    cache = result.metrics.cache
+    if cache is None:
+        return 0.0, None
+    candidates: tuple[tuple[float | None, MeasuredHitSource], ...] = (
+        (cache.engine_hit_rate, "engine"),
+        (cache.cached_tokens_ratio, "cached_tokens"),
+        (cache.theoretical_hit_rate, "theoretical"),
+    )
+    for value, source in candidates:
+        if value is not None and math.isfinite(value):
+            return min(max(value, 0.0), MAX_MEASURED_PREFIX_HIT), source
+    return 0.0, None
 
 
 def _length_mean(length: dict[str, Any] | None) -> float | None:
@@ -64,8 +95,9 @@ def measured_from_run(result: RunResult | None, spec: dict[str, Any]) -> Measure
         concurrency = load.get("concurrency") or concurrency
     if rate is None and not concurrency:
         raise CapacityError("the run records neither its concurrency nor its request rate")
+    hit, source = measured_prefix_hit(result)
     return MeasuredRun(float(inputs), float(outputs), tpot, metrics.output_tokens_per_s,
-                       float(concurrency) if concurrency else None, float(rate) if rate else None)
+                       float(concurrency) if concurrency else None, float(rate) if rate else None, hit, source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +119,7 @@ def _predict(dep: Deployment, eff: Efficiency, engine: EngineConfig, run: Measur
     ins = np.full(requests, round(run.input_tokens))
     outs = np.full(requests, max(2, round(run.output_tokens)))
     kv = memory_plan(dep, int(ins[0] + outs[0]), engine).kv_capacity_tokens
-    step = StepModel(dep, eff)
+    step = StepModel(dep, eff, run.prefix_hit)  # the run's own prefill, discounted by its own cache
     if run.rate is not None:
         result = simulate(step, kv, engine, ins, outs, arrivals=poisson_arrivals(requests, run.rate, 1))
     else:

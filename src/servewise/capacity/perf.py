@@ -9,6 +9,11 @@ data-sheet bandwidth with public priors for the achievable bus bandwidth and per
 (``hardware.yaml`` ``interconnects``). The only fitted numbers are the achievable fractions of memory
 bandwidth and of dense compute (16-bit and fp8), the overheads and one engine cost per all-reduce step:
 few, physical, so they carry over to GPUs and models they were not fitted on.
+
+A prefix-cache hit rate ``h`` (``servewise plan --prefix-hit``) is the share of every prompt's tokens the
+engine finds in its cache instead of computing: the step model, the one place prefill tokens become time,
+charges prefill for the other ``1 - h`` only (matmuls, attention and KV writes). Memory is not discounted:
+the cached blocks still sit in the KV cache beside each sequence (``memory.py`` is unaware of ``h``).
 """
 
 from __future__ import annotations
@@ -74,12 +79,18 @@ def fit_validation() -> dict[str, Any] | None:
 
 
 class StepModel:
-    """Time of one engine step for a deployment; constants are folded once so a step costs a few flops."""
+    """Time of one engine step for a deployment; constants are folded once so a step costs a few flops.
 
-    def __init__(self, dep: Deployment, eff: Efficiency) -> None:
+    ``prefix_hit``: the share of prefill tokens served from the prefix cache (0 <= h < 1), so not computed."""
+
+    def __init__(self, dep: Deployment, eff: Efficiency, prefix_hit: float = 0.0) -> None:
+        if not 0.0 <= prefix_hit < 1.0:
+            raise ValueError(f"prefix_hit must be in [0, 1), got {prefix_hit}")
         model, gpu, n = dep.model, dep.gpu, dep.num_gpus
         self.deployment = dep
         self.efficiency = eff
+        self.prefix_hit = prefix_hit
+        self._computed = 1.0 - prefix_hit
         fp8_tflops = gpu.fp8_tflops if dep.uses_fp8_compute else None  # uses_fp8_compute: it is not None
         peak = (fp8_tflops if fp8_tflops is not None else gpu.bf16_tflops) * 1e12 * n
         frac = eff.fp8_compute if dep.uses_fp8_compute else eff.compute
@@ -114,10 +125,20 @@ class StepModel:
         touched = 1.0 - self._expert_miss ** max(tokens, 1.0)
         return self._dense_weight_s + self._expert_weight_s * touched
 
+    def _uncached(self, prefill_tokens: float, prefill_attention_pairs: float) -> tuple[float, float]:
+        """The prefill work left once the prefix cache served its share: ``prefix_hit`` of every prompt's
+        tokens is not run through the model, so neither its matmuls, its attention nor its KV writes are
+        paid. Spread evenly over the prompt: exact for the matmuls (nearly all of prefill); for a cached
+        *leading* prefix the attention of the computed tokens over it is slightly understated."""
+        return prefill_tokens * self._computed, prefill_attention_pairs * self._computed
+
     def step_time(self, prefill_tokens: float, decode_seqs: float, decode_context: float,
                   prefill_attention_pairs: float = 0.0, prefill_seqs: float = 0.0) -> float:
         """Seconds for a step with these prefill tokens and decoding sequences (``decode_context``: the
-        sum of their context lengths; ``prefill_attention_pairs``: sum of chunk·(start + chunk/2))."""
+        sum of their context lengths; ``prefill_attention_pairs``: sum of chunk·(start + chunk/2)). The
+        prefill arguments are the prompt tokens scheduled, cached or not; the prefix cache's share is
+        taken off here."""
+        prefill_tokens, prefill_attention_pairs = self._uncached(prefill_tokens, prefill_attention_pairs)
         tokens = prefill_tokens + decode_seqs
         matmul = max(tokens * self._s_per_token_matmul, self.weight_read_s(tokens))
         attention = max((decode_context + prefill_attention_pairs) * self._s_per_attn_pair,
@@ -128,6 +149,7 @@ class StepModel:
     def bound(self, prefill_tokens: float, decode_seqs: float, decode_context: float,
               prefill_attention_pairs: float = 0.0) -> str:
         """Which roofline side dominates this step: ``compute`` or ``memory-bandwidth``."""
+        prefill_tokens, prefill_attention_pairs = self._uncached(prefill_tokens, prefill_attention_pairs)
         tokens = prefill_tokens + decode_seqs
         compute = tokens * self._s_per_token_matmul + (decode_context + prefill_attention_pairs) * self._s_per_attn_pair
         memory = self.weight_read_s(tokens) + (decode_context + prefill_tokens) * self._s_per_kv_token

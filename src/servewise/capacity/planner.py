@@ -61,6 +61,9 @@ class PlanRequest:
     engine: EngineConfig = field(default_factory=EngineConfig)
     current_gpu: str | None = None
     seed: int = 0
+    #: Share of every prompt's tokens served from the prefix cache: prefill compute (and TTFT) is discounted
+    #: by it in the step model; KV memory per sequence is not (cached blocks still occupy the cache).
+    prefix_hit: float = 0.0
 
     def __post_init__(self) -> None:
         given = [x for x in (self.concurrency, self.rate, self.demand) if x is not None]
@@ -70,6 +73,8 @@ class PlanRequest:
             raise CapacityError("input and output tokens must be at least 1")
         if any(x <= 0 for x in given):
             raise CapacityError("concurrency, rate and demand must be positive")
+        if not 0.0 <= self.prefix_hit < 1.0:  # NaN fails too
+            raise CapacityError(f"the prefix hit rate must be 0 <= x < 1, got {self.prefix_hit:g}")
 
 
 @dataclass(slots=True)
@@ -118,9 +123,13 @@ class PlanResult:
     recommendation: str
     efficiency: Efficiency
     notes: list[str] = field(default_factory=list)
+    prefix_hit_rate: float = 0.0
+    #: where the rate came from: "flag", "engine", "cached_tokens", "theoretical"; None: none given (cold)
+    prefix_hit_source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"tiers": [t.to_json() for t in self.tiers], "recommendation": self.recommendation}
+        return {"tiers": [t.to_json() for t in self.tiers], "recommendation": self.recommendation,
+                "prefix_hit_rate": round(self.prefix_hit_rate, 4), "prefix_hit_source": self.prefix_hit_source}
 
 
 def parse_tiers(text: str) -> tuple[TierSpec, ...]:
@@ -134,6 +143,19 @@ def parse_tiers(text: str) -> tuple[TierSpec, ...]:
     if not tiers:
         raise CapacityError("--gpus: name at least one GPU, e.g. rtx4090,h100-sxm:2")
     return tuple(tiers)
+
+
+def parse_prefix_hit(text: str) -> float:
+    """``0.6`` or ``60%`` -> 0.6; anything outside 0 <= x < 1 is refused."""
+    value = text.strip()
+    percent = value.endswith("%")
+    try:
+        number = float(value[:-1] if percent else value) / (100.0 if percent else 1.0)
+    except ValueError:
+        number = math.nan
+    if not 0.0 <= number < 1.0:  # NaN fails too
+        raise CapacityError(f"--prefix-hit: expected 0 <= x < 1 or a percentage like 60%, got {text!r}")
+    return number
 
 
 def _workload_sizes(req: PlanRequest, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +243,7 @@ def plan_tier(req: PlanRequest, gpu: Gpu, num_gpus: int | None) -> TierResult:
     price = gpu.price_per_hour * n if gpu.price_per_hour is not None else None
     if not mem.fits:
         return TierResult(gpu.name, n, False, mem.reason, price_per_hour=price)
-    step = StepModel(dep, req.efficiency)
+    step = StepModel(dep, req.efficiency, req.prefix_hit)
     full = steady_state(step, mem.kv_capacity_tokens, req.engine, req.input_tokens, req.output_tokens)
     result = TierResult(gpu.name, n, True, mem.reason, max_concurrency=mem.max_concurrency,
                         bound=_bound(step, full, mem, req))
@@ -320,4 +342,4 @@ def plan(req: PlanRequest, catalog: GpuCatalog) -> PlanResult:
         priced = [(t.cost_per_million_output_tokens, t) for t in options
                   if t.cost_per_million_output_tokens is not None]
         tiers.append(min(priced, key=lambda p: p[0])[1] if priced else options[0])
-    return PlanResult(tiers, _recommend(req, tiers), req.efficiency)
+    return PlanResult(tiers, _recommend(req, tiers), req.efficiency, prefix_hit_rate=req.prefix_hit)

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from servewise.capacity.calibrate import calibrate, measured_from_run
+from servewise.capacity.calibrate import (
+    MeasuredHitSource,
+    MeasuredRun,
+    PrefixHitSource,
+    calibrate,
+    measured_from_run,
+)
 from servewise.capacity.errors import CapacityError, unknown_name
 from servewise.capacity.hardware import builtin_catalog, parse_prices
 from servewise.capacity.memory import Deployment, EngineConfig, default_kv_precision, smallest_fitting_tp
@@ -54,8 +60,13 @@ def project(
     engine: EngineConfig | None = None,
     measured: tuple[RunResult | None, dict[str, Any], str] | None = None,
     current_gpu: str | None = None,
+    prefix_hit: float | None = None,
 ) -> PlanResult:
-    """Plan the tiers; with ``measured`` = (result, spec, run id) calibrate on that run first."""
+    """Plan the tiers; with ``measured`` = (result, spec, run id) calibrate on that run first.
+
+    ``prefix_hit``: the share of every prompt served from the prefix cache (prefill is discounted by it);
+    None: 0, or with ``measured`` the run's own measured rate. The calibration always replays the run at
+    the rate it was measured at."""
     engine = engine or EngineConfig()
     catalog = builtin_catalog()
     if hardware_file:
@@ -74,6 +85,10 @@ def project(
         catalog.get(tier.gpu)
     efficiency = fitted_efficiency()
     notes: list[str | None] = [f"efficiency: {efficiency.source}"]  # accuracy_note may be None
+    hit = prefix_hit if prefix_hit is not None else 0.0
+    source: PrefixHitSource | None = "flag" if prefix_hit is not None else None
+    run: MeasuredRun | None = None
+    run_id: str | None = None
     if measured is not None:
         if not current_gpu:
             raise CapacityError("calibrating on a run needs --current-gpu (the GPU the run was measured on)")
@@ -85,6 +100,8 @@ def project(
         calibration = calibrate(Deployment(arch, gpu, n, weights, kv), efficiency, engine, run)
         efficiency = calibration.efficiency
         notes = [f"run {run_id}: {calibration.describe()}"]
+        if prefix_hit is None:
+            hit, source = run.prefix_hit, run.prefix_hit_source
         if all(catalog.get(t.gpu).name != gpu.name for t in tiers):
             tiers = (TierSpec(gpu.name, n), *tiers)
     request = PlanRequest(
@@ -101,12 +118,42 @@ def project(
         efficiency=efficiency,
         engine=engine,
         current_gpu=catalog.get(current_gpu).name if current_gpu else None,
+        prefix_hit=hit,
     )
     result = plan(request, catalog)
+    result.prefix_hit_source = source
     if measured is None:
         notes.append(accuracy_note(fit_validation(), any(t.fits and t.num_gpus > 1 for t in result.tiers)))
+    notes.append(_prefix_note(hit, prefix_hit is not None, run, run_id))
     result.notes.extend(note for note in notes if note)
     return result
+
+
+_SOURCE_WORDS: dict[MeasuredHitSource, str] = {
+    "engine": "the engine's own prefix-cache counter",
+    "cached_tokens": "the server's cached-token ratio (usage.prompt_tokens_details.cached_tokens)",
+    "theoretical": "the workload's theoretical hit rate (no engine or server count)",
+}
+
+
+def _prefix_note(hit: float, flag: bool, run: MeasuredRun | None, run_id: str | None) -> str | None:
+    """Which prefix hit rate the projection used, where it came from, and what it discounts; None when
+    neither --prefix-hit nor a run gave one (a cold cache, as before)."""
+    effect = "prefill and TTFT discounted by it; KV memory per sequence is not (cached blocks stay in the cache)"
+    given = f"prefix cache: {hit:.0%} of every prompt's tokens served from cache (--prefix-hit); {effect}"
+    if run is None:
+        return given if flag else None
+    if run.prefix_hit_source is None:
+        cold = f"run {run_id} recorded no prefix hit rate"
+        return (f"{given}; {cold}, so it was calibrated as a cold cache" if flag
+                else f"prefix cache: {cold}; projected as a cold cache (give --prefix-hit for a warm one)")
+    measured = f"{run.prefix_hit:.0%} from {_SOURCE_WORDS[run.prefix_hit_source]}"
+    replay = f"the calibration replayed the run's own prefill at its measured {run.prefix_hit:.0%}"
+    if flag:
+        return f"{given} instead of run {run_id}'s measured {measured}; {replay}"
+    if not hit:
+        return f"prefix cache: {measured}, measured on run {run_id}; projected as a cold cache"
+    return f"prefix cache: {measured}, measured on run {run_id}; {effect}, and {replay}"
 
 
 def accuracy_note(validation: dict[str, Any] | None, multi_gpu: bool) -> str | None:

@@ -53,6 +53,13 @@ def gate(
     serve: Annotated[
         bool, typer.Option("--serve", help="Serve verdicts over HTTP for Argo's web provider")
     ] = False,
+    allow_different_workload: Annotated[
+        bool,
+        typer.Option(
+            "--allow-different-workload",
+            help="Compare runs whose traffic differs (lengths, prefixes, sessions, trace, load); refused by default",
+        ),
+    ] = False,
     host: Annotated[str, typer.Option(help="--serve address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="--serve port")] = 8080,
 ) -> None:
@@ -61,7 +68,8 @@ def gate(
     slo_spec = build_slo(slo)
     if serve:
         defaults = {"baseline": baseline, "candidate": candidate, "max_regression": max_regression, "slo": slo,
-                    "confidence": confidence, "record": record}  # fmt: skip
+                    "confidence": confidence, "record": record,
+                    "allow_different_workload": allow_different_workload}  # fmt: skip
         server = make_server(store_path, defaults, host, port)
         Console(stderr=True).print(
             f"servewise gate serving on http://{host}:{server.server_address[1]}/gate", markup=False
@@ -75,7 +83,10 @@ def gate(
         return
     if not baseline:
         raise UsageError("--baseline is required (RUN | label:KEY=VALUE | latest-pass)")
-    request = GateRequest(baseline=baseline, candidate=candidate, policy=policy, slo=slo_spec, record=record)
+    request = GateRequest(
+        baseline=baseline, candidate=candidate, policy=policy, slo=slo_spec, record=record,
+        allow_different_workload=allow_different_workload,
+    )  # fmt: skip
     with RunStore(store_path) as store:
         report = run_gate(store, request)
     if json_output:

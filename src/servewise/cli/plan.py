@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from servewise.capacity import DEFAULT_TIERS, EngineConfig
+from servewise.capacity import DEFAULT_TIERS, EngineConfig, parse_prefix_hit
 from servewise.capacity.projection import slo_limits
 from servewise.cli.options import StoreOption
 from servewise.flows.plan import plan_tiers
@@ -47,6 +47,16 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="YAML/JSON with extra `gpus:` and `prices:`")
         ] = None,
         from_run: Annotated[str | None, typer.Option(help="Calibrate on this stored bench run")] = None,
+        prefix_hit: Annotated[
+            str | None,
+            typer.Option(
+                metavar="FRACTION",
+                help="Share of every prompt's tokens served from the prefix cache, 0 <= x < 1 (0.6 or 60%): "
+                "prefill compute and TTFT are discounted by it; KV memory per sequence is not (cached blocks "
+                "still occupy the KV cache). Default 0, or with --from-run the run's measured rate (engine "
+                "counter, else cached tokens, else the workload's theoretical rate); given, it wins",
+            ),
+        ] = None,
         current_gpu: Annotated[
             str | None, typer.Option(help="The GPU the run (or today's service) is on")
         ] = None,
@@ -57,6 +67,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     ) -> None:
         """Project GPU tiers for a model and workload: fit, throughput, latency, replicas and cost."""
+        hit = parse_prefix_hit(prefix_hit) if prefix_hit is not None else None
         result = plan_tiers(
             from_run=from_run,
             store_path=store,
@@ -78,6 +89,7 @@ def register(app: typer.Typer) -> None:
                 gpu_memory_utilization=gpu_memory_utilization,
             ),
             current_gpu=current_gpu,
+            prefix_hit=hit,
         )
         if as_json:
             typer.echo(json.dumps(result.to_json(), indent=2))

@@ -274,7 +274,6 @@ class _Conversation:
 
     id: int
     turns: int
-    group: int | None
     user: int | None  # the closed-loop user holding it (None: an open-loop arrival)
     history: list[dict[str, str]] = field(default_factory=list)
     sent: int = 0
@@ -300,10 +299,7 @@ class _Sessions:
 
     def _open(self, conversation_id: int, user: int | None) -> None:
         plan = self.w.plan
-        conversation = _Conversation(
-            conversation_id, plan.conversation_turns(conversation_id, self.turns),
-            plan.conversation_group(conversation_id), user,
-        )  # fmt: skip
+        conversation = _Conversation(conversation_id, plan.conversation_turns(conversation_id, self.turns), user)
         self.active += 1
         self._send(conversation, perf_counter())
 
@@ -329,8 +325,7 @@ class _Sessions:
             return
         conversation.sent += 1
         turn = w.plan.turn(conversation.id, conversation.sent)
-        messages = [w.plan.system_message(conversation.group)] if conversation.group is not None else []
-        messages += [*conversation.history, {"role": "user", "content": turn.text}]
+        messages = [*w.plan.opening(conversation.id), *conversation.history, {"role": "user", "content": turn.text}]
         planned = PlannedRequest(index=index, prompt=None, messages=messages, input_tokens=None,
                                  max_tokens=turn.max_tokens)  # fmt: skip
         record = w.record(index, t_sched, turn.max_tokens)

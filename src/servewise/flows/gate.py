@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from servewise.analysis.gate import ALL_CHECKS, GatePolicy, RunSamples, evaluate_gate, run_samples
-from servewise.analysis.run_fingerprint import diff_fingerprints, run_fingerprint
+from servewise.analysis.run_fingerprint import diff_fingerprints, run_fingerprint, workload_shape
 from servewise.errors import ServewiseError, UsageError
 from servewise.flows.refs import passed_gate, resolve_run
 from servewise.results import CheckRow, FingerprintDiff, GateMark, GateReport, RunPointer
@@ -33,6 +33,7 @@ class GateRequest:
     policy: GatePolicy = field(default_factory=GatePolicy)
     slo: SloSpec | None = None
     record: bool = True
+    allow_different_workload: bool = False
 
 
 def parse_max_regression(text: str | None) -> dict[str, float]:
@@ -99,6 +100,14 @@ def run_gate(store: RunStore, request: GateRequest) -> GateReport:
     baseline = resolve_run(store, request.baseline, exclude=candidate.id)
     if baseline.id == candidate.id:
         raise UsageError(f"baseline and candidate are the same run {candidate.id}")
+    shape = diff_fingerprints(workload_shape(baseline.spec), workload_shape(candidate.spec))
+    if shape and not request.allow_different_workload:
+        named = "; ".join(f"{d.field} {d.baseline} vs {d.candidate}" for d in shape[:4])
+        more = f" and {len(shape) - 4} more" if len(shape) > 4 else ""
+        raise UsageError(
+            f"baseline {baseline.id} and candidate {candidate.id} sent different workloads ({named}{more}): "
+            "gate like with like, or pass --allow-different-workload"
+        )
     result = evaluate_gate(_samples(store, baseline), _samples(store, candidate), request.policy, request.slo)
     report = GateReport(
         verdict=result.verdict,
@@ -147,6 +156,8 @@ def make_server(
                     policy=build_policy(params.get("max_regression"), float(params.get("confidence", 0.95)), 0),
                     slo=build_slo(params.get("slo")),
                     record=defaults.get("record", True),
+                    allow_different_workload=str(params.get("allow_different_workload", "")).lower()
+                    in ("1", "true", "yes"),
                 )
                 with RunStore(store_path) as store:
                     report = run_gate(store, request)

@@ -20,6 +20,7 @@ from servewise.spec.models import Api, TargetSpec
 from servewise.workload.plan import PlannedRequest
 
 _CONTENT = re.compile(rb'"(?:content|text|reasoning_content|reasoning)"\s*:\s*"(?!")')
+_ANSWER = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')  # not reasoning: a reasoning model's answer
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"(\w+)"')
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _CHARS_PER_TOKEN = 4.0
@@ -56,6 +57,8 @@ class StreamReader(ResponseReader):
         "chunk_times",
         "chunk_tokens",
         "finish_reason",
+        "reasoning_chunks",
+        "t_answer",
     )
 
     def __init__(self, collect_text: bool = False) -> None:
@@ -68,6 +71,8 @@ class StreamReader(ResponseReader):
         self.chunk_times: list[float] = []
         self.chunk_tokens: list[int] | None = None
         self.finish_reason: str | None = None
+        self.t_answer: float | None = None
+        self.reasoning_chunks = 0
 
     def feed(self, data: bytes, now: float) -> None:
         if self.error is not None:
@@ -110,6 +115,11 @@ class StreamReader(ResponseReader):
             self.finish_reason = match.group(1).decode() if match else self.finish_reason
         if content:
             self.chunk_times.append(now)
+            if self.t_answer is None:  # one extra search per request for a model that does not reason
+                if _ANSWER.search(payload):
+                    self.t_answer = now
+                else:
+                    self.reasoning_chunks += 1
 
     def _decode(self, payload: bytes, content: bool) -> None:
         try:
@@ -162,9 +172,12 @@ class StreamReader(ResponseReader):
         record.chunk_times = self.chunk_times
         record.t_first = self.chunk_times[0] if self.chunk_times else None
         record.finish_reason = self.finish_reason
+        record.t_answer = self.t_answer
         if self.chunk_tokens is not None and len(self.chunk_tokens) == len(self.chunk_times):
             record.chunk_tokens = self.chunk_tokens
         _apply_usage(record, self._usage, len(self.chunk_times), self._texts)
+        if record.reasoning_tokens is None and self.reasoning_chunks:
+            record.reasoning_tokens = self.reasoning_chunks
 
 
 class BodyReader(ResponseReader):
@@ -198,7 +211,7 @@ class BodyReader(ResponseReader):
         if not isinstance(body, dict):
             record.error, record.error_detail = ErrorClass.PROTOCOL, "response is not a JSON object"
             return
-        record.t_first = self._first
+        record.t_first = record.t_answer = self._first
         record.chunk_times = [self._first] if self._first is not None else []
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
         if self._api is Api.EMBEDDINGS:
@@ -234,6 +247,9 @@ def _apply_usage(
     details = usage.get("prompt_tokens_details") if usage else None
     if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
         record.cached_tokens = details["cached_tokens"]
+    completion = usage.get("completion_tokens_details") if usage else None
+    if isinstance(completion, dict) and isinstance(completion.get("reasoning_tokens"), int):
+        record.reasoning_tokens = completion["reasoning_tokens"] or None
     if usage and isinstance(usage.get("completion_tokens"), int):
         record.output_tokens = usage["completion_tokens"]
         record.output_tokens_source = TokenSource.USAGE

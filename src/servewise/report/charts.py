@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from servewise.records import Sample
-from servewise.results import SloTargetOutcome, SweepStep, TierRecord
+from servewise.results import SloTargetOutcome, SweepStep, TierRecord, TurnRow
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -77,14 +77,7 @@ def latency_vs_load(
             for color, stat in zip(PALETTE, ("p50", "p95", "p99"), strict=False):
                 values = [_finite(s.metrics.distribution(metric).stat(stat)) for s in steps]
                 if any(v is not None for v in values):
-                    ax.plot(
-                        rates,
-                        [math.nan if v is None else v for v in values],
-                        "o-",
-                        color=color,
-                        label=f"{title} {stat}",
-                        markersize=4,
-                    )
+                    _line(ax, rates, values, color, f"{title} {stat}")
             for target in slo_targets:
                 if target.key.startswith(metric + "_"):
                     ax.axhline(
@@ -110,6 +103,27 @@ def latency_vs_load(
             ax.set_ylabel("ms")
             ax.legend(fontsize=7, loc="upper left")
         return _svg(fig)
+
+
+def _line(
+    ax: Any,
+    xs: Sequence[float],
+    values: Sequence[float | None],
+    color: str,
+    label: str,
+    style: str = "o-",
+    **kw: Any,
+) -> None:
+    """One marked series; an unmeasured point is a gap in the line, not a zero."""
+    ax.plot(
+        xs,
+        [math.nan if v is None else v for v in values],
+        style,
+        color=color,
+        label=label,
+        markersize=4,
+        **kw,
+    )
 
 
 def _finite(value: float | None) -> float | None:
@@ -141,6 +155,37 @@ def distributions(ttft_ms: Sequence[float], tpot_ms: Sequence[float]) -> str | N
             ax.set_title(f"{name}, {len(values)} requests")
             ax.set_ylabel("requests")
             ax.legend(fontsize=7)
+        return _svg(fig)
+
+
+def ttft_by_turn(rows: Sequence[TurnRow]) -> str | None:
+    """TTFT p50 and p95 at each turn of a conversation, the prompt length it had grown to on a second axis:
+    a prefix cache that works keeps TTFT flat while the prompt grows."""
+    rows = sorted(rows, key=lambda r: r.turn)
+    if len(rows) < 2:
+        return None
+    turns = [r.turn for r in rows]
+    with _figure(8.5, 3.0) as (fig, axes):
+        ax = axes[0, 0]
+        for color, stat in zip(PALETTE, ("p50", "p95"), strict=False):
+            _line(ax, turns, [_finite(getattr(r, f"ttft_ms_{stat}")) for r in rows], color, f"TTFT {stat}")
+        ax.set_xlabel("turn")
+        ax.set_ylabel("TTFT (ms)")
+        ax.set_xticks(turns)
+        ax.set_ylim(bottom=0)
+        prompt = [_finite(r.mean_input_tokens) for r in rows]
+        lines, labels = ax.get_legend_handles_labels()
+        if any(v is not None for v in prompt):
+            tokens = ax.twinx()
+            tokens.grid(False)
+            tokens.spines["right"].set_visible(True)
+            _line(tokens, turns, prompt, PALETTE[5], "mean prompt tokens", "s--", linewidth=1)
+            tokens.set_ylabel("prompt tokens")
+            tokens.set_ylim(bottom=0)
+            more_lines, more_labels = tokens.get_legend_handles_labels()
+            lines, labels = lines + more_lines, labels + more_labels
+        ax.legend(lines, labels, fontsize=7, loc="upper left")
+        ax.set_title("TTFT by conversation turn")
         return _svg(fig)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from servewise.analysis.metrics import e2e_ms, itl_gaps_ms, tpot_ms, ttft_ms
+from servewise.analysis.metrics import e2e_ms, itl_gaps_ms, tpot_ms, ttfa_ms, ttft_ms
 from servewise.format import number
 from servewise.records import RequestRecord
 from servewise.store import RunRow
@@ -21,7 +21,7 @@ from servewise.store import RunRow
 CSV_COLUMNS = (
     "index", "worker", "phase", "t_sched", "t_send", "ttft_ms", "tpot_ms", "e2e_ms", "itl_mean_ms", "status",
     "error", "error_detail", "max_tokens", "input_tokens", "output_tokens", "output_tokens_source", "finish_reason",
-    "session_id", "turn", "cached_tokens",
+    "session_id", "turn", "cached_tokens", "ttfa_ms", "reasoning_tokens",
 )  # fmt: skip
 
 
@@ -55,6 +55,7 @@ def write_csv(records: Iterable[RequestRecord], out: TextIO) -> None:
             r.error.value if r.error else "", r.error_detail, r.max_tokens or "", r.input_tokens or "",
             r.output_tokens if r.output_tokens is not None else "", r.output_tokens_source.value,
             r.finish_reason or "", _blank(r.session), _blank(r.turn), _blank(r.cached_tokens),
+            _ms(ttfa_ms(r)), _blank(r.reasoning_tokens),
         ])  # fmt: skip
 
 
@@ -73,7 +74,8 @@ def write_run_json(run: RunRow, records: Iterable[RequestRecord], out: TextIO) -
                    "max_tokens": r.max_tokens, "input_tokens": r.input_tokens,
                    "output_tokens": r.output_tokens, "output_tokens_source": r.output_tokens_source.value,
                    "finish_reason": r.finish_reason, "chunk_times": r.chunk_times, "session_id": r.session,
-                   "turn": r.turn, "cached_tokens": r.cached_tokens}, out)  # fmt: skip
+                   "turn": r.turn, "cached_tokens": r.cached_tokens, "t_answer": r.t_answer,
+                   "reasoning_tokens": r.reasoning_tokens}, out)  # fmt: skip
     out.write("\n]}\n")
 
 

@@ -18,7 +18,7 @@ import jinja2
 from markupsafe import Markup
 
 from servewise.analysis.metrics import request_latencies
-from servewise.format import money, number
+from servewise.format import money, number, percent
 from servewise.records import Sample
 from servewise.results import (
     ChecklistRecord,
@@ -31,6 +31,7 @@ from servewise.results import (
     StartStats,
     SweepResult,
     SweepStep,
+    TurnRow,
 )
 from servewise.store import RunRow, RunStore
 
@@ -199,6 +200,55 @@ def _throughput(result: RunResult | None) -> list[tuple[str, str]]:
     ]
 
 
+# (field, label, what it means): the workload's bound first, then what the server and the engine say
+_CACHE_RATES = (
+    ("theoretical_hit_rate", "theoretical", "the share of prompt tokens the workload could have reused"),
+    ("cached_tokens_ratio", "served from cache", "the share the server said it served from its cache"),
+    ("engine_hit_rate", "engine", "the hit rate the engine's own prefix-cache counters report"),
+)
+_CACHE_GAP = 0.10  # an engine this far below what could be reused evicted or missed it
+
+
+def _known(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _cache_view(result: RunResult | None) -> dict[str, Any] | None:
+    """The prefix-cache rates, or None for a run that shows nothing to say (unknown, or a cache-cold zero)."""
+    cache = result.metrics.cache if result else None
+    if cache is None or not cache.any_reuse:  # every rate unknown or zero: a cache-cold run
+        return None
+    rates = {name: _known(getattr(cache, name)) for name, _, _ in _CACHE_RATES}
+    theoretical, engine = rates["theoretical_hit_rate"], rates["engine_hit_rate"]
+    gap = theoretical - engine if theoretical is not None and engine is not None else None
+    return {
+        "rates": [
+            (label, "unknown" if rates[name] is None else percent(rates[name] or 0.0, 1), meaning)
+            for name, label, meaning in _CACHE_RATES
+        ],
+        "gap": (
+            f"The engine's hit rate is {gap * 100:.0f} points below the theoretical one: "
+            "the cache evicted or missed what it could have reused."
+            if gap is not None and gap > _CACHE_GAP
+            else None
+        ),
+    }
+
+
+def _turns_view(result: RunResult | None) -> dict[str, Any] | None:
+    """TTFT by conversation turn, for a run of two turns or more; single-turn runs show nothing."""
+    rows: list[TurnRow] = sorted(result.metrics.by_turn or [], key=lambda r: r.turn) if result else []
+    if len(rows) < 2:
+        return None
+    return {"rows": rows, "chart": _markup(_charts().ttft_by_turn(rows))}
+
+
+def _from_knee(result: RunResult | None) -> str | None:
+    """A sweep's top-level metrics are its knee step's: the sections drawn from them say so."""
+    knee = _knee(result)
+    return f"From the knee step ({knee:g} req/s)." if knee else None
+
+
 def _coldstart_view(coldstart: ColdstartResult | None) -> dict[str, Any] | None:
     """A coldstart result (as `servewise coldstart` stores it): per-start chart, spread, verdicts."""
     if coldstart is None:
@@ -308,6 +358,9 @@ def render_report(bundle: ReportBundle) -> str:
             card=_summary_card(bundle),
             metric_rows=_metric_rows(result),
             throughput=_throughput(result),
+            cache=_cache_view(result),
+            turns=_turns_view(result),
+            from_knee=_from_knee(result),
             slo_targets=slo_targets,
             sweep=sweep,
             knee=knee,

@@ -10,7 +10,8 @@ from rich.text import Text
 
 from servewise.engine.progress import LiveStats
 from servewise.format import ms as _ms
-from servewise.results import Metrics, RunResult
+from servewise.format import number, percent
+from servewise.results import CacheOutcome, Metrics, RunResult, TurnRow
 
 STATUS_STYLE = {
     "ok": "bold green",
@@ -78,6 +79,29 @@ def throughput_table(result: RunResult) -> Table:
     return table
 
 
+def cache_line(cache: CacheOutcome) -> Text:
+    def rate(value: float | None) -> str:
+        return "unknown" if value is None else percent(value)
+
+    return Text.assemble(
+        ("prefix cache: ", "dim"),
+        f"the workload could reuse {rate(cache.theoretical_hit_rate)} of prompt tokens; the server served "
+        f"{rate(cache.cached_tokens_ratio)} from cache; the engine's hit rate {rate(cache.engine_hit_rate)}",
+    )
+
+
+def turns_table(rows: list[TurnRow]) -> Table:
+    table = Table(title="TTFT by turn (ms)", title_justify="left", expand=False)
+    for column in ("turn", "requests", "p50", "p95", "prompt tokens"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            str(row.turn), f"{row.requests:,}", _ms(row.ttft_ms_p50), _ms(row.ttft_ms_p95),
+            number(row.mean_input_tokens, ",.0f"),
+        )  # fmt: skip
+    return table
+
+
 def summary_view(result: RunResult) -> Group:
     """Everything a person needs to read after a run, in the order they ask for it."""
     parts: list[Any] = []
@@ -98,6 +122,10 @@ def summary_view(result: RunResult) -> Group:
     m = result.metrics
     parts.append(latency_table(m))
     parts.append(throughput_table(result))
+    if m.cache is not None and m.cache.any_reuse:
+        parts.append(cache_line(m.cache))
+    if m.by_turn and len(m.by_turn) > 1:
+        parts.append(turns_table(m.by_turn))
     if m.errors_by_class:
         errors = Table(title="Errors", title_justify="left", expand=False)
         errors.add_column("class")

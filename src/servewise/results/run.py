@@ -48,6 +48,11 @@ class CacheOutcome(Result):
     cached_tokens_ratio: float | None = None
     engine_hit_rate: float | None = None
 
+    @property
+    def any_reuse(self) -> bool:
+        """Anything to say: the workload could reuse a prefix, or the server or engine says it did."""
+        return any(rate for rate in (self.theoretical_hit_rate, self.cached_tokens_ratio, self.engine_hit_rate))
+
 
 class TurnRow(Result):
     """TTFT at one turn index of a conversation, with how long the prompt had grown by then."""
@@ -57,6 +62,15 @@ class TurnRow(Result):
     ttft_ms_p50: float | None
     ttft_ms_p95: float | None
     mean_input_tokens: float | None
+
+
+class ReasoningOutcome(Result):
+    """A reasoning model's requests: time to the first answer token (TTFT counts its reasoning too) and
+    the reasoning tokens before the answer."""
+
+    requests: int
+    ttfa_ms: Distribution
+    mean_reasoning_tokens: float | None
 
 
 class Metrics(Result):
@@ -87,6 +101,7 @@ class Metrics(Result):
     # absent from runs stored before release 0.2, so their JSON reads as it was written
     cache: CacheOutcome | None = Field(default=None, exclude_if=lambda v: v is None)
     by_turn: list[TurnRow] | None = Field(default=None, exclude_if=lambda v: v is None)
+    reasoning: ReasoningOutcome | None = Field(default=None, exclude_if=lambda v: v is None)
     rate: float | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def distribution(self, metric: str) -> Distribution:

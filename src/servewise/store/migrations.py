@@ -3,7 +3,8 @@ one from a newer servewise is refused, so nothing is written in a shape this rel
 
 Version 1 (release 0.1.0) kept later commands' notes inside the run's summary JSON; version 2 keeps
 them in ``annotations`` beside it, so the measured result is written once and never rewritten; version 3
-adds each request's cached prompt tokens and its conversation and turn.
+adds each request's cached prompt tokens, its conversation and turn, and a reasoning model's first
+answer time and reasoning tokens.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
 
 
 def _v2_to_v3(db: sqlite3.Connection) -> None:
-    for column in ("cached_tokens", "session_id", "turn"):
-        db.execute(f"ALTER TABLE records ADD COLUMN {column} INTEGER")
+    for column, kind in (("cached_tokens", "INTEGER"), ("session_id", "INTEGER"), ("turn", "INTEGER"),
+                         ("t_answer", "REAL"), ("reasoning_tokens", "INTEGER")):  # fmt: skip
+        db.execute(f"ALTER TABLE records ADD COLUMN {column} {kind}")
 
 
 def split_v1_summary(

@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS records (
     cached_tokens INTEGER,
     session_id INTEGER,
     turn INTEGER,
+    t_answer REAL,
+    reasoning_tokens INTEGER,
     PRIMARY KEY (run_id, idx)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -313,14 +315,15 @@ class RunStore:
             (run_id, index, worker, phase, t_sched, t_send, t_first, t_end, status, error, (detail or "")[:500] or None,
              max_tokens, input_tokens, output_tokens, source, finish,
              _pack_floats(chunk_times, t_send) if chunk_times else None,
-             array("i", chunk_tokens).tobytes() if chunk_tokens else None, cached, session, turn)
+             array("i", chunk_tokens).tobytes() if chunk_tokens else None, cached, session, turn, t_answer, reasoning)
             for (index, t_sched, t_send, t_first, t_end, chunk_times, chunk_tokens, max_tokens, input_tokens,
-                 output_tokens, source, status, error, detail, finish, phase, worker, cached, session, turn) in rows
+                 output_tokens, source, status, error, detail, finish, phase, worker, cached, session, turn,
+                 t_answer, reasoning) in rows
         ]  # fmt: skip
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 stored,
             )
         return len(stored)
@@ -328,12 +331,13 @@ class RunStore:
     def iter_records(self, run_id: str) -> Iterator[RequestRecord]:
         cursor = self._db.execute(
             "SELECT idx, worker, phase, t_sched, t_send, t_first, t_end, status, error, error_detail, max_tokens, input_tokens,"
-            " output_tokens, tokens_source, finish_reason, chunk_offsets, chunk_tokens, cached_tokens, session_id, turn"
+            " output_tokens, tokens_source, finish_reason, chunk_offsets, chunk_tokens, cached_tokens, session_id, turn,"
+            " t_answer, reasoning_tokens"
             " FROM records WHERE run_id = ? ORDER BY idx",
             (run_id,),
         )
         for (idx, worker, phase, t_sched, t_send, t_first, t_end, status, error, detail, max_tokens, tin, tout,
-             source, finish, offsets, tokens, cached, session, turn) in cursor:  # fmt: skip
+             source, finish, offsets, tokens, cached, session, turn, t_answer, reasoning) in cursor:  # fmt: skip
             yield RequestRecord(
                 index=idx,
                 worker=worker,
@@ -355,6 +359,8 @@ class RunStore:
                 cached_tokens=cached,
                 session=session,
                 turn=turn,
+                t_answer=t_answer,
+                reasoning_tokens=reasoning,
             )
 
     def count_records(self, run_id: str) -> int:

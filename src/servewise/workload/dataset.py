@@ -1,7 +1,9 @@
 """JSONL datasets: one request per line, ``prompt`` or ``messages``, optionally ``output_tokens``.
 
 ShareGPT-style lines (``conversations`` with ``from``/``value``) are read too: the first human turn is
-the prompt and the first model turn's length (in words) is the output length.
+the prompt and the first model turn's length (in words) is the output length. Replayed as sessions, a
+ShareGPT or ``messages`` line is a whole conversation: every user turn in order (a system message first,
+when there is one), each answer's length taken from the file's reply and its text from the live server.
 """
 
 from __future__ import annotations
@@ -18,6 +20,27 @@ class DatasetEntry:
     prompt: str | None
     messages: list[dict[str, str]] | None
     output_tokens: int | None
+    user_turns: tuple[str, ...] = ()  # the conversation's user messages, for session replay
+    answer_tokens: tuple[int | None, ...] = ()  # the length (in words x 1.3) of the file's reply to each
+    system: str | None = None
+
+
+def _words_as_tokens(text: object) -> int | None:
+    return max(1, round(len(text.split()) * 1.3)) if isinstance(text, str) else None
+
+
+def _conversation(turns: list[tuple[str, object]]) -> tuple[tuple[str, ...], tuple[int | None, ...], str | None]:
+    """(role, text) pairs -> user turns, the length of the reply to each, and the system message."""
+    system = next((str(t) for role, t in turns if role == "system" and isinstance(t, str)), None)
+    users: list[str] = []
+    answers: list[int | None] = []
+    for role, text in turns:
+        if role == "user" and isinstance(text, str):
+            users.append(text)
+            answers.append(None)
+        elif role == "assistant" and answers and answers[-1] is None:
+            answers[-1] = _words_as_tokens(text)
+    return tuple(users), tuple(answers), system
 
 
 def _entry(line: dict, where: str) -> DatasetEntry:
@@ -25,16 +48,22 @@ def _entry(line: dict, where: str) -> DatasetEntry:
     if output is not None and (not isinstance(output, int) or output < 1):
         raise SpecError(f"{where}: output_tokens must be a positive integer")
     if isinstance(line.get("prompt"), str):
-        return DatasetEntry(prompt=line["prompt"], messages=None, output_tokens=output)
+        return DatasetEntry(prompt=line["prompt"], messages=None, output_tokens=output, user_turns=(line["prompt"],))
     if isinstance(line.get("messages"), list) and line["messages"]:
-        return DatasetEntry(prompt=None, messages=line["messages"], output_tokens=output)
+        messages = line["messages"]
+        pairs = [(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict)]
+        users, answers, system = _conversation(pairs)
+        return DatasetEntry(prompt=None, messages=messages, output_tokens=output, user_turns=users,
+                            answer_tokens=answers, system=system)  # fmt: skip
     if isinstance(line.get("conversations"), list):
         turns = line["conversations"]
-        human = next((t.get("value") for t in turns if t.get("from") in ("human", "user")), None)
-        model = next((t.get("value") for t in turns if t.get("from") in ("gpt", "assistant")), None)
-        if isinstance(human, str):
-            guess = output or (max(1, round(len(model.split()) * 1.3)) if isinstance(model, str) else None)
-            return DatasetEntry(prompt=human, messages=None, output_tokens=guess)
+        roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+        pairs = [(roles.get(str(t.get("from")), ""), t.get("value")) for t in turns if isinstance(t, dict)]
+        users, answers, system = _conversation(pairs)
+        if users:
+            guess = output or (answers[0] if answers else None)
+            return DatasetEntry(prompt=users[0], messages=None, output_tokens=guess, user_turns=users,
+                                answer_tokens=answers, system=system)  # fmt: skip
     raise SpecError(f"{where}: a line needs a 'prompt' string, a 'messages' list or ShareGPT 'conversations'")
 
 

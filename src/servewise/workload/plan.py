@@ -162,31 +162,58 @@ class WorkloadPlan:
                 yield self.segments(record.index), None
             else:
                 conversations.setdefault(record.session, []).append(record)
-        shared = self.workload.shared_prefix
         for conversation, sent in conversations.items():
-            group = self.conversation_group(conversation)
-            chain: list[Segment] = [] if shared is None or group is None else [(("prefix", group), shared.tokens)]
+            chain = self._opening_segments(conversation)
             for record in sorted(sent, key=lambda r: r.turn or 0):
                 turn = record.turn or 0
                 prompt = [*chain, (("user", conversation, turn), self.turn(conversation, turn).tokens)]
                 chain = [*prompt, (("answer", conversation, turn), record.output_tokens or 0)]
                 yield prompt, chain if record.ok else None
 
+    def _opening_segments(self, conversation: int) -> list[Segment]:
+        shared = self.workload.shared_prefix
+        entry = self._conversation_entry(conversation)
+        if entry is not None:
+            return [(("system", entry.system), len(entry.system.split()))] if entry.system else []
+        group = self.conversation_group(conversation)
+        return [] if shared is None or group is None else [(("prefix", group), shared.tokens)]
+
     # -- conversations ------------------------------------------------------------------------------
 
+    def _conversation_entry(self, conversation: int) -> DatasetEntry | None:
+        """A dataset's conversation ``c`` is its line ``c`` (wrapping), so every worker replays the same one."""
+        return self._dataset[conversation % len(self._dataset)] if self._dataset else None
+
     def conversation_turns(self, conversation: int, turns: LengthSpec) -> int:
+        """Drawn from ``turns``; a dataset's conversation has its own turns, which ``turns`` caps."""
         rng = np.random.default_rng([self.workload.seed, 3, conversation])
-        return max(1, int(sample_lengths(turns, 1, rng)[0]))
+        drawn = max(1, int(sample_lengths(turns, 1, rng)[0]))
+        entry = self._conversation_entry(conversation)
+        return drawn if entry is None else max(1, min(drawn, len(entry.user_turns)))
 
     def conversation_group(self, conversation: int) -> int | None:
         shared = self.workload.shared_prefix
         return None if shared is None else conversation % shared.groups
 
+    def opening(self, conversation: int) -> list[dict[str, str]]:
+        """The messages a conversation starts with: its shared prefix, or a dataset line's system message."""
+        entry = self._conversation_entry(conversation)
+        if entry is not None:
+            return [{"role": "system", "content": entry.system}] if entry.system else []
+        group = self.conversation_group(conversation)
+        return [] if group is None else [self.system_message(group)]
+
     def turn(self, conversation: int, turn: int) -> Turn:
-        """The user's message at ``turn`` (1-based) of ``conversation``: seeded, independent of the server."""
-        assert self._synth is not None, "conversations are synthetic (a dataset replays its own)"
+        """The user's message at ``turn`` (1-based) of ``conversation``: seeded (or the dataset's own),
+        independent of the server."""
         rng = np.random.default_rng([self.workload.seed, 5, conversation, turn])
-        tokens = int(sample_lengths(self.workload.input_tokens, 1, rng)[0])
         max_tokens = int(sample_lengths(self.workload.output_tokens, 1, rng)[0])
+        entry = self._conversation_entry(conversation)
+        if entry is not None:
+            text = entry.user_turns[min(turn, len(entry.user_turns)) - 1]
+            answer = entry.answer_tokens[turn - 1] if turn <= len(entry.answer_tokens) else None
+            return Turn(text, max(1, len(text.split())), answer or max_tokens)
+        assert self._synth is not None
+        tokens = int(sample_lengths(self.workload.input_tokens, 1, rng)[0])
         offset = int(rng.integers(0, 2**31 - 1))
         return Turn(self._synth.prompt(tokens, offset), tokens, max_tokens)
