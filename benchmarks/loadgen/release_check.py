@@ -4,8 +4,9 @@ Three parts, each against run.py's nginx (static 16-token SSE body, CPU 1), clie
 SCHED_FIFO 10 (``--sched``):
 
 * ``single``: two servewise commands (``--old CMD``, ``--new CMD``) at the same Poisson rates, interleaved
-  old, new, old, new ... (``--pairs`` pairs per rate), each step run.py's ``Servewise.rate_step`` (10 s,
-  the RESULTS criterion: achieved within 5%, no errors, schedule lag p99 <= 10 ms). Medians per rate.
+  old, new, old, new ... (``--pairs`` pairs per rate; ``--order new,old`` swaps), each step run.py's
+  ``Servewise.rate_step`` (10 s, the RESULTS criterion: achieved within 5%, no errors, schedule lag
+  p99 <= 10 ms). Medians per rate.
 * ``sessions``: the new command with ``--load sessions:...`` (``--no-telemetry -q --json -``): closed
   (``users=N``) runs report achieved req/s and schedule lag per turn (from the run's store: t_send - t_sched
   of steady records); open (``rate=R``, 4R req/s offered with 4 turns) runs go through run.py's
@@ -60,7 +61,7 @@ def single(args: argparse.Namespace, workdir: Path) -> dict:
     steps: dict[str, dict[str, list[dict]]] = {str(r): {"old": [], "new": []} for r in rates}
     for rate in rates:
         for pair in range(args.pairs):
-            for name in ("old", "new"):
+            for name in args.order.split(","):
                 step = clients[name].rate_step(rate, args.step_s)
                 step["at"] = time.strftime("%H:%M:%S", time.gmtime())
                 step["loadavg"] = os.getloadavg()[0]
@@ -263,6 +264,7 @@ def main() -> None:
     parser.add_argument("--new", default=NEW, help=f"command running the new servewise (default {NEW})")
     parser.add_argument("--rates", default="3000,3250", help="single: Poisson req/s")
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--order", default="old,new", help="single: order within a pair (new,old to swap)")
     parser.add_argument("--step-s", type=float, default=10)
     parser.add_argument("--users", default="64", help="sessions: closed-loop user counts")
     parser.add_argument("--turns", type=int, default=4)
