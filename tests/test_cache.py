@@ -151,3 +151,13 @@ def test_streams_from_a_generator_and_rejects_negative_lengths():
     assert theoretical_hit_rate(prompts) == pytest.approx((9 * 1024 - 512 - 3 * 512) / (9 * 1024))
     with pytest.raises(ValueError, match="-1 tokens"):
         theoretical_hit_rate([[("a", -1)]])
+
+
+def test_a_segment_keyed_none_is_counted_but_never_remembered():
+    from servewise.analysis.cache import PrefixReuse
+
+    tree = PrefixReuse()
+    for _ in range(1000):
+        tree.add([("system", 10), (None, 5)])
+    assert tree.hit_rate == (999 * 10) / (1000 * 15)
+    assert len(tree._seen) == 1  # the thousand single-use tails cost nothing

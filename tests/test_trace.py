@@ -193,7 +193,7 @@ def test_segments_key_each_block_by_its_chain_and_the_tail_uniquely(tmp_path):
     a, b, c = (trace_segments(trace, i) for i in range(3))
     assert [n for _, n in a] == [4, 4, 4, 2] and [n for _, n in c] == [4, 4]
     assert a[:2] == b[:2] and a[2] != b[2]
-    assert a[3][0] != b[3][0]  # the uncovered tails are each request's own
+    assert a[3][0] is None and b[3][0] is None  # the uncovered tails are each request's own: never shared
     assert c[1][0] != a[1][0]  # id 2 after 9 is not id 2 after 1: a prefix cache would miss it
     plain = load_trace(write(tmp_path, "p.csv", "timestamp,input_tokens,output_tokens\n0,30,1\n"))
     assert [n for _, n in trace_segments(plain, 0)] == [30]

@@ -72,7 +72,9 @@ class PrefixReuse:
     """An unbounded prefix tree of prompt segments, fed one prompt at a time.
 
     A prompt is its segments in order, each ``(key, tokens)``: a key names the segment's content (a shared
-    system prompt, a conversation's history so far, one of a trace's block hash ids). A segment is reusable
+    system prompt, a conversation's history so far, one of a trace's block hash ids); the key ``None`` marks
+    content no other prompt shares (a request's own text), counted but never remembered, so a million
+    single-use tails cost no memory. A segment is reusable
     when the whole chain of keys up to and including it was seen in an earlier prompt, which is what an
     engine's block-hashed prefix cache would find if it never evicted: the same block after a different
     prefix is a different block. Keys are as coarse as the caller makes them; to count the way an engine
@@ -96,10 +98,14 @@ class PrefixReuse:
         seen = self._seen
         chain = 0
         reused = total = 0
+        unique = False  # after a segment keyed None nothing can be reused, so nothing is remembered
         for key, tokens in prompt:
             if tokens < 0:
                 raise ValueError(f"a prompt segment cannot have {tokens} tokens")
             total += tokens
+            unique = unique or key is None
+            if unique:
+                continue
             chain = hash((chain, key))
             if chain in seen:
                 reused += tokens

@@ -146,8 +146,8 @@ class WorkloadPlan:
         own = int(self._lengths_block(index // BLOCK)[0][index % BLOCK])
         shared = self.workload.shared_prefix
         if shared is None:
-            return [(("request", index), own)]
-        return [(("prefix", index % shared.groups), shared.tokens), (("request", index), own)]
+            return [(None, own)]  # a request's own text: no other request shares it
+        return [(("prefix", index % shared.groups), shared.tokens), (None, own)]
 
     def sent_segments(
         self, records: Iterable[RequestRecord]

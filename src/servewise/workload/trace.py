@@ -384,5 +384,5 @@ def trace_segments(trace: Trace, i: int) -> list[tuple[Hashable, int]]:
         segments.append((key, n))
     tail = _uncovered(trace, i)
     if tail > 0:
-        segments.append((("unique", i), tail))
+        segments.append((None, tail))  # shared by no other request: counted, never remembered
     return segments
