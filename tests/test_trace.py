@@ -361,14 +361,15 @@ def test_trace_help_gives_both_formats_with_an_example_line(app):
 # --- memory ----------------------------------------------------------------------------------------------
 
 CHILD = """
-import resource, sys
+import sys
 from servewise.workload.prompts import PromptSynthesizer
 from servewise.workload.trace import load_trace, trace_prompt
 trace = load_trace(sys.argv[1])
 assert len(trace) == 1_000_000, len(trace)
 synth = PromptSynthesizer(seed=1)
 assert len(trace_prompt(synth, trace, 999_999).split(" ")) == int(trace.input_tokens[999_999])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kB on Linux
+# VmHWM is this address space's peak (kB); ru_maxrss would also count the parent's pages before exec
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
