@@ -166,10 +166,6 @@ class RunResult(Result):
     diagnosis: DiagnosisResult | None = Field(default=None, exclude_if=lambda v: v is None)
     early_stop: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
-    @property
-    def target_url(self) -> str:
-        return str(self.target.get("url") or "")
-
 
 class SweepStep(Result):
     rate: float
