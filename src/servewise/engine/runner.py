@@ -302,10 +302,11 @@ async def execute_run(
             await session.stop()
         accumulator.add_all(store.iter_records(run_id))
         effective = spec.model_copy(update={"load": load, "duration_s": duration})
+        samples = store.samples(run_id)  # read once: the cache's engine rate and the diagnosis both need them
         cache = CacheOutcome(
             theoretical_hit_rate=_theoretical_hit_rate(effective, store, run_id),
             cached_tokens_ratio=accumulator.cached_tokens_ratio(),
-            engine_hit_rate=engine_hit_rate(store.samples(run_id, source="metrics")),
+            engine_hit_rate=engine_hit_rate(samples),
         )
         summary = build_summary(
             run_id=run_id,
@@ -326,7 +327,7 @@ async def execute_run(
         )
         summary = summary.model_copy(update={"workers": workers})
         if session is not None:
-            diagnosis = diagnose(summary, store.samples(run_id), server_engine=session.engine)
+            diagnosis = diagnose(summary, samples, server_engine=session.engine)
             summary = summary.model_copy(update={"diagnosis": diagnosis})
         store.finish_run(run_id, summary)
     return summary
