@@ -14,12 +14,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## system packages the tests drive: headless Chromium (the report) and Prometheus (traffic evidence)
+## system packages the tests drive: headless Chromium (the report), Prometheus (traffic evidence), and for the
+## "remote host" tests (tests/remote_host.py) node_exporter, iproute2 (ip netns, tc) and iptables (a link delay
+## where the kernel has no netem). node_exporter's own service is not left running: the tests start the binary.
 system-deps:
-	@command -v chromium >/dev/null && command -v prometheus >/dev/null || \
+	@pkgs=""; \
+	command -v chromium >/dev/null || pkgs="$$pkgs chromium"; \
+	command -v prometheus >/dev/null || pkgs="$$pkgs prometheus"; \
+	test -x /usr/bin/prometheus-node-exporter || pkgs="$$pkgs prometheus-node-exporter"; \
+	command -v ip >/dev/null || pkgs="$$pkgs iproute2"; \
+	command -v iptables >/dev/null || pkgs="$$pkgs iptables"; \
+	[ -z "$$pkgs" ] || \
 	  { command -v apt-get >/dev/null && apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium prometheus >/dev/null; } || \
-	  echo "warning: could not install chromium/prometheus; their tests will skip"
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null && \
+	    { case "$$pkgs" in *prometheus-node-exporter*) [ ! -d /run/systemd/system ] || \
+	        systemctl disable --now prometheus-node-exporter >/dev/null 2>&1;; esac; true; }; } || \
+	  echo "warning: could not install$$pkgs; their tests will skip"
 
 ## the real engines the tests start (llama-server, vLLM on CPU, infinity) and the tiny model they serve;
 ## cached under ~/.cache/servewise-engines, built only when missing

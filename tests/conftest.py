@@ -24,3 +24,50 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "runs.db"
 
 from engines.conftest_fixtures import infinity_server, llama_server, vllm_server  # noqa: E402, F401
+
+# -- a real "remote" serving host (tests/remote_host.py): a network namespace over a veth pair --------------
+# (imported inside the fixtures so this block stays apart from the imports above)
+
+
+@pytest.fixture
+def remote_host():
+    """A fresh RemoteHost (own namespace, own 10.2xx address) per test; everything it started is killed by
+    PID and the namespace deleted afterwards, failed test or not. Skips when not root / no `ip netns`."""
+    from remote_host import RemoteHost, RemoteHostUnavailable
+
+    host = RemoteHost()
+    try:
+        host.start()
+    except RemoteHostUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield host
+    finally:
+        host.close()
+
+
+@pytest.fixture
+def remote_node_exporter(remote_host):
+    """node_exporter inside `remote_host` on port 9100 (collectors cpu, meminfo, diskstats, netdev, loadavg,
+    pressure); its URL "http://ADDR:9100/metrics", answering. Skips when node_exporter is not installed."""
+    from remote_host import RemoteHostUnavailable, start_node_exporter
+
+    try:
+        proc, url = start_node_exporter(remote_host)
+    except RemoteHostUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def remote_llama_server(remote_host):
+    """The `llama_server` fixture's llama-server + tiny model, inside `remote_host`, on ADDR:8080;
+    .base_url "http://ADDR:8080", .api_base, .model "tiny-llama", .pid, .remote (the RemoteHost)."""
+    from remote_host import RemoteLlamaServer
+
+    from engines.conftest_fixtures import _serve
+
+    yield from _serve(RemoteLlamaServer, remote=remote_host)

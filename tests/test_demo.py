@@ -28,4 +28,9 @@ def test_demo_runs_end_to_end(tmp_path, store_path):
     assert sweep["target"]["simulated"] is True
     assert sweep["max_rate_meeting_slo"] and sweep["max_rate_meeting_slo"] > 2
     assert sweep["plan"]["tiers"] and sweep["stage"]["stage"]
+    # one story: the stage's reasons read the same stored diagnosis the report leads with
+    diagnosis = sweep["diagnosis"]
+    confident = diagnosis["primary"] != "none" and diagnosis["confidence"] != "low"
+    named = not any("nobody can name the true bottleneck" in r for r in sweep["stage"]["reasons"])
+    assert named or not confident, (diagnosis["primary"], diagnosis["confidence"], sweep["stage"]["reasons"])
     assert str(report) in result.stdout.replace("\n", "")

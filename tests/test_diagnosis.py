@@ -244,6 +244,21 @@ def test_admission_queue_capped_slots_with_idle_hardware():
     assert_ruled_out(d, Resource.SERVER_CPU, Resource.KV_CAPACITY, Resource.LOAD_GENERATOR, Resource.NETWORK)
 
 
+def test_a_remote_queue_with_the_gpu_unread_does_not_advise_more_sequences():
+    """A saturated remote GPU without --dcgm looks like a queue: the advice must say what would tell them
+    apart, not "raise --max-num-seqs"."""
+    run = remote(RunBuilder())
+    run.set("metrics", "requests_running", 64).set("metrics", "requests_waiting", run.noisy(30, 10))
+    run.set("metrics", "kv_cache_usage", run.noisy(0.5, 0.05))
+    d = diagnose(summary(e2e_mean_ms=1000), run.samples(), server_engine="vllm")
+    assert d.primary == Resource.ADMISSION_QUEUE and d.confidence == "low"
+    queue = d.finding(Resource.ADMISSION_QUEUE)
+    assert queue.numbers["accelerator_seen"] == 0 and (queue.read_on, queue.source) == ("server", "the engine's /metrics")
+    step = d.next_steps[0]
+    assert "--dcgm" in step and "before changing the engine's limits" in step
+    assert step.index("--dcgm") < step.index("--max-num-seqs")  # raising the limit only once GPU headroom is seen
+
+
 def test_errors_429_503_under_load():
     run = RunBuilder()
     shed = summary(total=2000, failed=640, by_class={"http_status": 640})
@@ -282,19 +297,89 @@ def test_network_link_with_known_speed_saturated():
     assert_ruled_out(d, Resource.SERVER_CPU, Resource.LOAD_GENERATOR, Resource.DISK_IO, Resource.ERRORS)
 
 
-def test_shaped_link_found_by_its_flat_ceiling_when_nothing_else_is_busy():
+def test_shaped_link_found_by_its_round_trip_growing_under_load():
     run = RunBuilder()
-    # a veth reports 10 Gb/s, but tc holds it at 1 MB/s: traffic is flat at the ceiling
+    # a veth reports 10 Gb/s, but tc holds it at 1 MB/s: its queue adds ~200 ms to every round trip
     run.set("host", "net_rx_bytes_per_s", run.noisy(1.0e6, 0.03e6), iface="veth-sw0")
     run.set("host", "net_speed_bytes_per_s", 1.25e9, iface="veth-sw0")
     run.set("process", "cpu_percent", run.noisy(12, 4))
+    run.set("client", "connect_rtt_ms", [0.4] + [run.noisy(210, 40)(i) for i in range(run.ticks - 1)])
     # connections wait behind the full link, so sends go out late while the client's loop is on time
     d = diagnose(summary(e2e_mean_ms=6000, lag_p99_ms=1400, limited=True), run.samples())
     assert d.primary == Resource.NETWORK
-    assert "flat at its ceiling" in d.finding(Resource.NETWORK).evidence
+    network = d.finding(Resource.NETWORK)
+    assert "queue on the path" in network.evidence and network.numbers["connect_rtt_idle_ms"] == 0.4
+    assert (network.read_on, network.source) == ("client", "psutil NIC counters and a TCP connect probe on this machine")
     assert verdicts(d)[Resource.LOAD_GENERATOR] is Verdict.CONTRIBUTING
     assert "outside the client" in d.finding(Resource.LOAD_GENERATOR).evidence
     assert_ruled_out(d, Resource.SERVER_CPU, Resource.DISK_IO, Resource.ERRORS)
+
+
+def test_a_steady_stream_is_not_network_bound():
+    """A healthy server under steady Poisson load: traffic varies by under 25% a second and nothing else is
+    busy, which is no evidence about the link (the old plateau rule named it network-bound)."""
+    run = RunBuilder()
+    run.set("host", "net_rx_bytes_per_s", run.noisy(1.0e6, 0.1e6), iface="veth-sw0")
+    run.set("host", "net_speed_bytes_per_s", 1.25e9, iface="veth-sw0")
+    run.set("process", "cpu_percent", run.noisy(12, 4))
+    run.set("client", "connect_rtt_ms", [0.3] + [run.noisy(0.35, 0.1)(i) for i in range(run.ticks - 1)])
+    d = diagnose(summary(), run.samples())
+    assert d.primary == NO_BOTTLENECK
+    assert verdicts(d)[Resource.NETWORK] is Verdict.RULED_OUT
+
+
+def test_a_constant_added_latency_is_not_a_network_bottleneck():
+    """netem's fixed delay: the round trip is long but does not grow with the load."""
+    run = RunBuilder()
+    run.set("client", "connect_rtt_ms", [50.2] + [run.noisy(50.5, 0.4)(i) for i in range(run.ticks - 1)])
+    d = diagnose(summary(), run.samples())
+    assert verdicts(d)[Resource.NETWORK] is Verdict.RULED_OUT
+    assert d.finding(Resource.NETWORK).numbers["connect_rtt_p50_ms"] > 50
+
+
+def remote(run: RunBuilder) -> RunBuilder:
+    """The same run with the engine on another machine: this machine's counters are the client's."""
+    run.drop("process")
+    run.set("host", "serves_target", 0.0)
+    return run
+
+
+def test_a_remote_server_without_node_exporter_has_no_cpu_or_disk_finding_from_the_client():
+    run = remote(RunBuilder())
+    run.set("host", "cpu_percent_total", run.noisy(97, 2))  # the client's machine is busy, not the server
+    d = diagnose(summary(), run.samples())
+    for resource in (Resource.SERVER_CPU, Resource.DISK_IO):
+        finding = d.finding(resource)
+        assert finding.verdict is Verdict.NO_DATA, finding
+        assert "--node-exporter" in finding.evidence and finding.read_on is None
+
+
+def test_a_remote_server_cpu_saturated_is_named_from_its_node_exporter():
+    run = remote(RunBuilder())
+    run.set("host", "cpu_percent_total", run.noisy(20, 5))  # the client's machine is quiet
+    run.set("node", "up", 1.0, url="http://10.200.0.2:9100/metrics")
+    run.set("node", "cpu_percent_total", run.noisy(98, 1.5))
+    run.set("node", "cpu_count", 2)
+    run.set("node", "disk_busy_percent", run.noisy(3, 2))
+    run.set("node", "cpu_iowait_percent", 0.2)
+    d = diagnose(summary(), run.samples())
+    assert d.primary == Resource.SERVER_CPU
+    cpu = d.finding(Resource.SERVER_CPU)
+    assert (cpu.read_on, cpu.source) == ("server", "node_exporter http://10.200.0.2:9100/metrics")
+    assert "serving host CPU 98%" in cpu.evidence
+    disk = d.finding(Resource.DISK_IO)
+    assert disk.verdict is Verdict.RULED_OUT and disk.read_on == "server"
+
+
+def test_every_finding_says_where_it_was_read():
+    d = diagnose(summary(), RunBuilder().samples())
+    places = {f.resource: (f.read_on, f.source) for f in d.findings}
+    assert places[Resource.SERVER_CPU] == ("server", "psutil, the server's process tree")
+    assert places[Resource.LOAD_GENERATOR][0] == "client"
+    assert places[Resource.DISK_IO] == ("server", "psutil on this machine, which serves the target too")
+    for finding in d.findings:
+        assert (finding.read_on is None) == (finding.verdict is Verdict.NO_DATA), finding
+        assert finding.to_json()["read_on"] == finding.read_on
 
 
 def test_flat_traffic_is_not_blamed_on_the_network_when_the_server_cpu_is_saturated():
@@ -393,7 +478,39 @@ def test_engine_inferred_from_stored_raw_series():
 def test_small_schedule_lag_on_long_requests_does_not_blame_the_client():
     d = diagnose(summary(lag_p99_ms=22, e2e_mean_ms=5000, limited=True), RunBuilder().samples())
     assert verdicts(d)[Resource.LOAD_GENERATOR] is Verdict.RULED_OUT
-    assert "client-limited" in d.finding(Resource.LOAD_GENERATOR).evidence  # bench's flag is still shown
+    assert "client-limited" in d.finding(Resource.LOAD_GENERATOR).evidence  # a stored flag is still shown
+
+
+@pytest.mark.parametrize(
+    ("lag_p99_ms", "e2e_ms", "cpu", "limited"),
+    [(22, 5000, 20, False), (400, 300, 20, True), (15, 30, 20, True), (8, 30, 20, False), (2, 900, 95, True)],
+)
+def test_bench_and_the_diagnosis_use_one_client_rule(lag_p99_ms, e2e_ms, cpu, limited):
+    """bench's flag (summary, sweep, gate) and the diagnosis' load-generator finding agree on every run."""
+    from servewise.analysis.client import client_verdict
+
+    lag = {"count": 1000, "p50": lag_p99_ms / 4, "p99": lag_p99_ms, "max": lag_p99_ms}
+    check = client_verdict(lag, [cpu], open_loop=True, loop_lag_max_ms=1.0, e2e_p50_ms=e2e_ms)
+    assert check.limited is limited
+    run = RunBuilder().set("client", "cpu_percent", cpu, worker="0")
+    flagged = summary(lag_p99_ms=lag_p99_ms, e2e_mean_ms=e2e_ms, client_cpu=cpu, limited=check.limited)
+    finding = diagnose(flagged, run.samples()).finding(Resource.LOAD_GENERATOR)
+    assert (finding.verdict is not Verdict.RULED_OUT) is limited, finding.evidence
+
+
+def test_the_client_advice_follows_the_cause():
+    """A client starved by a co-located server is told to move, not to add workers."""
+    run = RunBuilder()
+    run.set("process", "cpu_percent", run.noisy(185, 8)).set("host", "cpu_percent_total", run.noisy(99, 1))
+    run.set("client", "loop_lag_ms", run.noisy(90, 30), worker="0")
+    d = diagnose(summary(lag_p99_ms=240, client_cpu=25, limited=True), run.samples())
+    assert d.client_cause == "starved"
+    from servewise.analysis.client import client_advice
+
+    assert "quiet machine" in client_advice(d.client_cause) and "--workers" not in client_advice(d.client_cause)
+    busy = RunBuilder().set("client", "cpu_percent", 98, worker="0")
+    d = diagnose(summary(lag_p99_ms=850, client_cpu=98, limited=True), busy.samples())
+    assert d.client_cause == "cpu" and "--workers" in client_advice(d.client_cause)
 
 
 def test_client_starved_by_other_processes_says_so():

@@ -146,3 +146,20 @@ def test_request_bytes_template_equals_full_serialisation():
         head, body = adapter.request_bytes(request).split(b"\r\n\r\n", 1)
         assert json.loads(body) == adapter.body(request)
         assert f"Content-Length: {len(body)}".encode() in head and b"Authorization: Bearer secret" in head
+
+
+def test_a_conversations_answer_text_is_collected_exactly_without_decoding_every_chunk():
+    """Escapes, non-ASCII and a surrogate pair split over two chunks read back as the server meant them."""
+    pieces = [' "quoted"', "\nnew line", " caf\u00e9", " \\ backslash", "\ud83d", "\ude00 done"]
+    reader = StreamReader(collect_text=True)
+    reader.feed(b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n', 1.0)
+    for i, piece in enumerate(pieces):
+        chunk = json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]}, ensure_ascii=True)
+        if i == 2:
+            chunk = chunk.replace('"content": ', '"content" :  ')  # spacing some servers use
+        reader.feed(b"data: " + chunk.encode() + b"\n\n", 2.0 + i)
+    reader.feed(b"data: [DONE]\n\n", 9.0)
+    record = RequestRecord(index=0, t_sched=0.0)
+    reader.finish(record)
+    assert reader.text == ' "quoted"\nnew line caf\u00e9 \\ backslash\U0001f600 done'
+    assert len(record.chunk_times) == len(pieces) and record.t_answer == 2.0

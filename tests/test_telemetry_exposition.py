@@ -73,6 +73,11 @@ nv_inference_pending_request_count{model="tensorrt_llm",version="1"} 5
 nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="active",version="1"} 24
 nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="waiting",version="1"} 6
 nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="max",version="1"} 64
+# TYPE nv_trt_llm_kv_cache_block_metrics gauge
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="tokens_per",model="tensorrt_llm",version="1"} 64
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="used",model="tensorrt_llm",version="1"} 3072
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="free",model="tensorrt_llm",version="1"} 1024
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="max",model="tensorrt_llm",version="1"} 4096
 """
 
 VLLM_V0 = """\
@@ -118,6 +123,8 @@ def test_triton_converts_microseconds_and_reads_trtllm_request_types():
     assert got["requests_running"] == 24
     # the Triton core gauge (5) is found first; TRT-LLM's scheduler count is the fallback
     assert got["requests_waiting"] == 5
+    # the TensorRT-LLM backend's used KV blocks over its max blocks (its README's kv_cache_block_type values)
+    assert got["kv_cache_usage"] == pytest.approx(0.75)
 
 
 def test_old_vllm_names_map_to_the_same_signals():

@@ -289,6 +289,22 @@ def agent_trace(tmp_path: Path) -> str:
     return mooncake(tmp_path, rows, "agent.jsonl")
 
 
+def test_bench_block_size_goes_with_a_trace_only(tmp_path):
+    from servewise.spec import build_spec
+
+    path = write(tmp_path, "t.jsonl", '{"timestamp":0,"input_length":40,"output_length":4,"hash_ids":[0,1]}\n')
+    flags = dict(
+        spec_file=None, target="http://127.0.0.1:9", api=None, model=None, stream=None, load=None, duration=None,
+        requests=None, input_tokens=None, output_tokens=None, dataset=None, tokenizer=None, seed=None, slo=None,
+        warmup=None, cooldown=None, workers=None, labels=[], api_key_env=None, api_key_file=None, timeout=None,
+    )  # fmt: skip
+    spec = build_spec(**flags, trace=path, block_size=32, time_scale=2.0)
+    assert spec.workload.trace is not None
+    assert (spec.workload.trace.block_size, spec.workload.trace.time_scale) == (32, 2.0)
+    with pytest.raises(SpecError, match=r"--block-size .* give --trace FILE"):
+        build_spec(**flags, block_size=32)
+
+
 def test_trace_analyze_json(app, tmp_path):
     path = agent_trace(tmp_path)
     result = CliRunner().invoke(app, ["trace", "analyze", path, "--json"])

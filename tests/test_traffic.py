@@ -167,9 +167,15 @@ def test_the_same_seed_sends_the_same_bytes():
     assert [adapter.request_bytes(first.request(i)) for i in range(300)] == [
         adapter.request_bytes(second.request(i)) for i in range(300)
     ]
-    assert [first.turn(c, t) for c in range(20) for t in range(1, 6)] == [
-        second.turn(c, t) for c in range(20) for t in range(1, 6)
+    assert [first.turn(c, t) for c in range(20) for t in range(1, 12)] == [
+        second.turn(c, t) for c in range(20) for t in range(1, 12)
     ]
+    # any worker builds any turn, in any order: the draws are keyed, not a stream
+    backwards = WorkloadPlan(spec.workload)
+    assert [backwards.turn(c, t) for c in reversed(range(20)) for t in reversed(range(1, 12))] == [
+        first.turn(c, t) for c in reversed(range(20)) for t in reversed(range(1, 12))
+    ]
+    assert len({first.turn(c, 1).text for c in range(20)}) == 20
     assert [first.conversation_turns(c, spec.load.turns) for c in range(50)] == [
         second.conversation_turns(c, spec.load.turns) for c in range(50)
     ]

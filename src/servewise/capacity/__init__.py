@@ -29,6 +29,7 @@ from servewise.capacity.planner import (
     parse_tiers,
     plan,
 )
+from servewise.capacity.prefix_cache import PrefixCache, block_hashes
 from servewise.capacity.simulator import SimResult, constant_arrivals, poisson_arrivals, simulate
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "ModelArch",
     "PlanRequest",
     "PlanResult",
+    "PrefixCache",
     "Seq",
     "SimResult",
     "SloLimit",
@@ -54,6 +56,7 @@ __all__ = [
     "StepResult",
     "TierResult",
     "TierSpec",
+    "block_hashes",
     "builtin_catalog",
     "builtin_models",
     "calibrate",

@@ -12,6 +12,15 @@ Speed: a decoding sequence's context is never updated token by token. A global d
 ``G`` advances; a sequence stores where it joined (``g0``, ``ctx0``), so its context is
 ``ctx0 + G - g0`` and the batch's total context is ``S + D·G``. Runs of pure-decode steps between
 events therefore advance in one closed-form jump (step time is linear in the total context).
+
+Prefix cache (optional, :class:`~servewise.capacity.prefix_cache.PrefixCache`; used only for requests
+that carry ``Seq.blocks``, their blocks' chained names): as in vLLM v1, a request's blocks are cached as
+soon as their tokens are scheduled, so a request admitted later, even in the same step, finds them; an
+admitted request skips the prefill of its cached leading blocks (never its last token) and holds them. A
+block several requests hold is counted once in ``kv_used``; blocks nobody holds stay cached, outside
+``kv_used``, and are evicted as the running requests need their room. Generated tokens' blocks are cached
+when their request lets go of its KV (it finishes, is preempted or aborted), which keeps pure-decode runs
+a closed-form jump. Without a cache, or for requests without blocks, nothing changes.
 """
 
 from __future__ import annotations
@@ -19,19 +28,47 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from servewise.capacity.memory import EngineConfig
 from servewise.capacity.perf import StepModel
+from servewise.capacity.prefix_cache import PrefixCache
 
 
 class Seq:
-    """One request inside the engine. ``prompt`` grows by the generated tokens when it is preempted."""
+    """One request inside the engine. ``prompt`` grows by the generated tokens when it is preempted.
 
-    __slots__ = ("arrival", "ctx0", "epoch", "finish_at", "finished_at", "first_token", "g0", "gen", "gen0",
-                 "idx", "input_tokens", "out", "preemptions", "prefilled", "prompt", "scheduled", "state")
+    ``blocks``: chained names of the full blocks of its tokens, prompt then output (see
+    :func:`~servewise.capacity.prefix_cache.block_hashes`), for the prefix cache; empty: nothing to share.
+    ``cached_tokens``: prompt tokens its first admission found in the cache (what a server reports as
+    ``usage.prompt_tokens_details.cached_tokens``)."""
 
-    def __init__(self, idx: int, prompt: int, out: int, arrival: float) -> None:
+    __slots__ = (
+        "arrival",
+        "blocks",
+        "cached_tokens",
+        "cached_upto",
+        "ctx0",
+        "epoch",
+        "finish_at",
+        "finished_at",
+        "first_token",
+        "g0",
+        "gen",
+        "gen0",
+        "held",
+        "idx",
+        "input_tokens",
+        "out",
+        "preemptions",
+        "prefilled",
+        "prompt",
+        "scheduled",
+        "state",
+    )
+
+    def __init__(self, idx: int, prompt: int, out: int, arrival: float, blocks: Sequence[int] = ()) -> None:
         self.idx = idx
         self.prompt = prompt
         self.input_tokens = prompt
@@ -49,6 +86,11 @@ class Seq:
         self.finished_at: float | None = None
         self.scheduled: float | None = None
         self.state = "waiting"
+        self.blocks = blocks
+        self.cached_tokens = 0
+        # set when an engine with a prefix cache admits it (nothing to allocate for a simulation without)
+        self.held: list[int]  # the cached blocks it holds, in order
+        self.cached_upto: int  # how many leading blocks it found or cached
 
 
 @dataclass(slots=True)
@@ -66,7 +108,13 @@ class StepResult:
 class BatchEngine:
     """Scheduler state and the step function; it keeps no clock of its own (callers pass ``now``)."""
 
-    def __init__(self, step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfig) -> None:
+    def __init__(
+        self,
+        step_model: StepModel,
+        kv_capacity_tokens: int,
+        engine: EngineConfig,
+        prefix_cache: PrefixCache | None = None,
+    ) -> None:
         self.model = step_model
         self.capacity = int(kv_capacity_tokens)
         self.engine = engine
@@ -77,19 +125,22 @@ class BatchEngine:
         self.G = 0
         self._S = 0  # sum over decoding seqs of (ctx0 - g0)
         self.D = 0  # decoding seqs
-        self._reserved_prefill = 0
+        # KV tokens besides the decoding contexts: the prompts being prefilled, less the tokens saved by
+        # cached blocks that several requests share (each is in the cache once)
+        self._kv_other = 0
         self._reserved_final = 0  # guaranteed_no_evict: sum of running requests' input + output
         self.preemptions = 0
         self.prefill_tokens_done = 0
         self.output_tokens_done = 0
         self.max_kv_used = 0
         self._watermark = int(0.01 * self.capacity)
+        self.prefix_cache = prefix_cache
 
     # -- state ----------------------------------------------------------------------------------
 
     @property
     def kv_used(self) -> int:
-        return self._S + self.D * self.G + self._reserved_prefill
+        return self._S + self.D * self.G + self._kv_other
 
     @property
     def num_waiting(self) -> int:
@@ -111,8 +162,10 @@ class BatchEngine:
 
     def add(self, seq: Seq) -> None:
         if seq.prompt + seq.out > self.capacity:
-            raise ValueError(f"a request of {seq.prompt} + {seq.out} tokens cannot fit a KV cache of "
-                             f"{self.capacity} tokens")
+            raise ValueError(
+                f"a request of {seq.prompt} + {seq.out} tokens cannot fit a KV cache of "
+                f"{self.capacity} tokens"
+            )
         self.waiting.append(seq)
 
     def _can_admit(self, growth: int = 0) -> bool:
@@ -123,7 +176,43 @@ class BatchEngine:
         head = self.waiting[0]
         if self.engine.guaranteed_no_evict:
             return self._reserved_final + head.input_tokens + head.out <= self.capacity
+        cache = self.prefix_cache
+        if cache is not None and head.blocks:  # cached blocks that running requests hold cost it nothing
+            need = head.prompt - self._lookup(cache, head)[1] * cache.block_size
+            return self.kv_used + growth + need + 1 + self._watermark <= self.capacity
         return self.kv_used + growth + head.prompt + 1 + self._watermark <= self.capacity
+
+    # -- prefix cache ---------------------------------------------------------------------------
+
+    def _evict(self, cache: PrefixCache) -> None:
+        """Free cached blocks fit only in the room the running requests leave. The KV cache fills only
+        between releases, so evicting before each lookup and each release evicts what it would have."""
+        cache.evict(max(0, self.capacity - self.kv_used) // cache.block_size)
+
+    def _lookup(self, cache: PrefixCache, seq: Seq) -> tuple[int, int]:
+        """(cached leading blocks, of which held by running requests); the last token is always computed."""
+        self._evict(cache)
+        return cache.match(seq.blocks, (seq.prompt - 1) // cache.block_size)
+
+    def _cache_scheduled(self, cache: PrefixCache, seq: Seq, tokens: int) -> None:
+        """Cache and hold the blocks within a request's first ``tokens``, now scheduled."""
+        blocks = seq.blocks
+        end = min(tokens // cache.block_size, len(blocks))
+        for i in range(seq.cached_upto, end):
+            if cache.insert(blocks[i]):
+                seq.held.append(blocks[i])
+        seq.cached_upto = max(seq.cached_upto, end)
+
+    def _release(self, cache: PrefixCache, seq: Seq) -> None:
+        """A running request lets go of its KV (call before its state changes): its held blocks and the
+        full blocks of its computed tokens not yet cached (its output) become free, cached blocks."""
+        self._evict(cache)
+        computed = self.context(seq) if seq.state == "decoding" else seq.prefilled
+        end = min(computed // cache.block_size, len(seq.blocks))
+        fresh = seq.blocks[seq.cached_upto : end] if end > seq.cached_upto else ()
+        self._kv_other += cache.release(seq.held, fresh) * cache.block_size
+        seq.held = []
+        seq.cached_upto = 0
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -131,9 +220,21 @@ class BatchEngine:
         seq = self.waiting.popleft()
         seq.state = "prefilling"
         seq.prefilled = 0
+        cache = self.prefix_cache
+        if cache is not None:
+            found, held = self._lookup(cache, seq) if seq.blocks else (0, 0)
+            hit = seq.blocks[:found]
+            cache.acquire(hit)
+            cache.queries += seq.prompt
+            cache.hits += found * cache.block_size
+            seq.held = list(hit)
+            seq.cached_upto = found
+            seq.prefilled = found * cache.block_size
+            self._kv_other -= held * cache.block_size
         if seq.scheduled is None:
             seq.scheduled = now
-        self._reserved_prefill += seq.prompt
+            seq.cached_tokens = seq.prefilled
+        self._kv_other += seq.prompt
         self._reserved_final += seq.input_tokens + seq.out
         self.prefilling.append(seq)
         self.running.append(seq)
@@ -141,6 +242,8 @@ class BatchEngine:
 
     def _preempt(self, result: StepResult) -> None:
         victim = self.running.pop()
+        if self.prefix_cache is not None:
+            self._release(self.prefix_cache, victim)
         self._reserved_final -= victim.input_tokens + victim.out
         if victim.state == "decoding":
             victim.gen = self.generated(victim)
@@ -150,7 +253,7 @@ class BatchEngine:
             victim.prompt = victim.input_tokens + victim.gen
         else:
             self.prefilling.remove(victim)
-            self._reserved_prefill -= victim.prompt
+            self._kv_other -= victim.prompt
         victim.prefilled = 0
         victim.state = "waiting"
         victim.preemptions += 1
@@ -159,7 +262,7 @@ class BatchEngine:
         result.preempted.append(victim)
 
     def _start_decoding(self, seq: Seq, now: float, result: StepResult) -> None:
-        self._reserved_prefill -= seq.prompt
+        self._kv_other -= seq.prompt
         seq.gen += 1
         self.output_tokens_done += 1
         if seq.first_token is None:
@@ -178,6 +281,8 @@ class BatchEngine:
         heapq.heappush(self._heap, (seq.finish_at, seq.epoch, seq.idx, seq))
 
     def _finish(self, seq: Seq, result: StepResult, now: float) -> None:
+        if self.prefix_cache is not None:
+            self._release(self.prefix_cache, seq)
         if seq.state == "decoding":
             seq.gen = seq.out
             self._S -= seq.ctx0 - seq.g0
@@ -203,11 +308,13 @@ class BatchEngine:
 
     def abort(self, seq: Seq) -> None:
         """Drop a request wherever it is (a client that went away); frees its KV at once."""
+        if self.prefix_cache is not None and seq.state in ("prefilling", "decoding"):
+            self._release(self.prefix_cache, seq)
         if seq.state == "waiting":
             self.waiting.remove(seq)
         elif seq.state == "prefilling":
             self.prefilling.remove(seq)
-            self._reserved_prefill -= seq.prompt
+            self._kv_other -= seq.prompt
             self._reserved_final -= seq.input_tokens + seq.out
             self.running.remove(seq)
         elif seq.state == "decoding":
@@ -234,6 +341,7 @@ class BatchEngine:
         prefill_first = not self.engine.chunked_prefill and (self.prefilling or (admit and self._can_admit()))
         decoding = 0 if prefill_first else self.D
         budget -= decoding
+        cache = self.prefix_cache
         chunks: list[tuple[Seq, int]] = []
         for seq in self.prefilling:
             if budget <= 0:
@@ -241,14 +349,21 @@ class BatchEngine:
             chunk = min(seq.prompt - seq.prefilled, budget)
             chunks.append((seq, chunk))
             budget -= chunk
+            if cache is not None:
+                self._cache_scheduled(cache, seq, seq.prefilled + chunk)
         while admit and budget > 0 and self._can_admit(decoding):
             seq = self._admit(now)
-            chunk = min(seq.prompt, budget)
+            chunk = min(seq.prompt - seq.prefilled, budget)
             chunks.append((seq, chunk))
             budget -= chunk
+            if cache is not None:
+                self._cache_scheduled(cache, seq, seq.prefilled + chunk)
         if not chunks and not decoding and self.waiting and not self.running:
             seq = self._admit(now)  # a prompt longer than the budget still has to start
-            chunks.append((seq, min(seq.prompt, self.engine.max_batched_tokens)))
+            chunk = min(seq.prompt - seq.prefilled, self.engine.max_batched_tokens)
+            chunks.append((seq, chunk))
+            if cache is not None:
+                self._cache_scheduled(cache, seq, seq.prefilled + chunk)
         prefill_tokens = sum(c for _, c in chunks)
         pairs = sum(c * (s.prefilled + c / 2) for s, c in chunks)
         decode_context = self._S + self.D * (self.G + 1) if decoding else 0

@@ -40,7 +40,8 @@ EPILOG = """\
   (open-loop kinds take ;max-concurrency=N; turns may be a length distribution, e.g. uniform:2,6).
   A session's next turn carries the whole conversation so far, with the answers the server streamed.
 [bold]Traffic[/]: --shared-prefix 1000,groups=4 (shared system prompts) | --trace FILE [--time-scale 2]
-  (Mooncake JSONL or plain JSONL/CSV; see `servewise trace analyze`).
+  [--block-size 512] (Mooncake JSONL or plain JSONL/CSV; see `servewise trace analyze`, and
+  `servewise trace from-log` to make one from a gateway's request log).
 [bold]Lengths[/]: N | uniform:LO,HI | normal:MEAN,STD | lognormal:MEAN,STD | empirical:A,B,C (;min=N;max=N clips).
 [bold]SLO[/]: ttft|tpot|itl|e2e _ p50|p90|p95|p99|p99.9|mean|max = VALUE (ms default; s, us ok), errors=PCT%.
 [bold]Exit codes[/]: 0 SLO met or none given, 1 SLO missed, 2 bad usage or spec, 3 target unreachable
@@ -86,6 +87,9 @@ def register(app: typer.Typer) -> None:
             None, help="Replay a trace's arrivals and lengths (Mooncake JSONL, or JSONL/CSV)."
         ),
         time_scale: float | None = typer.Option(None, help="With --trace: replay X times faster (2 = double)."),
+        block_size: int | None = typer.Option(
+            None, help="With a Mooncake --trace: tokens per hash id (default 512, as `trace from-log` writes)."
+        ),
         spec: Path | None = typer.Option(None, "--spec", help="YAML run spec; flags override it."),
         json_out: Path | None = typer.Option(
             None, "--json", help="Write the result JSON here ('-' for stdout)."
@@ -95,6 +99,9 @@ def register(app: typer.Typer) -> None:
             None, help="Server process to sample (default: found from the port)."
         ),
         dcgm: str | None = typer.Option(None, help="Scrape a dcgm-exporter at this URL for GPU metrics."),
+        node_exporter: str | None = typer.Option(
+            None, help="The serving host's node_exporter (e.g. http://gpu-box:9100/metrics): its CPU, disk, network."
+        ),
         sample_interval: str | None = typer.Option(None, help="Telemetry sampling interval (default 1s)."),
         telemetry: bool = typer.Option(
             True, "--telemetry/--no-telemetry", help="Sample host, server and GPU."
@@ -112,11 +119,12 @@ def register(app: typer.Typer) -> None:
             tokenizer=tokenizer, seed=seed, slo=slo, warmup=warmup, cooldown=cooldown, workers=workers,
             labels=label, api_key_env=api_key_env, api_key_file=api_key_file, timeout=timeout,
             sweep_step=sweep_step, sweep_start=sweep_start, shared_prefix=shared_prefix, trace=trace,
-            time_scale=time_scale,
+            time_scale=time_scale, block_size=block_size,
         )  # fmt: skip
         interval = parse_duration(sample_interval) if sample_interval else run_spec.sample_interval_s
         options = TelemetryOptions(
-            enabled=telemetry, interval_s=interval, server_pid=server_pid, dcgm_url=dcgm
+            enabled=telemetry, interval_s=interval, server_pid=server_pid, dcgm_url=dcgm,
+            node_exporter_url=node_exporter,
         )
         with RunStore(store) as run_store:
             result = run_loop(

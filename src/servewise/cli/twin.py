@@ -30,6 +30,10 @@ def register(app: typer.Typer) -> None:
         time_scale: Annotated[
             float, typer.Option(help="Multiply every simulated duration (0.1: 10x faster)")
         ] = 1.0,
+        prefix_cache: Annotated[
+            bool, typer.Option(help="Cache prompt blocks across requests (vLLM's automatic prefix caching)")
+        ] = True,
+        block_size: Annotated[int, typer.Option(min=1, help="KV-cache block size in tokens")] = 16,
     ) -> None:
         """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and vLLM-named /metrics."""
         from servewise.twin import build_config, run_twin
@@ -40,13 +44,17 @@ def register(app: typer.Typer) -> None:
             kv_precision=kv_precision,
             served_model_name=served_model_name,
             time_scale=time_scale,
-            engine=EngineConfig(max_num_seqs=max_num_seqs, max_batched_tokens=max_batched_tokens),
+            prefix_caching=prefix_cache,
+            engine=EngineConfig(
+                max_num_seqs=max_num_seqs, max_batched_tokens=max_batched_tokens, block_size=block_size
+            ),
         )
         config = build_config(model, gpu, **options)
         dep = config.deployment
         typer.echo(
             f"servewise twin: {config.served_model_name} as {dep.num_gpus}x {dep.gpu.name} "
-            f"({dep.weight_precision}, KV {config.kv_capacity_tokens:,} tokens) on http://{host}:{port}",
+            f"({dep.weight_precision}, KV {config.kv_capacity_tokens:,} tokens, prefix cache "
+            f"{'on' if config.prefix_caching else 'off'}) on http://{host}:{port}",
             err=True,
         )
         try:

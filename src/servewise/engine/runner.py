@@ -47,7 +47,9 @@ def _main_module_hidden() -> Iterator[None]:
     """Spawned workers re-import the parent's main module unless it looks anonymous; the CLI's main
     module pulls in Typer, Rich and the report's plotting, none of which a worker needs."""
     main = sys.modules["__main__"]
-    saved: dict[str, Any] = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    saved: dict[str, Any] = {
+        name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__
+    }
     main.__dict__.pop("__file__", None)
     main.__spec__ = None
     try:
@@ -159,6 +161,7 @@ class WorkerGroup:
                 continue
 
     def close(self) -> None:
+        """Ask every worker to exit and wait for it; closing twice is harmless."""
         for command in self._commands:
             try:
                 command.send(None)
@@ -172,12 +175,14 @@ class WorkerGroup:
 
 @dataclass(frozen=True)
 class TelemetryOptions:
-    """What to sample beside the load: the target's /metrics, its process tree, the host, GPUs."""
+    """What to sample beside the load: the target's /metrics, its process tree, the host, GPUs, and the
+    serving host's exporters when it is another machine."""
 
     enabled: bool = True
     interval_s: float = 1.0
     server_pid: int | None = None
     dcgm_url: str | None = None
+    node_exporter_url: str | None = None
 
 
 @dataclass
@@ -234,8 +239,11 @@ async def execute_run(
     load: LoadSpec | None = None,
     duration_s: float | None = None,
     run_id: str | None = None,
+    last: bool = False,
 ) -> RunResult:
-    """One measured run (a bench, or one step of a sweep); returns its stored result."""
+    """One measured run (a bench, or one step of a sweep); returns its stored result. After the ``last``
+    run of an invocation the workers exit before the summary is computed: their copies of the plan (a
+    million-request trace is ~100 MB each) are not held while the parent reads every record back."""
     load = load or spec.load
     duration = duration_s if duration_s is not None else spec.duration_s
     store = context.store
@@ -292,6 +300,8 @@ async def execute_run(
             target_port=local_port(context.target.url),
             client_pids=context.workers.pids,
             dcgm_url=options.dcgm_url,
+            node_exporter_url=options.node_exporter_url,
+            target_url=context.target.url,
             sink=lambda samples: store.append_samples(run_id, samples),
         )
         await session.start()
@@ -300,6 +310,8 @@ async def execute_run(
     finally:
         if session is not None:
             await session.stop()
+        if last:
+            context.workers.close()
         accumulator.add_all(store.iter_records(run_id))
         effective = spec.model_copy(update={"load": load, "duration_s": duration})
         samples = store.samples(run_id)  # read once: the cache's engine rate and the diagnosis both need them
@@ -328,6 +340,7 @@ async def execute_run(
         summary = summary.model_copy(update={"workers": workers})
         if session is not None:
             diagnosis = diagnose(summary, samples, server_engine=session.engine)
-            summary = summary.model_copy(update={"diagnosis": diagnosis})
+            client = summary.client.model_copy(update={"cause": diagnosis.client_cause})
+            summary = summary.model_copy(update={"diagnosis": diagnosis, "client": client})
         store.finish_run(run_id, summary)
     return summary

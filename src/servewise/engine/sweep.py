@@ -6,6 +6,7 @@ import asyncio
 from time import perf_counter
 
 import servewise
+from servewise.analysis.client import client_advice
 from servewise.analysis.sweep import next_rate, step_passed, sweep_result
 from servewise.engine.progress import LiveStats
 from servewise.engine.runner import RunContext, execute_run
@@ -80,7 +81,10 @@ async def run_sweep(
         )
         last = step
         if step.client.limited:
-            note = f"stopped at {rate:.2f} req/s: the load generator fell behind ({step.client.reason})"
+            note = (
+                f"stopped at {rate:.2f} req/s: the load generator fell behind ({step.client.reason}):"
+                f" {client_advice(step.client.cause)}"
+            )
             break
         if passed and (best is None or rate > (best.metrics.rate or 0.0)):
             best = step.model_copy(update={"metrics": step.metrics.model_copy(update={"rate": rate})})

@@ -67,12 +67,16 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         exchange = self._exchange
-        if exchange is not None and self._status == 0 and self.served and not exchange.retried:
-            # the server closed a kept-alive connection as we reused it: resend once, as browsers do
+        if exchange is not None and self._status == 0 and self.served > 1 and not exchange.retried:
+            # the server closed a kept-alive connection as we reused it: resend once, as browsers do, on a
+            # new connection (the other idle ones may be closing too: a server's idle timeout ends them
+            # together, and a resend on one of them was lost the same way)
             self._exchange = None
             exchange.retried = True
+            self._pool._resend(
+                exchange, fresh=True
+            )  # before forgetting this one: it keeps its place in the cap
             self._pool._forget(self)
-            self._pool._resend(exchange)
             return
         if self._exchange is not None:
             detail = f"connection closed mid-response ({exc})" if exc else "connection closed mid-response"
@@ -184,13 +188,13 @@ class ConnectionPool:
         """Send now on an idle connection, or open one, or (at the cap) queue in order."""
         self._resend(_Exchange(record, request, reader, 0.0))
 
-    def _resend(self, exchange: _Exchange) -> None:
+    def _resend(self, exchange: _Exchange, *, fresh: bool = False) -> None:
         idle = self._idle
         while idle and (idle[-1].transport is None or idle[-1].transport.is_closing()):
             idle.pop()
-        if idle:
+        if idle and not fresh:
             self._start(idle.pop(), exchange)
-        elif self._max is None or self.connections < self._max:
+        elif fresh or self._max is None or self.connections < self._max:
             self._opening += 1
             self._loop.create_task(self._open(exchange))
         else:

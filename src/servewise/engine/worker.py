@@ -1,7 +1,7 @@
 """A load-generating worker process: paces its slice of the schedule and streams records back.
 
 The contract with the parent (and with any future remote worker, e.g. a Ray actor): the parent sends a
-``Job``; the worker answers with ``("records", rows)`` and ``("samples", rows)`` batches about four times
+``Job``; the worker answers with ``("records", rows)`` and ``("samples", rows)`` batches forty times
 a second and ends with ``("done", stats)``. A ``"stop"`` message from the parent cancels what is in
 flight. Nothing else is shared: each worker rebuilds its requests from the seed.
 """
@@ -28,7 +28,10 @@ from servewise.spec.models import LoadSpec, RunSpec
 from servewise.workload.arrivals import arrival_times
 from servewise.workload.plan import PlannedRequest, WorkloadPlan
 
-FLUSH_INTERVAL_S = 0.1
+# Records go to the parent in batches this often. The parent stores a batch in one go, and where it shares
+# the worker's core (one-core runs, real-time priority) the worker waits that long: 100 ms batches made
+# 5-7 ms of schedule lag p99 at 6,000 req/s, 25 ms batches 1.4-1.8 ms (benchmarks/RESULTS.md).
+FLUSH_INTERVAL_S = 0.025
 SAMPLE_INTERVAL_S = 0.5
 LOOP_PROBE_S = 0.05
 MAX_SENDS_WITHOUT_YIELD = 32
@@ -299,7 +302,9 @@ class _Sessions:
 
     def _open(self, conversation_id: int, user: int | None) -> None:
         plan = self.w.plan
-        conversation = _Conversation(conversation_id, plan.conversation_turns(conversation_id, self.turns), user)
+        conversation = _Conversation(
+            conversation_id, plan.conversation_turns(conversation_id, self.turns), user
+        )
         self.active += 1
         self._send(conversation, perf_counter())
 
@@ -325,7 +330,11 @@ class _Sessions:
             return
         conversation.sent += 1
         turn = w.plan.turn(conversation.id, conversation.sent)
-        messages = [*w.plan.opening(conversation.id), *conversation.history, {"role": "user", "content": turn.text}]
+        messages = [
+            *w.plan.opening(conversation.id),
+            *conversation.history,
+            {"role": "user", "content": turn.text},
+        ]
         planned = PlannedRequest(index=index, prompt=None, messages=messages, input_tokens=None,
                                  max_tokens=turn.max_tokens)  # fmt: skip
         record = w.record(index, t_sched, turn.max_tokens)
@@ -343,7 +352,10 @@ class _Sessions:
         if not record.ok or answer is None or conversation.sent >= conversation.turns or self.w.stopping:
             self._close(conversation, start_next=not self.w.stopping)
             return
-        conversation.history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        conversation.history += [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
         due = perf_counter() + self.load.think_s
         self.loop.call_at(self.loop.time() + self.load.think_s, self._send, conversation, due)
 

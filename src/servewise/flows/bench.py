@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from typing import Any, Protocol
 
 from servewise.engine.environment import environment_fingerprint
@@ -28,6 +29,8 @@ from servewise.secrets import load_api_key
 from servewise.spec import RunSpec
 from servewise.store import RunStore
 from servewise.store.sqlite import new_run_id
+from servewise.telemetry import local_port
+from servewise.telemetry.exporters import find_exporters
 from servewise.workload.trace import load_trace
 
 
@@ -38,7 +41,9 @@ class ProgressView(Protocol):
 
     def notice(self, text: str) -> None: ...
 
-    def live(self, stats: LiveStats, label: str, duration_s: float | None) -> AbstractContextManager[None]: ...
+    def live(
+        self, stats: LiveStats, label: str, duration_s: float | None
+    ) -> AbstractContextManager[None]: ...
 
 
 class SilentProgress:
@@ -73,7 +78,9 @@ async def run_bench(
     run_id = new_run_id()
     live_metrics = None
     if prometheus_port is not None:
-        live_metrics = LiveMetrics(run_id, target=spec.target.url, model=info.model, load=spec.load.describe())
+        live_metrics = LiveMetrics(
+            run_id, target=spec.target.url, model=info.model, load=spec.load.describe()
+        )
         try:
             bound = live_metrics.serve(prometheus_port)
         except OSError as exc:
@@ -82,6 +89,9 @@ async def run_bench(
     if spec.target.api.value == "embeddings":
         spec = spec.model_copy(update={"target": spec.target.model_copy(update={"stream": False})})
     stats = LiveStats()
+    options = telemetry or TelemetryOptions(interval_s=spec.sample_interval_s)
+    if options.enabled:
+        options = await _with_serving_host_exporters(options, spec.target.url, view)
     workers = WorkerGroup(spec.workers)
     context = RunContext(
         store=store,
@@ -89,7 +99,7 @@ async def run_bench(
         api_key=api_key,
         environment=environment_fingerprint(),
         workers=workers,
-        telemetry=telemetry or TelemetryOptions(interval_s=spec.sample_interval_s),
+        telemetry=options,
     )
 
     def on_rows(rows: list[tuple[Any, ...]]) -> None:
@@ -113,8 +123,23 @@ async def run_bench(
         with view.live(stats, "sweep" if sweep else "bench", duration):
             if sweep:
                 return await run_sweep(context, spec, stats, run_id=run_id)
-            return await execute_run(context, spec, run_id=run_id)
+            return await execute_run(context, spec, run_id=run_id, last=True)
     finally:
         workers.close()
         if live_metrics is not None:
             live_metrics.close()
+
+
+async def _with_serving_host_exporters(
+    options: TelemetryOptions, url: str, view: ProgressView
+) -> TelemetryOptions:
+    """For a target on another machine, its node_exporter and dcgm-exporter where they answer; said aloud."""
+    found = await find_exporters(
+        url,
+        node_exporter_url=options.node_exporter_url,
+        dcgm_url=options.dcgm_url,
+        local=local_port(url) is not None,
+    )
+    for note in found.notes:
+        view.notice(note)
+    return replace(options, node_exporter_url=found.node_exporter_url, dcgm_url=found.dcgm_url)

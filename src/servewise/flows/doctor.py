@@ -90,12 +90,12 @@ def doctor(
     assert isinstance(sweep, SweepResult), "doctor's spec is a sweep"
 
     progress.step("2/4 diagnosing the saturating step")
-    diagnosis = None
     step = _step_to_diagnose(sweep.sweep, sweep.max_rate_meeting_slo)
     if step is not None:
         step_run = store.get_run(step.run_id)
         found = diagnose(step_run.measured, store.samples(step_run.id))
-        diagnosis = StepDiagnosis.model_validate(found.to_json() | {"run_id": step_run.id})
+        # kept before the stage is placed: its reasons read this same diagnosis, and never contradict it
+        store.annotate(sweep.run_id, StepDiagnosis.model_validate(found.to_json() | {"run_id": step_run.id}))
 
     progress.step("3/4 projecting GPU tiers from the measured run")
     plan = _plan(store, spec, sweep, model_arch, current_gpu)
@@ -109,8 +109,6 @@ def doctor(
         warn=progress.notice,
     )
     attach(store, sweep.run_id, stage)
-    if diagnosis is not None:
-        store.annotate(sweep.run_id, diagnosis)
     store.annotate(sweep.run_id, plan)
     bundle = bundle_from_store(store, sweep.run_id)
     bundle.title = f"servewise doctor: {url}"

@@ -1,13 +1,29 @@
-"""`trace analyze` as a use case: load a trace as it would be replayed and describe it."""
+"""`trace analyze` and `trace from-log` as use cases: describe a trace as it would be replayed, and make
+one from a log of captured requests that can be shared."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from servewise.analysis.cache import theoretical_hit_rate
 from servewise.results import TraceLengths, TraceRateBucket, TraceSessions, TraceSummary
+from servewise.results.trace import TraceConversion
+from servewise.spec.errors import SpecError
 from servewise.workload.trace import DEFAULT_BLOCK_SIZE, Trace, load_trace, trace_segments
+from servewise.workload.trace_log import (
+    DEFAULT_OUTPUT_TOKENS,
+    MooncakeRow,
+    convert_log,
+    load_tokenizer,
+    word_tokens,
+)
 
 RATE_BUCKETS = 20
 PEAK_WINDOWS_S = (1.0, 10.0, 60.0, 300.0, 600.0, 3600.0)
@@ -18,6 +34,67 @@ def analyze_trace(path: str, time_scale: float = 1.0, block_size: int = DEFAULT_
     """Duration, rate over time and its peak, lengths, sessions and the prefix hit rate of a trace."""
     trace = load_trace(path, time_scale=time_scale, block_size=block_size)
     return summarize_trace(trace, time_scale)
+
+
+def trace_from_log(
+    log: str,
+    out: str,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    tokenizer: str | None = None,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> TraceConversion:
+    """Convert a captured request log into a Mooncake trace at ``out``, and describe what was written.
+
+    The trace is written beside ``out`` and loaded back, as a replay would read it, before it replaces
+    ``out``: a bad log or a failed write leaves no trace behind, nor a half-written one.
+    """
+    if Path(out).resolve() == Path(log).resolve():
+        raise SpecError(f"trace from-log: the trace would overwrite the log {log}: give another --output")
+    tokenize = load_tokenizer(tokenizer) if tokenizer else word_tokens
+    converted = convert_log(log, block_size=block_size, tokenize=tokenize, output_tokens=output_tokens)
+    with _replacing(out) as temp:
+        _write_rows(temp, converted.rows)
+        summary = summarize_trace(load_trace(temp, block_size=block_size)).model_copy(update={"path": out})
+    logged = converted.logged_prompt_tokens
+    return TraceConversion(
+        log=log,
+        tokenizer=tokenizer,
+        sessions=converted.sessions,
+        output_from_usage=converted.output_from_usage,
+        output_from_max_tokens=converted.output_from_max_tokens,
+        output_defaulted=converted.output_defaulted,
+        requests_with_prompt_usage=converted.requests_with_prompt_usage,
+        prompt_tokens_ratio=converted.counted_prompt_tokens / logged if logged else None,
+        trace=summary,
+    )
+
+
+@contextlib.contextmanager
+def _replacing(out: str) -> Iterator[str]:
+    """A temporary path beside ``out`` that becomes ``out`` if the block succeeds, and is gone if not."""
+    target = Path(out)
+    try:
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SpecError(f"trace from-log: cannot write {out}: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        yield temp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # as a plain open() would have made it, not mkstemp's 0600
+        os.replace(temp, target)
+    except OSError as exc:
+        raise SpecError(f"trace from-log: cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def _write_rows(path: str, rows: list[MooncakeRow]) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        file.writelines(row.json_line() for row in rows)
 
 
 def summarize_trace(trace: Trace, time_scale: float = 1.0) -> TraceSummary:

@@ -21,6 +21,7 @@ from servewise.workload.plan import PlannedRequest
 
 _CONTENT = re.compile(rb'"(?:content|text|reasoning_content|reasoning)"\s*:\s*"(?!")')
 _ANSWER = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')  # not reasoning: a reasoning model's answer
+_ANSWER_TEXT = re.compile(rb'"(?:content|text)"\s*:\s*"((?:[^"\\]|\\.)+)"')  # the JSON string, still escaped
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"(\w+)"')
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _CHARS_PER_TOKEN = 4.0
@@ -64,7 +65,7 @@ class StreamReader(ResponseReader):
     def __init__(self, collect_text: bool = False) -> None:
         super().__init__()
         self._rest = b""
-        self._texts: list[str] | None = [] if collect_text else None
+        self._texts: list[bytes] | None = [] if collect_text else None  # escaped: decoded once, at the end
         self._usage: dict[str, Any] | None = None
         self._usage_tokens = 0
         self._done = False
@@ -106,7 +107,7 @@ class StreamReader(ResponseReader):
             self._done = True
             return
         content = _CONTENT.search(payload) is not None
-        if not content or not self.chunk_times or self._texts is not None or _USAGE.search(payload):
+        if not content or not self.chunk_times or _USAGE.search(payload):
             self._decode(payload, content)
             if self.error is not None:
                 return
@@ -115,11 +116,21 @@ class StreamReader(ResponseReader):
             self.finish_reason = match.group(1).decode() if match else self.finish_reason
         if content:
             self.chunk_times.append(now)
-            if self.t_answer is None:  # one extra search per request for a model that does not reason
-                if _ANSWER.search(payload):
-                    self.t_answer = now
-                else:
-                    self.reasoning_chunks += 1
+            if self._texts is not None:  # a conversation's answer: its text from the match, no JSON decode
+                match = _ANSWER_TEXT.search(payload)
+                if match is not None:
+                    self._texts.append(match.group(1))
+                if self.t_answer is None:
+                    self._answered(match is not None, now)
+            elif self.t_answer is None:  # one extra search per request for a model that does not reason
+                self._answered(_ANSWER.search(payload) is not None, now)
+
+    def _answered(self, answer: bool, now: float) -> None:
+        """A content chunk before the first answer token: the answer starts now, or it was reasoning."""
+        if answer:
+            self.t_answer = now
+        else:
+            self.reasoning_chunks += 1
 
     def _decode(self, payload: bytes, content: bool) -> None:
         try:
@@ -148,13 +159,16 @@ class StreamReader(ResponseReader):
                 continue
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
-            if self._texts is not None and content:
-                delta = choice.get("delta") or {}
-                self._texts.append(str(delta.get("content") or choice.get("text") or ""))
 
     @property
     def text(self) -> str | None:
-        return "".join(self._texts) if self._texts is not None else None
+        if self._texts is None:
+            return None
+        escaped = b'"' + b"".join(self._texts) + b'"'  # each piece was a whole JSON string: joined, still one
+        try:
+            return str(json.loads(escaped))
+        except ValueError:  # a server's broken escape: keep the text it sent rather than lose the answer
+            return escaped[1:-1].decode("utf-8", "replace")
 
     @property
     def done(self) -> bool:
@@ -175,7 +189,7 @@ class StreamReader(ResponseReader):
         record.t_answer = self.t_answer
         if self.chunk_tokens is not None and len(self.chunk_tokens) == len(self.chunk_times):
             record.chunk_tokens = self.chunk_tokens
-        _apply_usage(record, self._usage, len(self.chunk_times), self._texts)
+        _apply_usage(record, self._usage, len(self.chunk_times), None)
         if record.reasoning_tokens is None and self.reasoning_chunks:
             record.reasoning_tokens = self.reasoning_chunks
 
@@ -234,11 +248,11 @@ class BodyReader(ResponseReader):
         content = message.get("content") if isinstance(message, dict) else None
         text = str(content or choice.get("text") or "")
         self._answer = text
-        _apply_usage(record, usage, None, [text])
+        _apply_usage(record, usage, None, text)
 
 
 def _apply_usage(
-    record: RequestRecord, usage: dict[str, Any] | None, chunks: int | None, texts: list[str] | None
+    record: RequestRecord, usage: dict[str, Any] | None, chunks: int | None, text: str | None
 ) -> None:
     """Usage wins; else a character-based estimate of the text; else the chunk count (an estimate).
     Cached prompt tokens come from ``usage.prompt_tokens_details.cached_tokens`` where a server reports it."""
@@ -256,8 +270,8 @@ def _apply_usage(
     elif chunks is not None:
         record.output_tokens = chunks
         record.output_tokens_source = TokenSource.CHUNKS
-    elif texts is not None:
-        record.output_tokens = round(len("".join(texts)) / _CHARS_PER_TOKEN)
+    elif text is not None:
+        record.output_tokens = round(len(text) / _CHARS_PER_TOKEN)
         record.output_tokens_source = TokenSource.CHUNKS
 
 

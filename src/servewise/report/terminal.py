@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from servewise.analysis.client import client_advice
 from servewise.engine.progress import LiveStats
 from servewise.format import ms as _ms
 from servewise.format import number, percent
@@ -165,7 +166,7 @@ def summary_view(result: RunResult) -> Group:
         parts.append(
             Text(
                 f"CLIENT-LIMITED: {client.reason}. These numbers describe the load generator, not the server: "
-                "add --workers or lower the rate.",
+                f"{client_advice(client.cause)}.",
                 style="bold red",
             )
         )

@@ -1,4 +1,5 @@
-"""A trace on the terminal: what it holds, its token lengths, and its rate over time as bars (80 columns)."""
+"""A trace on the terminal: what it holds, its token lengths, and its rate over time as bars (80 columns);
+and the few lines `trace from-log` prints about the trace it wrote (never any prompt text)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from rich.text import Text
 
 from servewise.format import number, percent
 from servewise.results import TraceLengths, TraceSummary
+from servewise.results.trace import TraceConversion
+from servewise.workload.trace import DEFAULT_BLOCK_SIZE
 
 BAR_WIDTH = 40
 
@@ -93,3 +96,38 @@ def trace_view(summary: TraceSummary) -> Group:
         ("trace ", "dim"), (summary.path, "bold"), (f"  {summary.format}{block}{scale}", "dim")
     )
     return Group(title, _overview(summary), _lengths(summary), _rate(summary))
+
+
+def conversion_view(c: TraceConversion) -> Group:
+    """What `trace from-log` prints: what it wrote, where the lengths came from, and the prefix hit rate."""
+    s = c.trace
+    counter = f"tokens of {c.tokenizer}" if c.tokenizer else "word estimate (no tokenizer)"
+    title = Text.assemble(
+        ("wrote ", "dim"), (s.path, "bold"), (f"  mooncake, {s.block_size}-token blocks", "dim")
+    )
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("from", c.log)
+    table.add_row("requests", f"{s.requests:,} over {_seconds(s.duration_s)}")
+    table.add_row("sessions", f"{c.sessions:,}" if c.sessions else "none in the log")
+    table.add_row("input tokens", f"{counter}, mean {number(s.input_tokens.mean, ',.0f')}")
+    if c.prompt_tokens_ratio is not None:
+        table.add_row(
+            "vs usage",
+            f"{c.prompt_tokens_ratio:.2f}x usage.prompt_tokens, on the "
+            f"{c.requests_with_prompt_usage:,} that logged it",
+        )
+    table.add_row(
+        "output tokens",
+        f"{c.output_from_usage:,} from usage, {c.output_from_max_tokens:,} from max_tokens, "
+        f"{c.output_defaulted:,} --output-tokens",
+    )
+    hit = s.theoretical_prefix_hit_rate
+    table.add_row(
+        "prefix hit rate",
+        "-" if hit is None else f"{percent(hit, 1)} of prompt tokens (theoretical, unbounded cache)",
+    )
+    table.add_row("kept", "times, token counts, block and session ids; no text")
+    block = "" if s.block_size == DEFAULT_BLOCK_SIZE else f" --block-size {s.block_size}"
+    return Group(title, table, Text(f"more: servewise trace analyze {s.path}{block}", style="dim"))

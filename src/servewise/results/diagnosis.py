@@ -29,6 +29,8 @@ class FindingResult(Result):
     saturation: str | None = None
     errors: str | None = None
     numbers: dict[str, float] = {}
+    read_on: str | None = None  # "server" or "client": which machine the evidence describes; None: no data
+    source: str | None = None  # what read it, e.g. "node_exporter http://gpu-box:9100/metrics", "engine /metrics"
     score: float = Field(default=0.0, exclude=True)
 
     @field_serializer("numbers")
@@ -42,6 +44,7 @@ class DiagnosisResult(Result):
     engine: str | None = None
     findings: list[FindingResult] = []
     next_steps: list[str] = []
+    client_cause: str | None = None  # why the load generator fell behind, when it did (cpu|starved|outside)
 
     def finding(self, resource: str) -> FindingResult:
         return next(f for f in self.findings if f.resource == resource)

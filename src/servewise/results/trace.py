@@ -54,3 +54,17 @@ class TraceSummary(Result):
     sessions: TraceSessions | None
     requests_with_hash_ids: int
     theoretical_prefix_hit_rate: float | None
+
+
+class TraceConversion(Result):
+    """What `servewise trace from-log` wrote, where its numbers came from, and the trace as analyzed."""
+
+    log: str
+    tokenizer: str | None  # the tokenizer.json used; None: the twin's word estimate
+    sessions: int
+    output_from_usage: int  # requests whose output length is the logged usage.completion_tokens
+    output_from_max_tokens: int
+    output_defaulted: int
+    requests_with_prompt_usage: int
+    prompt_tokens_ratio: float | None  # counted / logged usage.prompt_tokens, over those requests
+    trace: TraceSummary

@@ -47,6 +47,7 @@ def build_spec(
     shared_prefix: str | None = None,
     trace: str | None = None,
     time_scale: float | None = None,
+    block_size: int | None = None,
 ) -> RunSpec:
     """Flags laid over the spec file; every value checked once, with the field named on error."""
     file_data: dict[str, Any] = load_spec_file(spec_file) if spec_file else {}
@@ -83,12 +84,17 @@ def build_spec(
         workload["seed"] = seed
     if shared_prefix is not None:
         workload["shared_prefix"] = parse_shared_prefix(shared_prefix).model_dump()
-    if time_scale is not None and trace is None and "trace" not in (file_data.get("workload") or {}):
+    has_trace = trace is not None or "trace" in (file_data.get("workload") or {})
+    if time_scale is not None and not has_trace:
         raise SpecError("--time-scale replays a trace faster or slower: give --trace FILE with it")
+    if block_size is not None and not has_trace:
+        raise SpecError("--block-size is the tokens per hash id of a Mooncake trace: give --trace FILE with it")
+    if trace is not None and load is not None:
+        raise SpecError("--trace sets the arrivals itself: give either --trace or --load, not both")
+    given = {"path": trace, "time_scale": time_scale, "block_size": block_size}
+    if any(value is not None for value in given.values()):
+        workload["trace"] = {key: value for key, value in given.items() if value is not None}
     if trace is not None:
-        if load is not None:
-            raise SpecError("--trace sets the arrivals itself: give either --trace or --load, not both")
-        workload["trace"] = {"path": trace} | ({"time_scale": time_scale} if time_scale is not None else {})
         overrides["load"] = {"kind": "trace"}
         if duration is None and "duration_s" not in file_data:
             overrides["duration_s"] = None  # the whole trace, unless a duration cuts it

@@ -59,6 +59,8 @@ class SignalRule:
     or data-parallel engines, ``max`` for fractions, where the fullest engine is the one that hurts,
     ``mean`` for rates, where no one engine stands for the rest. ``also`` names series added to ``source``
     (llama.cpp counts computed and cached prompt tokens apart); the rule applies only when all are present.
+    ``per`` makes the signal a ratio: what ``keep`` selects over the same series' label sets that ``per``
+    selects (TensorRT-LLM's used KV blocks over its max blocks).
     """
 
     canonical: str
@@ -67,11 +69,16 @@ class SignalRule:
     combine: str = "sum"
     keep: Callable[[dict[str, str]], bool] | None = None
     also: tuple[str, ...] = ()
+    per: Callable[[dict[str, str]], bool] | None = None
 
 
 def _api_request(labels: dict[str, str]) -> bool:
     """FastAPI-instrumentator series also count health checks and scrapes; only API calls are requests."""
     return labels.get("handler", "") not in {"/health", "/metrics", "/v1/health"}
+
+
+def _block_type(kind: str) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: labels.get("kv_cache_block_type") == kind
 
 
 def _api_error(labels: dict[str, str]) -> bool:
@@ -167,10 +174,17 @@ ENGINE_RULES: dict[str, list[SignalRule]] = {
             "nv_trt_llm_request_metrics",
             keep=lambda lab: lab.get("request_type") == "waiting",
         ),
+        SignalRule(
+            "kv_cache_usage",
+            "nv_trt_llm_kv_cache_block_metrics",
+            keep=_block_type("used"),
+            per=_block_type("max"),
+        ),
     ],
     "llamacpp": [
         SignalRule("requests_running", "llamacpp:requests_processing"),
         SignalRule("requests_waiting", "llamacpp:requests_deferred"),
+        # exported until mid-2025; today's llama-server (0.3.36's, checked) exports no KV-cache usage at all
         SignalRule("kv_cache_usage", "llamacpp:kv_cache_usage_ratio", combine="max"),
         SignalRule("prompt_tokens_total", "llamacpp:prompt_tokens_total"),
         SignalRule("generation_tokens_total", "llamacpp:tokens_predicted_total"),
@@ -244,6 +258,12 @@ def canonical_signals(series: list[RawSeries], engine: str | None) -> dict[str, 
         if not all(parts):
             continue
         values = [v for part in parts for v in part]
+        if rule.per is not None:
+            per = rule.per
+            whole = sum(s.value for s in by_name.get(rule.source, ()) if per(dict(s.labels)))
+            if whole > 0:
+                found[rule.canonical] = sum(values) / whole
+            continue
         if rule.combine == "max":
             value = max(values)
         elif rule.combine == "mean":

@@ -4,6 +4,13 @@ Synchronous samplers (psutil, NVML; NVML's PCIe counter alone waits ~20 ms in th
 thread; HTTP scrapes use aiohttp with a timeout shorter than the interval. Each tick's samples go to the
 sink in one list. A missing source (no GPU, no /metrics, server process not found) logs once at debug and
 the other samplers carry on.
+
+Where each sample was read is kept: ``host`` / ``process`` / ``gpu`` are this machine (psutil, NVML), and
+every tick says whether this machine also serves the target (``host:serves_target``); ``node`` is the
+serving host's node_exporter, ``dcgm`` its dcgm-exporter, ``metrics`` the engine. The server's process
+tree and NVML GPUs are sampled only when the target is local: on a client machine they describe the client.
+Each tick also times a TCP connect to the target (``client:connect_rtt_ms``): the first, before any load,
+is the path's idle round trip, against which queueing on a slow or shaped link shows.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -32,6 +40,7 @@ from servewise.telemetry.host import (
     find_listening_pid,
     route_interface,
 )
+from servewise.telemetry.node import NodeCounters, node_samples
 
 log = logging.getLogger("servewise.telemetry")
 
@@ -107,6 +116,65 @@ class DcgmScraper(_Scraper):
             return []
 
 
+class NodeScraper(_Scraper):
+    """The serving host's node_exporter -> host signals under source ``node``."""
+
+    source = "node"
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        super().__init__(url, timeout_s)
+        self._counters = NodeCounters()
+
+    async def collect(self, http: aiohttp.ClientSession) -> list[Sample]:
+        text = await self.fetch(http)
+        if text is None:
+            return []
+        try:
+            return node_samples(parse_exposition(text), time.perf_counter(), self._counters, self.url)
+        except ValueError:
+            return []
+
+
+_TCP_INFO_RTT = struct.Struct("=I")  # struct tcp_info's tcpi_rtt (µs): after 8 one-byte fields and 15 u32s
+_TCP_INFO_RTT_OFFSET = 68
+
+
+class ConnectProbe:
+    """One TCP handshake with the target per tick: the network's round trip, not the server's work (the
+    kernel answers a SYN whatever the engine is doing, until its accept queue is full). The kernel's own
+    measure of it (``TCP_INFO``'s ``tcpi_rtt``) is taken where there is one: a busy client's event loop
+    would add its own delay to a wall-clock timing."""
+
+    source = "client"
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        self._host, self._port, self._timeout = host, port, timeout_s
+
+    async def collect(self, http: aiohttp.ClientSession | None = None) -> list[Sample]:
+        start = time.perf_counter()
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self._host, self._port), self._timeout)
+        except (OSError, TimeoutError):
+            return []
+        rtt_ms = (time.perf_counter() - start) * 1000
+        kernel = _kernel_rtt_ms(writer.get_extra_info("socket"))
+        writer.close()
+        return [Sample(start, self.source, "connect_rtt_ms", kernel if kernel is not None else rtt_ms)]
+
+
+def _kernel_rtt_ms(sock: object) -> float | None:
+    info = getattr(socket, "TCP_INFO", None)
+    if sock is None or info is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, info, 104)  # type: ignore[attr-defined]
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO_RTT_OFFSET + 4:
+        return None
+    return _TCP_INFO_RTT.unpack_from(raw, _TCP_INFO_RTT_OFFSET)[0] / 1000
+
+
 def local_port(url: str) -> int | None:
     """The URL's port when its host is this machine, so the server process can be found from it."""
     parts = urlsplit(url)
@@ -144,6 +212,8 @@ class TelemetrySession:
         gpu: bool = True,
         sink: Callable[[list[Sample]], object],  # what it returns is ignored
         target_host: str | None = None,
+        node_exporter_url: str | None = None,
+        target_url: str | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("telemetry interval must be > 0 s")
@@ -153,10 +223,17 @@ class TelemetrySession:
         self._target_host = target_host or (urlsplit(metrics_url).hostname if metrics_url else None)
         self._client_pids = list(client_pids)
         self._sink = sink
-        self._want_gpu = gpu and dcgm_url is None
+        self._serves_target = target_port is not None or server_pid is not None
+        self._want_gpu = gpu and dcgm_url is None and self._serves_target
         timeout = max(0.2, min(2.0, 0.8 * interval_s))
         self._metrics = MetricsScraper(metrics_url, timeout) if metrics_url else None
         self._dcgm = DcgmScraper(dcgm_url, timeout) if dcgm_url else None
+        self._node = NodeScraper(node_exporter_url, timeout) if node_exporter_url else None
+        self._probe: ConnectProbe | None = None
+        if target_url is not None:
+            parts = urlsplit(target_url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            self._probe = ConnectProbe(parts.hostname or "127.0.0.1", port, timeout)
         self._sync: list[SyncSampler] = []
         self._nvml: NvmlSampler | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -173,7 +250,7 @@ class TelemetrySession:
         if self._task is not None:
             return
         self._sync = await asyncio.to_thread(self._build_sync_samplers)
-        if self._metrics or self._dcgm:
+        if self._metrics or self._dcgm or self._node:
             self._http = aiohttp.ClientSession()
         await self._tick()  # primes rate counters so the first periodic tick already has deltas
         self._task = asyncio.create_task(self._run(), name="servewise-telemetry")
@@ -232,9 +309,13 @@ class TelemetrySession:
     async def _tick(self) -> None:
         jobs = [asyncio.to_thread(self._collect_sync)]
         if self._http is not None:
-            jobs += [s.collect(self._http) for s in (self._metrics, self._dcgm) if s is not None]
+            jobs += [s.collect(self._http) for s in (self._metrics, self._dcgm, self._node) if s is not None]
+        if self._probe is not None:
+            jobs.append(self._probe.collect())
         results = await asyncio.gather(*jobs, return_exceptions=True)
-        samples: list[Sample] = []
+        samples: list[Sample] = [
+            Sample(time.perf_counter(), "host", "serves_target", 1.0 if self._serves_target else 0.0)
+        ]
         for result in results:
             if isinstance(result, BaseException):
                 log.debug("telemetry sampler failed: %r", result)

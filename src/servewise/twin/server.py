@@ -11,13 +11,18 @@ Streaming tokens are written straight to each connection's transport as ready-ma
 response was prepared with chunked encoding by aiohttp, which also writes the final chunk): a write
 costs a few microseconds, so hundreds of streams are served within one step's deadline on one core.
 
-Prompt length is estimated without a tokenizer, the way BPE vocabularies (Llama, Qwen, Mistral) split
-English: a word of up to 7 letters is one token, a longer word one token per 5 letters, each digit or
-punctuation mark one token (about ``words * 1.3`` on prose, ``characters / 4`` on average text, and
-exact for servewise's synthetic prompts of common words); a list of token ids counts exactly. Output length is ``max_tokens`` (or ``max_completion_tokens``,
-default 256); ``ignore_eos`` is accepted, and as the twin never samples an end-of-sequence it changes
+Prompt length is estimated without a tokenizer (:mod:`servewise.tokens`: a word of up to 7 letters is one
+token, a longer word one per 5 letters, each digit or punctuation mark one); a list of token ids counts
+exactly. Output length is ``max_tokens`` (or ``max_completion_tokens``, default 256); ``ignore_eos`` is accepted, and as the twin never samples an end-of-sequence it changes
 nothing. A request stops early only if it says so, with the extension field ``stop_after_tokens``
 (finish_reason ``stop``).
+
+Prefix cache (``prefix_caching``; on in ``servewise twin`` as in vLLM): the same estimate, kept as pieces
+(:func:`prompt_pieces`), is the token sequence whose blocks are named, chat messages flattened in order,
+followed by the answer the twin will write (its i-th token is ``WORDS[i % n]``), so a conversation's next
+turn, which sends that answer back, finds its whole history cached. A request skips the prefill of what it
+found, reports it as ``usage.prompt_tokens_details.cached_tokens``, and the engine counts it in
+``vllm:prefix_cache_queries`` / ``vllm:prefix_cache_hits`` (tokens, as vLLM v1 does).
 """
 
 from __future__ import annotations
@@ -26,11 +31,9 @@ import asyncio
 import contextlib
 import itertools
 import json
-import math
-import re
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +46,10 @@ from servewise.capacity import (
     Deployment,
     Efficiency,
     EngineConfig,
+    PrefixCache,
     Seq,
     StepModel,
+    block_hashes,
     builtin_catalog,
     default_kv_precision,
     fitted_efficiency,
@@ -52,9 +57,23 @@ from servewise.capacity import (
     memory_plan,
     smallest_fitting_tp,
 )
+from servewise.tokens import word_tokens
 from servewise.twin.metrics import TwinMetrics
 
-WORDS = (" the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", " dog", " and", " runs", " far")
+WORDS = (
+    " the",
+    " quick",
+    " brown",
+    " fox",
+    " jumps",
+    " over",
+    " a",
+    " lazy",
+    " dog",
+    " and",
+    " runs",
+    " far",
+)
 DEFAULT_MAX_TOKENS = 256
 SPIN_S = 0.0012  # wake this early and spin: epoll timers round to whole milliseconds
 RESYNC_S = 0.05  # if the loop falls this far behind the ideal clock, restart the clock instead of bursting
@@ -68,17 +87,29 @@ class TwinConfig:
     engine: EngineConfig
     kv_capacity_tokens: int
     time_scale: float = 1.0
+    prefix_caching: bool = True
 
     @property
     def max_model_len(self) -> int:
         return min(self.deployment.model.max_context, self.kv_capacity_tokens)
 
 
-def build_config(model: str = "llama-3.1-8b", gpu: str = "rtx4090", *, num_gpus: int | None = None,
-                 precision: str = "bf16", kv_precision: str | None = None, served_model_name: str | None = None,
-                 efficiency: Efficiency | None = None, engine: EngineConfig | None = None,
-                 time_scale: float = 1.0) -> TwinConfig:
-    """Resolve names into a deployment; raises CapacityError with close matches for bad names."""
+def build_config(
+    model: str = "llama-3.1-8b",
+    gpu: str = "rtx4090",
+    *,
+    num_gpus: int | None = None,
+    precision: str = "bf16",
+    kv_precision: str | None = None,
+    served_model_name: str | None = None,
+    efficiency: Efficiency | None = None,
+    engine: EngineConfig | None = None,
+    time_scale: float = 1.0,
+    prefix_caching: bool = True,
+) -> TwinConfig:
+    """Resolve names into a deployment; raises CapacityError with close matches for bad names.
+    ``prefix_caching`` is on, as in vLLM (blocks of ``engine.block_size`` tokens); off, the twin agrees
+    with the simulator fed lengths alone."""
     arch = get_model(model)
     card = builtin_catalog().get(gpu)
     engine = engine or EngineConfig()
@@ -92,11 +123,18 @@ def build_config(model: str = "llama-3.1-8b", gpu: str = "rtx4090", *, num_gpus:
         raise CapacityError(plan.reason)
     if time_scale <= 0:
         raise CapacityError("time scale must be positive")
-    return TwinConfig(served_model_name or model, dep, efficiency or fitted_efficiency(), engine,
-                      plan.kv_capacity_tokens, time_scale)
+    return TwinConfig(
+        served_model_name or model,
+        dep,
+        efficiency or fitted_efficiency(),
+        engine,
+        plan.kv_capacity_tokens,
+        time_scale,
+        prefix_caching,
+    )
 
 
-_PIECES = re.compile(r"[^\W\d_]+|\S")
+ANSWER_PIECES = tuple(word.strip() for word in WORDS)  # how the twin's own words read back
 
 
 def estimate_prompt_tokens(prompt: Any) -> int:
@@ -106,10 +144,28 @@ def estimate_prompt_tokens(prompt: Any) -> int:
         return len(prompt)
     if isinstance(prompt, list):
         return sum(estimate_prompt_tokens(p) for p in prompt)
-    tokens = 0
-    for piece in _PIECES.findall(str(prompt)):
-        tokens += 1 if len(piece) <= 7 else math.ceil(len(piece) / 5)
-    return max(1, tokens)
+    return max(1, len(word_tokens(str(prompt))))
+
+
+def prompt_pieces(prompt: Any) -> list[Hashable]:
+    """The tokens :func:`estimate_prompt_tokens` counts, in order (token ids as given, a long word cut into
+    5-letter pieces): two prompts share leading tokens exactly where they share leading text."""
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+        return list(prompt)
+    if isinstance(prompt, list):
+        return [token for part in prompt for token in prompt_pieces(part)]
+    return [*word_tokens(str(prompt))]
+
+
+def sequence_blocks(prompt: Any, prompt_tokens: int, answer_tokens: int, block_size: int) -> list[int]:
+    """Block names of a request's whole sequence: its prompt, then the answer the twin will write. Only the
+    prompt's when the pieces are not its counted tokens (an empty prompt counts 1), which would shift the
+    answer's positions."""
+    pieces = prompt_pieces(prompt)
+    if len(pieces) == prompt_tokens:
+        n = len(ANSWER_PIECES)
+        pieces += [ANSWER_PIECES[i % n] for i in range(1, answer_tokens + 1)]
+    return block_hashes(pieces, block_size)
 
 
 def _chat_text(messages: list[Any]) -> str:
@@ -152,9 +208,14 @@ class TwinScheduler:
 
     def __init__(self, config: TwinConfig) -> None:
         self.config = config
-        self.engine = BatchEngine(StepModel(config.deployment, config.efficiency), config.kv_capacity_tokens,
-                                  config.engine)
-        self.metrics = TwinMetrics(config.served_model_name, self._gauges)
+        self.prefix_cache = PrefixCache(config.engine.block_size) if config.prefix_caching else None
+        self.engine = BatchEngine(
+            StepModel(config.deployment, config.efficiency),
+            config.kv_capacity_tokens,
+            config.engine,
+            self.prefix_cache,
+        )
+        self.metrics = TwinMetrics(config.served_model_name, self._gauges, self.prefix_cache)
         self.registry = self.metrics.registry()
         self.streams: dict[int, Stream] = {}
         self._ids = itertools.count()
@@ -289,7 +350,9 @@ class TwinScheduler:
         self.metrics.e2e.observe(due - stream.arrival)
         self.metrics.finished[stream.finish_reason] += 1
         if stream.transport is not None and not stream.transport.is_closing():
-            stream.transport.write(_final_chunks(stream, self.config.served_model_name))
+            stream.transport.write(
+                _final_chunks(stream, self.config.served_model_name, self.prefix_cache is not None)
+            )
         if stream.done and not stream.done.done():
             stream.done.set_result(None)
 
@@ -297,37 +360,57 @@ class TwinScheduler:
 TWIN_KEY = web.AppKey("twin", TwinScheduler)
 
 
-def _usage(stream: Stream) -> dict[str, int]:
+def _usage(stream: Stream, cached: bool) -> dict[str, Any]:
+    """OpenAI usage; with the prefix cache on, also the prompt tokens it served (vLLM's
+    ``prompt_tokens_details``)."""
     prompt = stream.seq.input_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": stream.emitted, "total_tokens": prompt + stream.emitted}
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": stream.emitted,
+        "total_tokens": prompt + stream.emitted,
+    }
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": stream.seq.cached_tokens}
+    return usage
 
 
 def _chunk_json(stream: Stream, model: str, text: str | None, finish: str | None) -> dict[str, Any]:
     created = int(time.time())
     if stream.kind == "chat":
         delta = {} if text is None else {"content": text}
-        return {"id": stream.request_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-    return {"id": stream.request_id, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}]}
+        return {
+            "id": stream.request_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+    return {
+        "id": stream.request_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}],
+    }
 
 
 def _sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _final_chunks(stream: Stream, model: str) -> bytes:
+def _final_chunks(stream: Stream, model: str, cached: bool) -> bytes:
     out = [_frame(_sse(_chunk_json(stream, model, None, stream.finish_reason)))]
     if stream.include_usage:
-        usage = {**_chunk_json(stream, model, None, None), "choices": [], "usage": _usage(stream)}
+        usage = {**_chunk_json(stream, model, None, None), "choices": [], "usage": _usage(stream, cached)}
         out.append(_frame(_sse(usage)))
     out.append(_frame(b"data: [DONE]\n\n"))
     return b"".join(out)
 
 
 def _error(status: int, message: str, kind: str = "BadRequestError") -> web.Response:
-    return web.json_response({"object": "error", "message": message, "type": kind, "param": None, "code": status},
-                             status=status)
+    return web.json_response(
+        {"object": "error", "message": message, "type": kind, "param": None, "code": status}, status=status
+    )
 
 
 async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
@@ -346,11 +429,12 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _error(400, "messages must be a non-empty list")
-        prompt_tokens = estimate_prompt_tokens(_chat_text(messages))
+        prompt: Any = _chat_text(messages)  # in order, so each turn extends the last one's sequence
     else:
         if "prompt" not in body:
             return _error(400, "prompt is required")
-        prompt_tokens = estimate_prompt_tokens(body["prompt"])
+        prompt = body["prompt"]
+    prompt_tokens = estimate_prompt_tokens(prompt)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     stop_after = body.get("stop_after_tokens")
     if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -358,19 +442,25 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
     if stop_after is not None and (not isinstance(stop_after, int) or stop_after < 1):
         return _error(400, f"stop_after_tokens must be a positive integer, got {stop_after!r}")
     if prompt_tokens + max_tokens > config.max_model_len:
-        return _error(400, f"This model's maximum context length is {config.max_model_len} tokens. However, you "
-                      f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
-                      f"{max_tokens} in the completion).")
+        return _error(
+            400,
+            f"This model's maximum context length is {config.max_model_len} tokens. However, you "
+            f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
+            f"{max_tokens} in the completion).",
+        )
     loop = asyncio.get_running_loop()
     idx = scheduler.next_id()
     done: asyncio.Future[None] = loop.create_future()
+    cache = scheduler.prefix_cache
+    answer_tokens = min(max_tokens, stop_after or max_tokens)
+    blocks = () if cache is None else sequence_blocks(prompt, prompt_tokens, answer_tokens, cache.block_size)
     stream = Stream(
-        seq=Seq(idx, prompt_tokens, max_tokens, time.perf_counter()),
+        seq=Seq(idx, prompt_tokens, max_tokens, time.perf_counter(), blocks),
         request_id=f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-twin{idx:08x}",
         kind=kind,
         streaming=bool(body.get("stream", False)),
         include_usage=bool((body.get("stream_options") or {}).get("include_usage", False)),
-        max_tokens=min(max_tokens, stop_after or max_tokens),
+        max_tokens=answer_tokens,
         arrival=time.perf_counter(),
         done=done,
     )
@@ -389,14 +479,24 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
         else:
             choice["text"] = text
             obj = "text_completion"
-        return web.json_response({"id": stream.request_id, "object": obj, "created": int(time.time()),
-                                  "model": config.served_model_name, "choices": [choice], "usage": _usage(stream)})
+        return web.json_response(
+            {
+                "id": stream.request_id,
+                "object": obj,
+                "created": int(time.time()),
+                "model": config.served_model_name,
+                "choices": [choice],
+                "usage": _usage(stream, cache is not None),
+            }
+        )
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     response.enable_chunked_encoding()
     await response.prepare(request)
     stream.transport = request.transport
     # the i-th token (counted from 1) is WORDS[i % n], streamed or not
-    stream.chunks = [_frame(_sse(_chunk_json(stream, config.served_model_name, word, None))) for word in WORDS]
+    stream.chunks = [
+        _frame(_sse(_chunk_json(stream, config.served_model_name, word, None))) for word in WORDS
+    ]
     if kind == "chat":
         role = _chunk_json(stream, config.served_model_name, "", None)
         role["choices"][0]["delta"] = {"role": "assistant", "content": ""}
@@ -422,11 +522,22 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def models(request: web.Request) -> web.Response:
     config: TwinConfig = request.app[TWIN_KEY].config
-    return web.json_response({"object": "list", "data": [{
-        "id": config.served_model_name, "object": "model", "created": int(time.time()),
-        "owned_by": "servewise-twin", "root": config.deployment.model.name, "parent": None,
-        "max_model_len": config.max_model_len,
-    }]})
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": config.served_model_name,
+                    "object": "model",
+                    "created": int(time.time()),
+                    "owned_by": "servewise-twin",
+                    "root": config.deployment.model.name,
+                    "parent": None,
+                    "max_model_len": config.max_model_len,
+                }
+            ],
+        }
+    )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -435,7 +546,9 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     scheduler: TwinScheduler = request.app[TWIN_KEY]
-    return web.Response(body=generate_latest(scheduler.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=generate_latest(scheduler.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 async def twin_info(request: web.Request) -> web.Response:
@@ -443,14 +556,39 @@ async def twin_info(request: web.Request) -> web.Response:
     scheduler: TwinScheduler = request.app[TWIN_KEY]
     config = scheduler.config
     dep = config.deployment
-    return web.json_response({
-        "model": dep.model.name, "gpu": dep.gpu.name, "num_gpus": dep.num_gpus,
-        "precision": dep.weight_precision, "kv_precision": dep.kv_precision,
-        "kv_capacity_tokens": config.kv_capacity_tokens, "time_scale": config.time_scale,
-        "efficiency": config.efficiency.to_dict(), "engine": {
-            "max_num_seqs": config.engine.max_num_seqs, "max_batched_tokens": config.engine.max_batched_tokens},
-        "lateness_ms": lateness_summary(scheduler.lateness), "resyncs": scheduler.resyncs,
-    })
+    return web.json_response(
+        {
+            "model": dep.model.name,
+            "gpu": dep.gpu.name,
+            "num_gpus": dep.num_gpus,
+            "precision": dep.weight_precision,
+            "kv_precision": dep.kv_precision,
+            "kv_capacity_tokens": config.kv_capacity_tokens,
+            "time_scale": config.time_scale,
+            "efficiency": config.efficiency.to_dict(),
+            "engine": {
+                "max_num_seqs": config.engine.max_num_seqs,
+                "max_batched_tokens": config.engine.max_batched_tokens,
+            },
+            "prefix_cache": _prefix_cache_info(scheduler.prefix_cache, config.engine.block_size),
+            "lateness_ms": lateness_summary(scheduler.lateness),
+            "resyncs": scheduler.resyncs,
+        }
+    )
+
+
+def _prefix_cache_info(cache: PrefixCache | None, block_size: int) -> dict[str, Any]:
+    """Whether the twin caches prefixes, at what block size, and what its cache holds and has served."""
+    if cache is None:
+        return {"enabled": False, "block_size": block_size}
+    return {
+        "enabled": True,
+        "block_size": cache.block_size,
+        "query_tokens": cache.queries,
+        "hit_tokens": cache.hits,
+        "cached_blocks": cache.cached_blocks,
+        "free_blocks": cache.free_blocks,
+    }
 
 
 def lateness_summary(steps: list[tuple[float, float, int]]) -> dict[str, float]:
@@ -462,7 +600,9 @@ def lateness_summary(steps: list[tuple[float, float, int]]) -> dict[str, float]:
         return {"tokens": 0}
     arr = np.array(steps)
     k = np.minimum(arr[:, 2], 16).astype(int)
-    samples = np.concatenate([np.linspace(f, last, n) for (f, last, _), n in zip(steps, k, strict=True)]) * 1e3
+    samples = (
+        np.concatenate([np.linspace(f, last, n) for (f, last, _), n in zip(steps, k, strict=True)]) * 1e3
+    )
     weights = np.repeat(arr[:, 2] / k, k)
     errors = np.abs(samples)
     order = np.argsort(errors)
@@ -471,8 +611,13 @@ def lateness_summary(steps: list[tuple[float, float, int]]) -> dict[str, float]:
     def pct(p: float) -> float:
         return float(errors[order][min(int(np.searchsorted(cdf, p / 100)), errors.size - 1)])
 
-    return {"tokens": int(arr[:, 2].sum()), "abs_p50": pct(50), "abs_p99": pct(99), "abs_max": float(errors.max()),
-            "mean": float(np.average(samples, weights=weights))}
+    return {
+        "tokens": int(arr[:, 2].sum()),
+        "abs_p50": pct(50),
+        "abs_p99": pct(99),
+        "abs_max": float(errors.max()),
+        "mean": float(np.average(samples, weights=weights)),
+    }
 
 
 def create_app(model: str = "llama-3.1-8b", gpu: str = "rtx4090", **options: Any) -> web.Application:
@@ -540,5 +685,12 @@ def run_twin(host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
     else:
         new_loop = uvloop.new_event_loop
     app = create_app(**options)
-    web.run_app(app, host=host, port=port, access_log=None, print=None, backlog=2048,
-                loop=new_loop() if new_loop else None)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        backlog=2048,
+        loop=new_loop() if new_loop else None,
+    )

@@ -17,11 +17,14 @@ import numpy as np
 from servewise.records import RequestRecord
 from servewise.spec.models import LengthSpec, WorkloadSpec
 from servewise.workload.dataset import DatasetEntry, load_dataset
+from servewise.workload.keyed_random import KeyedRandom
 from servewise.workload.lengths import sample_lengths
 from servewise.workload.prompts import PromptSynthesizer
 from servewise.workload.trace import Trace, load_trace, trace_prompt, trace_segments
 
 BLOCK = 4096
+TURN_BLOCK = 8  # a conversation's turns are drawn this many at a time
+_TURN_BLOCKS_KEPT = 4096
 _PREFIX_OFFSET = 1_000_003  # prefixes are cut far from where per-request text starts, seeded apart
 Segment = tuple[Hashable, int]
 
@@ -62,6 +65,8 @@ class WorkloadPlan:
         self._block_index = -1
         self._block: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.empty(0), np.empty(0), np.empty(0))
         self._prefixes: dict[int, str] = {}
+        self._turn_blocks: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        self._keyed = KeyedRandom()
 
     @property
     def exact_prompt_lengths(self) -> bool:
@@ -186,7 +191,7 @@ class WorkloadPlan:
 
     def conversation_turns(self, conversation: int, turns: LengthSpec) -> int:
         """Drawn from ``turns``; a dataset's conversation has its own turns, which ``turns`` caps."""
-        rng = np.random.default_rng([self.workload.seed, 3, conversation])
+        rng = self._keyed.at(self.workload.seed, 3, conversation)
         drawn = max(1, int(sample_lengths(turns, 1, rng)[0]))
         entry = self._conversation_entry(conversation)
         return drawn if entry is None else max(1, min(drawn, len(entry.user_turns)))
@@ -206,14 +211,26 @@ class WorkloadPlan:
     def turn(self, conversation: int, turn: int) -> Turn:
         """The user's message at ``turn`` (1-based) of ``conversation``: seeded (or the dataset's own),
         independent of the server."""
-        rng = np.random.default_rng([self.workload.seed, 5, conversation, turn])
-        max_tokens = int(sample_lengths(self.workload.output_tokens, 1, rng)[0])
+        max_tokens, tokens, offset = self._turn_draws(conversation, turn)
         entry = self._conversation_entry(conversation)
         if entry is not None:
             text = entry.user_turns[min(turn, len(entry.user_turns)) - 1]
             answer = entry.answer_tokens[turn - 1] if turn <= len(entry.answer_tokens) else None
             return Turn(text, max(1, len(text.split())), answer or max_tokens)
         assert self._synth is not None
-        tokens = int(sample_lengths(self.workload.input_tokens, 1, rng)[0])
-        offset = int(rng.integers(0, 2**31 - 1))
         return Turn(self._synth.prompt(tokens, offset), tokens, max_tokens)
+
+    def _turn_draws(self, conversation: int, turn: int) -> tuple[int, int, int]:
+        """(answer length, message length, text offset) of a turn, drawn TURN_BLOCK turns at a time, keyed
+        by (seed, conversation, block); the blocks of the conversations in flight are kept."""
+        key = (conversation, (turn - 1) // TURN_BLOCK)
+        draws = self._turn_blocks.get(key)
+        if draws is None:
+            if len(self._turn_blocks) >= _TURN_BLOCKS_KEPT:
+                self._turn_blocks.clear()
+            rng = self._keyed.at(self.workload.seed, 5, *key)
+            outputs = sample_lengths(self.workload.output_tokens, TURN_BLOCK, rng).tolist()
+            inputs = sample_lengths(self.workload.input_tokens, TURN_BLOCK, rng).tolist()
+            offsets = rng.integers(0, 2**31 - 1, size=TURN_BLOCK).tolist()
+            draws = self._turn_blocks[key] = list(zip(outputs, inputs, offsets, strict=True))
+        return draws[(turn - 1) % TURN_BLOCK]

@@ -27,8 +27,7 @@ from servewise.analysis.diagnosis.rules_server import (
     kv_capacity,
     server_cpu,
 )
-from servewise.analysis.diagnosis.signals import Signals, known
-from servewise.format import percent
+from servewise.analysis.diagnosis.signals import CLIENT, SERVER, Signals, known, serving_host
 from servewise.records import Sample
 from servewise.results import DiagnosisResult, RunResult
 from servewise.results.diagnosis import FindingStatus
@@ -46,20 +45,39 @@ _HARDWARE = (
 )
 
 
-def cross_check(findings: dict[str, Finding], plateau: bool) -> None:
-    """Verdicts that depend on each other: symptoms are demoted, and a flat network ceiling is promoted
-    only when nothing else explains the limit."""
+def cross_check(findings: dict[str, Finding], accelerator_seen: bool) -> None:
+    """Verdicts that depend on each other: a symptom is demoted under the resource that causes it, and a
+    queue is only the engine's own limit where the accelerator behind it was seen to have headroom."""
     client, cpu = findings[Resource.LOAD_GENERATOR], findings[Resource.SERVER_CPU]
-    if client.verdict is FindingStatus.BOTTLENECK and client.score < 0.9 and cpu.verdict is FindingStatus.BOTTLENECK:
+    if (
+        client.verdict is FindingStatus.BOTTLENECK
+        and client.score < 0.9
+        and cpu.verdict is FindingStatus.BOTTLENECK
+    ):
         client.verdict = FindingStatus.CONTRIBUTING
         client.evidence += (
             "; the client is starved by the server's CPU load on the same host, not busy itself"
         )
-        client.score = 0.3
+        client.score, client.cause = 0.3, "starved"
+    net = findings[Resource.NETWORK]
+    if (
+        client.verdict is FindingStatus.BOTTLENECK
+        and client.score < 0.9
+        and net.verdict is FindingStatus.BOTTLENECK
+    ):
+        client.verdict = FindingStatus.CONTRIBUTING
+        client.evidence += "; its sends waited behind the slow link (back-pressure), not on its CPU"
+        client.score, client.cause = 0.3, "outside"
     host_cpu = cpu.numbers.get("host_cpu_percent_p50", math.nan)
-    if client.verdict is FindingStatus.BOTTLENECK and client.score < 0.9 and known(host_cpu) and host_cpu >= 90:
+    if (
+        client.verdict is FindingStatus.BOTTLENECK
+        and client.score < 0.9
+        and known(host_cpu)
+        and host_cpu >= 90
+    ):
         client.evidence += f"; starved: the host CPU is {host_cpu:.0f}% busy with other processes"
         client.numbers["host_cpu_percent_p50"] = host_cpu
+        client.cause = "starved"
     hardware_bottleneck = any(findings[r].verdict is FindingStatus.BOTTLENECK for r in _HARDWARE)
     queue = findings[Resource.ADMISSION_QUEUE]
     if queue.verdict is FindingStatus.BOTTLENECK and hardware_bottleneck:
@@ -68,21 +86,43 @@ def cross_check(findings: dict[str, Finding], plateau: bool) -> None:
     kv = findings[Resource.KV_CAPACITY]
     if queue.verdict is FindingStatus.BOTTLENECK and kv.verdict is FindingStatus.BOTTLENECK:
         queue.verdict = FindingStatus.CONTRIBUTING
-    net = findings[Resource.NETWORK]
-    others_busy = client.verdict is FindingStatus.BOTTLENECK or any(
-        f.verdict in (FindingStatus.BOTTLENECK, FindingStatus.CONTRIBUTING)
-        for r, f in findings.items()
-        if r not in (Resource.NETWORK, Resource.ERRORS, Resource.LOAD_GENERATOR)
-    )
-    if plateau and net.verdict is not FindingStatus.BOTTLENECK and not others_busy:
-        net.verdict = FindingStatus.BOTTLENECK
-        net.evidence += (
-            f"; throughput flat at its ceiling (variation {percent(net.numbers['plateau_cv'])}) while"
-            " server CPU, GPU,"
-            " queue and the client's CPU all had headroom: a link slower than the interface reports"
+    if queue.verdict is FindingStatus.BOTTLENECK and not accelerator_seen:
+        queue.evidence += (
+            "; the accelerator behind the queue was not read, so a saturated GPU looks the same"
+            " (give --dcgm URL)"
         )
-        net.score = 0.6
+        queue.numbers["accelerator_seen"] = 0.0
+        queue.score = min(queue.score, 0.5)
 
+
+def _accelerator_seen(sig: Signals, findings: dict[str, Finding]) -> bool:
+    """Whether the hardware a queue waits on was read: GPU samples (DCGM or NVML), or, for a target on
+    this machine where NVML found no GPU, the server's CPU, which then does the model's work."""
+    if any(
+        findings[r].verdict is not FindingStatus.NO_DATA
+        for r in (Resource.GPU_COMPUTE, Resource.GPU_MEMORY_BANDWIDTH)
+    ):
+        return True
+    host = serving_host(sig)
+    local = host is not None and host[0] == "host"
+    return local and findings[Resource.SERVER_CPU].verdict is not FindingStatus.NO_DATA
+
+
+def _place(finding: Finding, sig: Signals) -> None:
+    """Where a finding's evidence was read, for the rules that read one fixed kind of source."""
+    if finding.verdict is FindingStatus.NO_DATA or finding.read_on is not None:
+        return
+    resource = finding.resource
+    if resource == Resource.LOAD_GENERATOR:
+        finding.read_on, finding.source = CLIENT, "servewise's own send times and worker CPU"
+    elif resource == Resource.ERRORS:
+        finding.read_on, finding.source = CLIENT, "the outcome of every request sent"
+    elif resource in (Resource.GPU_COMPUTE, Resource.GPU_MEMORY_BANDWIDTH):
+        dcgm = any(sig.has("dcgm", name) for name in ("sm_active", "utilization_percent", "dram_active"))
+        finding.read_on = SERVER
+        finding.source = "dcgm-exporter" if dcgm else "NVML on this machine, which serves the target"
+    elif resource in (Resource.KV_CAPACITY, Resource.ADMISSION_QUEUE):
+        finding.read_on, finding.source = SERVER, "the engine's /metrics"
 
 
 def infer_engine(samples: Sequence[Sample]) -> str | None:
@@ -97,20 +137,22 @@ def diagnose(
     """Every resource's finding, the primary bottleneck, its confidence and next steps."""
     sig = Signals(samples)
     engine = server_engine or infer_engine(samples)
-    network_finding, plateau = network(sig)
+    host = serving_host(sig)
     ordered = [
         load_generator(result, sig),
-        network_finding,
-        server_cpu(sig),
+        network(sig),
+        server_cpu(sig, host),
         gpu_compute(sig),
         gpu_bandwidth(sig),
         kv_capacity(sig),
         admission_queue(result, sig),
-        disk_io(sig),
+        disk_io(sig, host),
         errors(result, sig),
     ]
     findings = {f.resource: f for f in ordered}
-    cross_check(findings, plateau)
+    cross_check(findings, _accelerator_seen(sig, findings))
+    for finding in ordered:
+        _place(finding, sig)
     bottlenecks = [f for f in ordered if f.verdict is FindingStatus.BOTTLENECK]
     client, failures = findings[Resource.LOAD_GENERATOR], findings[Resource.ERRORS]
     if client.verdict is FindingStatus.BOTTLENECK:
@@ -137,10 +179,12 @@ def diagnose(
 def _result(
     primary: str, confidence: str, findings: list[Finding], steps: list[str], engine: str | None
 ) -> DiagnosisResult:
+    client = next(f for f in findings if f.resource == Resource.LOAD_GENERATOR)
     return DiagnosisResult(
         primary=primary,
         confidence=confidence,
         engine=engine,
         findings=[f.result() for f in findings],
         next_steps=steps,
+        client_cause=client.cause if client.verdict is not FindingStatus.RULED_OUT else None,
     )

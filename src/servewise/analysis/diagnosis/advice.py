@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from servewise.analysis.client import client_advice
 from servewise.analysis.diagnosis.findings import Finding, Resource
 from servewise.analysis.diagnosis.signals import known
 from servewise.results import RunResult
@@ -10,17 +11,16 @@ from servewise.results import RunResult
 def next_steps(primary: Finding, engine: str | None, result: RunResult | None) -> list[str]:
     n = primary.numbers
     if primary.resource == Resource.LOAD_GENERATOR:
-        if "starved" in primary.evidence:
+        if primary.cause == "starved":
             return [
                 f"The client fell behind its schedule ({primary.evidence}): this run measured a busy host,"
                 " not the server.",
-                "Run the load generator on a quiet machine or cores of its own (taskset), then bench again.",
+                f"{_sentence(client_advice(primary.cause))}, then bench again.",
             ]
         return [
             f"The client, not the server, is the limit ({primary.evidence}): this run understates"
             " the server.",
-            "Add load workers (`--workers N`), give the client more cores or its own machine,"
-            " or lower the rate.",
+            f"{_sentence(client_advice(primary.cause))}; or give the client more cores or its own machine.",
         ]
     if primary.resource == Resource.ERRORS:
         classes = result.metrics.errors_by_class if result is not None else {}
@@ -87,6 +87,13 @@ def next_steps(primary: Finding, engine: str | None, result: RunResult | None) -
         }.get(engine or "", "raise the server's concurrency limit")
         running = n.get("running_max")
         cap = f" (running capped at {running:.0f})" if running is not None and known(running) else ""
+        if n.get("accelerator_seen") == 0:
+            return [
+                f"Requests queue at the engine{cap}, and the accelerator behind it was not read: a saturated"
+                " GPU queues requests the same way. Bench again with the serving host's dcgm-exporter"
+                " (--dcgm URL) before changing the engine's limits; with GPU headroom, "
+                f"{advice}."
+            ]
         return [f"Requests queue while the hardware has headroom{cap}: {advice}, or add replicas."]
     if primary.resource == Resource.DISK_IO:
         return [
@@ -104,3 +111,6 @@ def next_steps(primary: Finding, engine: str | None, result: RunResult | None) -
         " (`servewise bench --load sweep`) to find where it bends."
     ]
 
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -36,9 +36,6 @@ RESOURCE_LABELS: dict[str, str] = {
 NO_BOTTLENECK = "none"
 
 # Thresholds, in one place so the evidence strings and the tests read the same numbers.
-CLIENT_LAG_MS = 50.0  # schedule lag p99 beyond which the client did not send on time
-CLIENT_LAG_SHARE = 0.05  # ... and at least this share of the median end-to-end latency
-CLIENT_CPU_BUSY = 85.0  # % of one core for a single-threaded asyncio worker
 CPU_SATURATED = 0.85  # share of the cores the server may use
 CPU_BUSY = 0.60
 HOST_CPU_SATURATED = 90.0
@@ -55,8 +52,8 @@ DISK_BUSY = 80.0
 ERROR_RATE_BOTTLENECK = 0.05
 ERROR_RATE_CONTRIBUTING = 0.005
 NET_LINK_SATURATED = 0.80
-NET_PLATEAU_CV = 0.25  # a tbf-shaped link sampled at 1 Hz on a busy host reads 0.1-0.2
-NET_PLATEAU_MIN_BYTES = 64_000.0
+NET_MIN_BYTES = 64_000.0  # a link carrying less than this per second is not the one under test
+NET_RTT_GROWTH_MS = 10.0  # the connect round trip under load over its idle value: queueing on the path
 
 
 @dataclass
@@ -71,11 +68,15 @@ class Finding:
     errors: str | None = None
     numbers: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
+    cause: str | None = None  # the load generator's: why it fell behind ("cpu" | "starved" | "outside")
+    read_on: str | None = None  # "server" | "client"; None with no data
+    source: str | None = (
+        None  # what read it: "node_exporter http://gpu-box:9100/metrics", "engine /metrics" ...
+    )
 
     def result(self) -> FindingResult:
         return FindingResult(
             resource=str(self.resource), verdict=self.verdict, evidence=self.evidence,
             utilisation=self.utilisation, saturation=self.saturation, errors=self.errors,
-            numbers=self.numbers, score=self.score,
+            numbers=self.numbers, score=self.score, read_on=self.read_on, source=self.source,
         )  # fmt: skip
-

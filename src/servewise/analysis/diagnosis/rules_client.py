@@ -6,19 +6,17 @@ import math
 import re
 from typing import Any
 
+from servewise.analysis.client import CPU_BUSY, LAG_LIMIT_MS, late
 from servewise.analysis.diagnosis.findings import (
-    CLIENT_CPU_BUSY,
-    CLIENT_LAG_MS,
-    CLIENT_LAG_SHARE,
     ERROR_RATE_BOTTLENECK,
     ERROR_RATE_CONTRIBUTING,
     NET_LINK_SATURATED,
-    NET_PLATEAU_CV,
-    NET_PLATEAU_MIN_BYTES,
+    NET_MIN_BYTES,
+    NET_RTT_GROWTH_MS,
     Finding,
     Resource,
 )
-from servewise.analysis.diagnosis.signals import Series, Signals, known, number
+from servewise.analysis.diagnosis.signals import CLIENT, Series, Signals, known, number
 from servewise.format import byte_rate, ms_text, percent
 from servewise.results import RunResult
 from servewise.results.diagnosis import FindingStatus
@@ -39,22 +37,19 @@ def load_generator(result: RunResult | None, sig: Signals) -> Finding:
         busiest = number(client.cpu_percent if client else None)
     limited = bool(client and client.limited)
     if client is None and not workers and not loop_lag:
-        return Finding(Resource.LOAD_GENERATOR, FindingStatus.NO_DATA, "no client self-measurement in this run")
+        return Finding(
+            Resource.LOAD_GENERATOR, FindingStatus.NO_DATA, "no client self-measurement in this run"
+        )
     numbers = {
         "schedule_lag_p99_ms": lag_p99,
         "busiest_worker_cpu_percent": busiest,
         "loop_lag_p90_ms": loop_lag_p90,
     }
-    # Lag matters when it is large in itself and against the latency being measured: 22 ms of lag on
-    # 5-second requests changes no conclusion, 200 ms on 30 ms requests changes all of them.
-    e2e_p50 = number(result.metrics.e2e_ms.p50 if result else None)
+    # the one rule bench's summary, the sweep and the gate use too (servewise.analysis.client)
+    e2e_p50 = result.metrics.e2e_ms.p50 if result else None
     worst_lag = max((v for v in (lag_p99, loop_lag_p90) if known(v)), default=math.nan)
-    lagging = (limited and not known(worst_lag)) or (
-        known(worst_lag)
-        and worst_lag >= CLIENT_LAG_MS
-        and (not known(e2e_p50) or worst_lag >= CLIENT_LAG_SHARE * e2e_p50)
-    )
-    busy = known(busiest) and busiest >= CLIENT_CPU_BUSY
+    lagging = (limited and not known(worst_lag)) or (known(worst_lag) and late(worst_lag, e2e_p50))
+    busy = known(busiest) and busiest >= CPU_BUSY
     parts = []
     if known(lag_p99):
         parts.append(f"schedule lag p99 {ms_text(lag_p99)}")
@@ -71,33 +66,51 @@ def load_generator(result: RunResult | None, sig: Signals) -> Finding:
         "numbers": numbers,
     }
     if lagging and busy:
-        return Finding(Resource.LOAD_GENERATOR, FindingStatus.BOTTLENECK, evidence, score=0.95, **common)
-    loop_on_time = known(loop_lag_p90) and loop_lag_p90 < min(CLIENT_LAG_MS, worst_lag / 4)
+        return Finding(
+            Resource.LOAD_GENERATOR, FindingStatus.BOTTLENECK, evidence, score=0.95, cause="cpu", **common
+        )
+    loop_on_time = known(loop_lag_p90) and loop_lag_p90 < min(LAG_LIMIT_MS, worst_lag / 4)
     if lagging and loop_on_time and not busy:
         # The event loop ran on time and the CPU idled, yet sends went out late: the wait was outside the
         # client (connection setup or back-pressure from a slow link or a full accept backlog).
         evidence += ": sends waited outside the client (connect / back-pressure), not on its CPU"
-        return Finding(Resource.LOAD_GENERATOR, FindingStatus.CONTRIBUTING, evidence, score=0.2, **common)
+        return Finding(
+            Resource.LOAD_GENERATOR,
+            FindingStatus.CONTRIBUTING,
+            evidence,
+            score=0.2,
+            cause="outside",
+            **common,
+        )
     if lagging:
-        # Behind schedule with CPU to spare and a late loop: starved by a busy host (decided in _cross_check)
+        # Behind schedule with CPU to spare and a late loop: starved by a busy host (decided in cross_check)
         # or a client problem we cannot see; a bottleneck until something else explains it.
-        return Finding(Resource.LOAD_GENERATOR, FindingStatus.BOTTLENECK, evidence, score=0.6, **common)
+        return Finding(
+            Resource.LOAD_GENERATOR, FindingStatus.BOTTLENECK, evidence, score=0.6, cause="cpu", **common
+        )
     if busy:
         return Finding(
-            Resource.LOAD_GENERATOR, FindingStatus.CONTRIBUTING, evidence + ": near its limit", score=0.4, **common
+            Resource.LOAD_GENERATOR,
+            FindingStatus.CONTRIBUTING,
+            evidence + ": near its limit",
+            score=0.4,
+            cause="cpu",
+            **common,
         )
     return Finding(
         Resource.LOAD_GENERATOR, FindingStatus.RULED_OUT, evidence + ": kept up with the schedule", **common
     )
 
 
-
-def network(sig: Signals) -> tuple[Finding, bool]:
-    """The finding, and whether the traffic sat on a flat ceiling (a shaped or slow link, decided later)."""
+def network(sig: Signals) -> Finding:
+    """Named only on positive evidence: the link's utilisation against its known speed, drops, TCP
+    retransmits, or the connect round trip growing under load. A steady stream of traffic is not evidence
+    (a Poisson count per second varies by less than 25% from 16 req/s up)."""
     rx = sig.by_label("host", "net_rx_bytes_per_s", "iface")
     tx = sig.by_label("host", "net_tx_bytes_per_s", "iface")
-    if not rx and not tx:
-        return Finding(Resource.NETWORK, FindingStatus.NO_DATA, "no network counters"), False
+    rtt = sig.series("client", "connect_rtt_ms")
+    if not rx and not tx and len(rtt.values) < 2:
+        return Finding(Resource.NETWORK, FindingStatus.NO_DATA, "no network counters")
 
     def busiest(s: Series) -> float:
         return s.quantile(0.9) if s else 0.0
@@ -107,54 +120,65 @@ def network(sig: Signals) -> tuple[Finding, bool]:
     # carries real traffic (loopback also carries package mirrors, local databases ...), else loopback.
     target = set(sig.by_label("host", "net_target_iface", "iface"))
     preferred = [c for c in candidates if c[0] in target] or [
-        c for c in candidates if c[0] != "lo" and busiest(c[2]) >= NET_PLATEAU_MIN_BYTES
+        c for c in candidates if c[0] != "lo" and busiest(c[2]) >= NET_MIN_BYTES
     ]
-    iface, direction, traffic = max(preferred or candidates, key=lambda x: busiest(x[2]))
-    speed = sig.by_label("host", "net_speed_bytes_per_s", "iface").get(iface, Series([], [])).max
-    drops = sig.by_label("host", "net_drops_per_s", "iface").get(iface, Series([], []))
+    numbers: dict[str, float] = {}
+    parts: list[str] = []
+    iface = ""
+    util = math.nan
+    drops = Series([], [])
+    if candidates:
+        iface, direction, traffic = max(preferred or candidates, key=lambda x: busiest(x[2]))
+        speed = sig.by_label("host", "net_speed_bytes_per_s", "iface").get(iface, Series([], [])).max
+        drops = sig.by_label("host", "net_drops_per_s", "iface").get(iface, Series([], []))
+        p90 = traffic.quantile(0.9)
+        util = p90 / speed if known(speed) and speed > 0 else math.nan
+        numbers.update({"busiest_bytes_per_s_p90": p90, "link_bytes_per_s": speed, "link_utilisation": util})
+        numbers["drops_per_s_p50"] = drops.quantile(0.5) if drops else math.nan
+        parts.append(f"{iface} {direction} {byte_rate(p90)} (p90)")
+        if known(util):
+            parts.append(f"{percent(util)} of the {byte_rate(speed)} link")
+        if numbers["drops_per_s_p50"] > 0:
+            parts.append(f"{numbers['drops_per_s_p50']:.0f} drops/s")
     retrans = sig.series("host", "tcp_retrans_ratio")
-    p90 = traffic.quantile(0.9)
-    active = Series(traffic.times, [v for v in traffic.values if v >= 0.2 * traffic.max])
-    numbers = {
-        "busiest_bytes_per_s_p90": p90,
-        "link_bytes_per_s": speed,
-        "plateau_cv": active.cv,
-        "drops_per_s_p50": drops.quantile(0.5) if drops else math.nan,
-        "tcp_retrans_ratio_p50": retrans.quantile(0.5) if retrans else math.nan,
-    }
-    util = p90 / speed if known(speed) and speed > 0 else math.nan
-    numbers["link_utilisation"] = util
-    parts = [f"{iface} {direction} {byte_rate(p90)} (p90)"]
-    if known(util):
-        parts.append(f"{percent(util)} of the {byte_rate(speed)} link")
-    if numbers["drops_per_s_p50"] > 0:
-        parts.append(f"{numbers['drops_per_s_p50']:.0f} drops/s")
-    if known(numbers["tcp_retrans_ratio_p50"]):
-        parts.append(f"TCP retransmits {numbers['tcp_retrans_ratio_p50'] * 100:.2f}% of segments")
+    retrans_p50 = retrans.quantile(0.5) if retrans else math.nan
+    numbers["tcp_retrans_ratio_p50"] = retrans_p50
+    if known(retrans_p50):
+        parts.append(f"TCP retransmits {retrans_p50 * 100:.2f}% of segments")
+    idle_rtt, loaded_rtt = (
+        (rtt.values[0], Series(rtt.times[1:], rtt.values[1:]).quantile(0.5))
+        if len(rtt.values) >= 2
+        else (math.nan, math.nan)
+    )
+    growth = loaded_rtt - idle_rtt
+    if known(growth):
+        numbers.update({"connect_rtt_idle_ms": idle_rtt, "connect_rtt_p50_ms": loaded_rtt})
+        parts.append(f"connect round trip {ms_text(idle_rtt)} idle, {ms_text(loaded_rtt)} under load (p50)")
     evidence = ", ".join(parts)
     common: dict[str, Any] = {
-        "utilisation": percent(util) if known(util) else byte_rate(p90),
+        "utilisation": percent(util) if known(util) else None,
+        "saturation": f"round trip +{ms_text(growth)} under load" if known(growth) and growth > 0 else None,
         "errors": f"{numbers['drops_per_s_p50']:.0f} drops/s" if drops else None,
         "numbers": numbers,
+        "read_on": CLIENT,
+        "source": "psutil NIC counters and a TCP connect probe on this machine"
+        if candidates
+        else "a TCP connect probe from this machine",
     }
-    retrans_bad = known(numbers["tcp_retrans_ratio_p50"]) and numbers["tcp_retrans_ratio_p50"] >= 0.02
-    if (known(util) and util >= NET_LINK_SATURATED) or (retrans_bad and iface != "lo"):
-        return Finding(Resource.NETWORK, FindingStatus.BOTTLENECK, evidence, score=0.75, **common), False
-    plateau = (
-        iface != "lo"
-        and len(active.values) >= 3
-        and p90 >= NET_PLATEAU_MIN_BYTES
-        and known(active.cv)
-        and active.cv <= NET_PLATEAU_CV
-    )
     # Retransmits are counted host-wide; on loopback they come from full accept queues, not from a link.
-    if (known(util) and util >= 0.5) or (
-        iface != "lo"
-        and known(numbers["tcp_retrans_ratio_p50"])
-        and numbers["tcp_retrans_ratio_p50"] >= 0.005
+    on_link = iface != "lo"
+    queueing = known(growth) and growth >= NET_RTT_GROWTH_MS and loaded_rtt >= 2 * idle_rtt
+    if (known(util) and util >= NET_LINK_SATURATED) or (
+        on_link and known(retrans_p50) and retrans_p50 >= 0.02
     ):
-        return Finding(Resource.NETWORK, FindingStatus.CONTRIBUTING, evidence, score=0.35, **common), plateau
-    return Finding(Resource.NETWORK, FindingStatus.RULED_OUT, evidence, **common), plateau
+        return Finding(Resource.NETWORK, FindingStatus.BOTTLENECK, evidence, score=0.75, **common)
+    if queueing:
+        evidence += ": packets queue on the path as the load rises (a slow or shaped link)"
+        return Finding(Resource.NETWORK, FindingStatus.BOTTLENECK, evidence, score=0.65, **common)
+    slower = known(growth) and growth >= NET_RTT_GROWTH_MS / 4 and loaded_rtt >= 2 * idle_rtt
+    if (known(util) and util >= 0.5) or (on_link and known(retrans_p50) and retrans_p50 >= 0.005) or slower:
+        return Finding(Resource.NETWORK, FindingStatus.CONTRIBUTING, evidence, score=0.35, **common)
+    return Finding(Resource.NETWORK, FindingStatus.RULED_OUT, evidence, **common)
 
 
 def errors(result: RunResult | None, sig: Signals) -> Finding:
@@ -181,9 +205,12 @@ def errors(result: RunResult | None, sig: Signals) -> Finding:
     common: dict[str, Any] = {"errors": f"{rate * 100:.1f}% failed", "numbers": numbers}
     if rate >= ERROR_RATE_BOTTLENECK:
         return Finding(
-            Resource.ERRORS, FindingStatus.BOTTLENECK, evidence, score=0.7 + 0.3 * min(1.0, rate * 2), **common
+            Resource.ERRORS,
+            FindingStatus.BOTTLENECK,
+            evidence,
+            score=0.7 + 0.3 * min(1.0, rate * 2),
+            **common,
         )
     if rate >= ERROR_RATE_CONTRIBUTING:
         return Finding(Resource.ERRORS, FindingStatus.CONTRIBUTING, evidence, score=0.3, **common)
     return Finding(Resource.ERRORS, FindingStatus.RULED_OUT, evidence, **common)
-

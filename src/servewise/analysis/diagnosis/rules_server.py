@@ -23,23 +23,56 @@ from servewise.analysis.diagnosis.findings import (
     Finding,
     Resource,
 )
-from servewise.analysis.diagnosis.signals import Signals, known, number
+from servewise.analysis.diagnosis.signals import (
+    SERVER,
+    Place,
+    Series,
+    Signals,
+    known,
+    number,
+    remote_and_unread,
+)
 from servewise.format import byte_rate, ms_text, percent
 from servewise.results import RunResult
 from servewise.results.diagnosis import FindingStatus
 from servewise.telemetry.gpu import CLOCK_EVENTS_LIMITING
 
+REMOTE_HOST_UNREAD = (
+    "the serving host is another machine and its node_exporter was not read: give --node-exporter URL"
+    " (this machine's counters describe the client)"
+)
 
-def server_cpu(sig: Signals) -> Finding:
+
+def server_cpu(sig: Signals, host: tuple[str, Place] | None) -> Finding:
     tree = sig.series("process", "cpu_percent")
     cores = sig.series("process", "cpu_cores_available").max
-    host_total = sig.series("host", "cpu_percent_total")
-    host_cores = sig.series("host", "cpu_count").max
-    client_cpu = sig.series("client", "cpu_percent")
+    source, place = host if host is not None else ("", None)
+    host_total = sig.series(source, "cpu_percent_total") if host else Series([], [])
+    host_cores = sig.series(source, "cpu_count").max if host else math.nan
     if not tree and not host_total:
-        return Finding(Resource.SERVER_CPU, FindingStatus.NO_DATA, "no process or host CPU samples")
+        evidence = REMOTE_HOST_UNREAD if remote_and_unread(sig) else "no process or host CPU samples"
+        return Finding(Resource.SERVER_CPU, FindingStatus.NO_DATA, evidence)
+    where = Place(SERVER, "psutil, the server's process tree") if tree else place
     host_p50 = host_total.quantile(0.5) if host_total else math.nan
     numbers: dict[str, float] = {"host_cpu_percent_p50": host_p50}
+    if not tree and source == "node":
+        # the serving host on its own: no client shares it, so a saturated host is the server's limit
+        evidence = f"serving host CPU {host_p50:.0f}%" + (
+            f" of {host_cores:.0f} cores" if known(host_cores) else ""
+        )
+        common_node: dict[str, Any] = {
+            "utilisation": f"host {host_p50:.0f}%",
+            "numbers": numbers,
+            **_at(where),
+        }
+        if host_p50 >= HOST_CPU_SATURATED:
+            return Finding(Resource.SERVER_CPU, FindingStatus.BOTTLENECK, evidence, score=0.7, **common_node)
+        if host_p50 >= 100 * CPU_BUSY:
+            return Finding(
+                Resource.SERVER_CPU, FindingStatus.CONTRIBUTING, evidence, score=0.4, **common_node
+            )
+        return Finding(Resource.SERVER_CPU, FindingStatus.RULED_OUT, evidence, **common_node)
+    client_cpu = sig.series("client", "cpu_percent")
     if not tree:
         client_cores = client_cpu.quantile(0.5) / 100 if client_cpu else 0.0
         busy_cores = host_p50 / 100 * (host_cores if known(host_cores) else 1)
@@ -54,6 +87,7 @@ def server_cpu(sig: Signals) -> Finding:
                 utilisation=f"host {host_p50:.0f}%",
                 numbers=numbers,
                 score=0.4,
+                **_at(where),
             )
         return Finding(
             Resource.SERVER_CPU,
@@ -61,6 +95,7 @@ def server_cpu(sig: Signals) -> Finding:
             evidence,
             utilisation=f"host {host_p50:.0f}%",
             numbers=numbers,
+            **_at(where),
         )
     cores = cores if known(cores) else (host_cores if known(host_cores) else 1.0)
     used = tree.quantile(0.5)
@@ -81,9 +116,7 @@ def server_cpu(sig: Signals) -> Finding:
         evidence += f", one process at {single:.0f}% of a core"
     if known(host_p50):
         evidence += f", host CPU {host_p50:.0f}%"
-    server_share_of_host = (used / 100) / max(
-        host_p50 / 100 * (host_cores if known(host_cores) else 1), 1e-9
-    )
+    server_share_of_host = (used / 100) / max(host_p50 / 100 * (host_cores if known(host_cores) else 1), 1e-9)
     host_saturated_by_server = (
         known(host_p50) and host_p50 >= HOST_CPU_SATURATED and server_share_of_host >= 0.5
     )
@@ -92,10 +125,15 @@ def server_cpu(sig: Signals) -> Finding:
         "utilisation": percent(share),
         "numbers": numbers,
         "saturation": f"{ctx:.0f} involuntary switches/s" if known(ctx) else None,
+        **_at(where),
     }
     if share >= CPU_SATURATED or host_saturated_by_server or one_core_bound:
         return Finding(
-            Resource.SERVER_CPU, FindingStatus.BOTTLENECK, evidence, score=0.6 + 0.4 * min(1.0, share), **common
+            Resource.SERVER_CPU,
+            FindingStatus.BOTTLENECK,
+            evidence,
+            score=0.6 + 0.4 * min(1.0, share),
+            **common,
         )
     host_saturated = known(host_p50) and host_p50 >= HOST_CPU_SATURATED
     if share >= CPU_BUSY or (host_saturated and server_share_of_host >= 0.3):
@@ -108,6 +146,10 @@ def server_cpu(sig: Signals) -> Finding:
 
 
 _GPU_SOURCES = ("dcgm", "gpu")
+
+
+def _at(place: Place | None) -> dict[str, Any]:
+    return {"read_on": place.read_on, "source": place.source} if place else {}
 
 
 def _gpu_context(sig: Signals) -> dict[str, float]:
@@ -151,7 +193,11 @@ def gpu_compute(sig: Signals) -> Finding:
         active = sm.quantile(0.5)
         numbers["sm_active_p50"] = active
         evidence = ", ".join([f"SM active {percent(active)}", *parts])
-        common: dict[str, Any] = {"utilisation": f"SM active {percent(active)}", "saturation": saturation, "numbers": numbers}
+        common: dict[str, Any] = {
+            "utilisation": f"SM active {percent(active)}",
+            "saturation": saturation,
+            "numbers": numbers,
+        }
         if active >= GPU_ACTIVE_SATURATED:
             return Finding(
                 Resource.GPU_COMPUTE, FindingStatus.BOTTLENECK, evidence, score=0.5 + 0.5 * active, **common
@@ -211,7 +257,9 @@ def gpu_bandwidth(sig: Signals) -> Finding:
                 **common,
             )
         if active >= DRAM_ACTIVE_BUSY:
-            return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.CONTRIBUTING, evidence, score=0.4, **common)
+            return Finding(
+                Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.CONTRIBUTING, evidence, score=0.4, **common
+            )
         return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.RULED_OUT, evidence, **common)
     busy = mem_util.quantile(0.5)
     numbers["memory_utilization_percent_p50"] = busy
@@ -224,7 +272,9 @@ def gpu_bandwidth(sig: Signals) -> Finding:
     if busy >= 85 and known(power) and power >= 0.6:
         return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.BOTTLENECK, evidence, score=0.6, **common)
     if busy >= 60:
-        return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.CONTRIBUTING, evidence, score=0.35, **common)
+        return Finding(
+            Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.CONTRIBUTING, evidence, score=0.35, **common
+        )
     return Finding(Resource.GPU_MEMORY_BANDWIDTH, FindingStatus.RULED_OUT, evidence, **common)
 
 
@@ -323,19 +373,27 @@ def admission_queue(result: RunResult | None, sig: Signals) -> Finding:
     queued_long = (not known(queue_share)) or queue_share >= QUEUE_SHARE
     if waiting_frac >= 2 * WAITING_OFTEN and queued_long:
         return Finding(
-            Resource.ADMISSION_QUEUE, FindingStatus.BOTTLENECK, evidence, score=0.55 + 0.3 * waiting_frac, **common
+            Resource.ADMISSION_QUEUE,
+            FindingStatus.BOTTLENECK,
+            evidence,
+            score=0.55 + 0.3 * waiting_frac,
+            **common,
         )
     if waiting_frac >= 0.1:
         return Finding(Resource.ADMISSION_QUEUE, FindingStatus.CONTRIBUTING, evidence, score=0.3, **common)
     return Finding(Resource.ADMISSION_QUEUE, FindingStatus.RULED_OUT, evidence, **common)
 
 
-def disk_io(sig: Signals) -> Finding:
-    busy = sig.series("host", "disk_busy_percent")
-    iowait = sig.series("host", "cpu_iowait_percent")
+def disk_io(sig: Signals, host: tuple[str, Place] | None) -> Finding:
+    if host is None:
+        evidence = REMOTE_HOST_UNREAD if remote_and_unread(sig) else "no disk counters on this host"
+        return Finding(Resource.DISK_IO, FindingStatus.NO_DATA, evidence)
+    source, place = host
+    busy = sig.series(source, "disk_busy_percent")
+    iowait = sig.series(source, "cpu_iowait_percent")
     reads = sig.series("process", "read_bytes_per_s")
     if not busy and not iowait:
-        return Finding(Resource.DISK_IO, FindingStatus.NO_DATA, "no disk counters on this host")
+        return Finding(Resource.DISK_IO, FindingStatus.NO_DATA, "no disk counters on the serving host")
     busy_p50 = busy.quantile(0.5) if busy else math.nan
     iowait_p50 = iowait.quantile(0.5) if iowait else math.nan
     reads_p50 = reads.quantile(0.5) if reads else math.nan
@@ -357,11 +415,10 @@ def disk_io(sig: Signals) -> Finding:
         "utilisation": f"{busy_p50:.0f}% busy" if known(busy_p50) else None,
         "saturation": f"iowait {iowait_p50:.0f}%" if known(iowait_p50) else None,
         "numbers": numbers,
+        **_at(place),
     }
     if known(busy_p50) and busy_p50 >= DISK_BUSY and server_io:
         return Finding(Resource.DISK_IO, FindingStatus.BOTTLENECK, evidence, score=0.7, **common)
     if (known(busy_p50) and busy_p50 >= 50) or (known(iowait_p50) and iowait_p50 >= 10):
         return Finding(Resource.DISK_IO, FindingStatus.CONTRIBUTING, evidence, score=0.3, **common)
     return Finding(Resource.DISK_IO, FindingStatus.RULED_OUT, evidence, **common)
-
-

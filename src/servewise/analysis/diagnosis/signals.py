@@ -65,6 +65,9 @@ class Signals:
     def has(self, source: str, name: str) -> bool:
         return (source, name) in self._by
 
+    def samples(self, source: str, name: str) -> list[Sample]:
+        return self._by.get((source, name), [])
+
     def raw_names(self) -> list[str]:
         return [name[4:] for source, name in self._by if source == "metrics" and name.startswith("raw:")]
 
@@ -91,8 +94,40 @@ class Signals:
 
     def by_label(self, source: str, name: str, label: str) -> dict[str, Series]:
         keys = {dict(s.labels).get(label) for s in self._by.get((source, name), ())}
-        return {key: self.series(source, name, where=_label_is(label, key)) for key in keys if key is not None}
+        return {
+            key: self.series(source, name, where=_label_is(label, key)) for key in keys if key is not None
+        }
 
+
+SERVER, CLIENT = "server", "client"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a finding's evidence was read: on the serving host or the client's, and by what."""
+
+    read_on: str
+    source: str
+
+
+def serving_host(sig: Signals) -> tuple[str, Place] | None:
+    """The samples that describe the serving host's CPU, memory and disk, and where they were read: its
+    node_exporter; else this machine's psutil counters when this machine serves the target too (runs
+    stored before the ``serves_target`` mark was kept read as local, as they were); else none."""
+    up = sig.samples("node", "up")
+    if up:
+        url = dict(up[-1].labels).get("url", "")
+        return "node", Place(SERVER, f"node_exporter {url}".strip())
+    mark = sig.series("host", "serves_target")
+    if sig.has("host", "cpu_percent_total") and (not mark or mark.max >= 1):
+        return "host", Place(SERVER, "psutil on this machine, which serves the target too")
+    return None
+
+
+def remote_and_unread(sig: Signals) -> bool:
+    """The target was on another machine and nothing read that machine's host counters."""
+    mark = sig.series("host", "serves_target")
+    return bool(mark) and mark.max < 1 and not sig.samples("node", "up")
 
 
 def _label_is(label: str, value: str) -> Callable[[dict[str, str]], bool]:
@@ -106,7 +141,3 @@ def number(value: float | None) -> float:
 
 def known(*values: float) -> bool:
     return all(not math.isnan(v) for v in values)
-
-
-
-
