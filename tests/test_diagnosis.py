@@ -451,6 +451,19 @@ def test_dcgm_fixture_maps_to_gpu_names_and_diagnoses_bandwidth():
     assert verdicts(d)[Resource.GPU_COMPUTE] is Verdict.RULED_OUT
 
 
+@pytest.mark.parametrize(("tensor", "compute"), [(0.05, Verdict.CONTRIBUTING), (0.6, Verdict.BOTTLENECK)])
+def test_sm_activity_is_necessary_not_sufficient_for_compute_bound(tensor, compute):
+    """Decode keeps the SMs "active" waiting on DRAM: without busy tensor pipes, that is memory-bound."""
+    run = RunBuilder()
+    for name, value in (("sm_active", 0.92), ("dram_active", 0.85), ("tensor_active", tensor), ("power_watts", 600)):
+        run.set("dcgm", name, run.noisy(value, value * 0.02), gpu="0")
+    run.set("dcgm", "power_limit_watts", 700, gpu="0")
+    d = diagnose(summary(), run.samples())
+    assert verdicts(d)[Resource.GPU_COMPUTE] is compute, d.finding(Resource.GPU_COMPUTE).evidence
+    assert d.primary == (Resource.GPU_MEMORY_BANDWIDTH if compute is Verdict.CONTRIBUTING else d.primary)
+    assert d.finding(Resource.GPU_COMPUTE).source == "dcgm-exporter"
+
+
 def test_no_samples_and_no_summary_is_no_data_everywhere():
     d = diagnose({}, [])
     assert set(verdicts(d).values()) == {Verdict.NO_DATA}

@@ -47,13 +47,14 @@ def test_llama_server_prompt_cache_lowers_later_turns_ttft(llama_server, store_p
         llama_server.base_url, store_path, "--load", "sessions:users=2,turns=5,think=0s", "--requests", "20",
         "--shared-prefix", "400", "--input-tokens", "32", "--output-tokens", "16",
     )  # fmt: skip
-    # llama-server now and then drops a connection before answering (seen once in 40 requests, in bench's own
-    # llama test too; under investigation): the claim here is the cache's effect on TTFT, over the answered turns
-    assert sessions["metrics"]["requests_ok"] >= 18
+    # every turn answered: a kept-alive connection llama-server closed as it was reused is resent on a new one
+    # (resent on another idle one, closing at the same moment, it was lost once in 40 requests)
+    assert sessions["metrics"]["requests_ok"] == 20, sessions["metrics"]["error_examples"]
     cold = bench(
         llama_server.base_url, store_path, "--load", "concurrency:2", "--requests", "10",
         "--input-tokens", "560", "--output-tokens", "16",
     )  # fmt: skip
     later, baseline = _later_turns_ttft(sessions["metrics"]), cold["metrics"]["ttft_ms"]["p50"]
-    print(f"llama-server: TTFT p50 turns >= 2 {later:.1f} ms, cold {baseline:.1f} ms; cache {sessions['metrics']['cache']}")
+    print(f"llama-server: TTFT p50 turns >= 2 {later:.1f} ms, cold {baseline:.1f} ms; cache {sessions['metrics']['cache']};"
+          f" ok {sessions['metrics']['requests_ok']}, errors {sessions['metrics']['error_examples']}")
     assert later < baseline

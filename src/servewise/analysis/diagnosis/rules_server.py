@@ -19,6 +19,7 @@ from servewise.analysis.diagnosis.findings import (
     KV_HIGH,
     POWER_SATURATED,
     QUEUE_SHARE,
+    TENSOR_ACTIVE_BUSY,
     WAITING_OFTEN,
     Finding,
     Resource,
@@ -198,6 +199,23 @@ def gpu_compute(sig: Signals) -> Finding:
             "saturation": saturation,
             "numbers": numbers,
         }
+        # SM activity is necessary, not sufficient: a decode kernel keeps its SMs "active" while they wait on
+        # memory. Compute-bound needs the tensor pipes busy, or at least DRAM not saturated.
+        tensor = sig.series(_GPU_SOURCES, "tensor_active", combine="max")
+        dram = sig.series(_GPU_SOURCES, "dram_active", combine="max")
+        tensor_p50 = tensor.quantile(0.5) if tensor else math.nan
+        dram_p50 = dram.quantile(0.5) if dram else math.nan
+        if known(tensor_p50):
+            numbers["tensor_active_p50"] = tensor_p50
+            evidence += f", tensor pipes active {percent(tensor_p50)}"
+        waiting_on_memory = (
+            known(dram_p50)
+            and dram_p50 >= DRAM_ACTIVE_SATURATED
+            and not (known(tensor_p50) and tensor_p50 >= TENSOR_ACTIVE_BUSY)
+        )
+        if active >= GPU_ACTIVE_SATURATED and waiting_on_memory:
+            evidence += f": the SMs wait on memory (DRAM active {percent(dram_p50)}), not on arithmetic"
+            return Finding(Resource.GPU_COMPUTE, FindingStatus.CONTRIBUTING, evidence, score=0.35, **common)
         if active >= GPU_ACTIVE_SATURATED:
             return Finding(
                 Resource.GPU_COMPUTE, FindingStatus.BOTTLENECK, evidence, score=0.5 + 0.5 * active, **common
@@ -327,7 +345,9 @@ def kv_capacity(sig: Signals) -> Finding:
             Resource.KV_CAPACITY,
             FindingStatus.BOTTLENECK,
             evidence,
-            score=0.7 + 0.3 * (min(1.0, kv_p90) if known(kv_p90) else 0.5),
+            # preempting is the engine saying its KV cache ran out: as sure as a full gauge, and more specific
+            # than a busy CPU, which a CPU engine's threads keep busy whenever it serves at all
+            score=1.0 if preempt_rate >= 0.5 else 0.7 + 0.3 * (min(1.0, kv_p90) if known(kv_p90) else 0.5),
             **common,
         )
     if (kv and kv.max >= KV_HIGH) or preempting or (not kv and known(vram_ratio) and vram_ratio >= 0.98):

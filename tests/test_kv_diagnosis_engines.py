@@ -1,0 +1,42 @@
+"""KV capacity named on a real engine: vLLM (CPU) with a KV cache of 384 tokens, room for under two requests,
+so requests wait and are preempted; the diagnosis names ``vram_kv`` from the engine's own counters."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_runner import servewise
+from engines.conftest_fixtures import _serve
+from engines.servers import VllmServer
+
+pytestmark = pytest.mark.engines
+
+KV_BLOCKS, BLOCK = 12, 32  # 384 tokens of KV (the CPU backend wants blocks of 32); a 100 + 96 request takes half
+MAX_MODEL_LEN = 256  # vLLM refuses a max length the KV cache could not hold once
+
+
+@pytest.fixture(scope="module")
+def small_kv_vllm():
+    yield from _serve(
+        VllmServer,
+        max_model_len=MAX_MODEL_LEN,
+        extra_args=["--num-gpu-blocks-override", str(KV_BLOCKS), "--block-size", str(BLOCK)],
+    )
+
+
+def test_vllm_with_a_small_kv_cache_is_named_kv_bound(small_kv_vllm, store_path):
+    result = servewise(
+        "bench", "--target", small_kv_vllm.base_url, "--json", "-", "--sample-interval", "0.25s",
+        "--load", "concurrency:8", "-d", "10s", "--input-tokens", "100", "--output-tokens", "96",
+        store=store_path, timeout=300,
+    )  # fmt: skip
+    assert result.code == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    diagnosis = result.json()["diagnosis"]
+    kv = next(f for f in diagnosis["findings"] if f["resource"] == "vram_kv")
+    print({f["resource"]: (f["verdict"], f["evidence"]) for f in diagnosis["findings"]})
+    assert diagnosis["engine"] == "vllm"
+    assert diagnosis["primary"] == "vram_kv", diagnosis
+    assert kv["numbers"]["kv_cache_usage_p90"] >= 0.9 and kv["read_on"] == "server"
+    assert kv["numbers"].get("waiting_fraction", 0) >= 0.2 or kv["numbers"].get("preemptions_per_s", 0) > 0
+    queue = next(f for f in diagnosis["findings"] if f["resource"] == "admission_queue")
+    assert queue["verdict"] != "bottleneck", queue
