@@ -3,28 +3,18 @@ target written here: volume triples and request size doubles halfway, and the st
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from prometheus_server import free_port, running_prometheus
 from servewise.analysis.stage import traffic_pattern_from_series
 from servewise.telemetry.promql import PromQLError, TrafficQueries, fetch_traffic, query_range
 
-PROMETHEUS = shutil.which("prometheus")
 PHASE_S = 8.0  # the target's traffic changes after this many seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Target(BaseHTTPRequestHandler):
@@ -57,60 +47,15 @@ class _Target(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory) -> Iterator[str]:
-    tmp_path = tmp_path_factory.mktemp("prometheus")
-    if PROMETHEUS is None:
-        pytest.skip("prometheus not installed (apt-get install -y --no-install-recommends prometheus)")
     _Target.started = time.time()
     target = ThreadingHTTPServer(("127.0.0.1", 0), _Target)
     threading.Thread(target=target.serve_forever, daemon=True).start()
-    port = _free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: engine\n    static_configs: [{{targets: ['127.0.0.1:{target.server_port}']}}]\n"
-    )
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                pytest.fail(
-                    f"prometheus did not become ready: {(tmp_path / 'prometheus.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.2)
-        while not query_range(url, "up", time.time() - 5, time.time(), 1):  # the first scrape landed
-            if time.time() > deadline:
-                pytest.fail("prometheus never scraped the target")
-            time.sleep(0.2)
-        _Target.started = time.time()  # the traffic clock starts once Prometheus scrapes
-        yield url
+        with running_prometheus(tmp_path_factory.mktemp("prometheus"), [f"127.0.0.1:{target.server_port}"]) as url:
+            _Target.started = time.time()  # the traffic clock starts once Prometheus scrapes
+            yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         target.shutdown()
-        log.close()
 
 
 @pytest.mark.slow
@@ -141,6 +86,6 @@ def test_no_engine_series_and_bad_queries(prometheus):
 
 
 def test_unreachable_prometheus_is_one_clear_error():
-    port = _free_port()
+    port = free_port()
     with pytest.raises(PromQLError, match="cannot reach Prometheus"):
         query_range(f"http://127.0.0.1:{port}", "up", time.time() - 60, time.time(), 15)

@@ -68,3 +68,26 @@ def test_without_node_exporter_the_remote_cpu_is_no_data_never_the_clients(
         assert found[resource]["verdict"] == "no data", found[resource]
         assert "--node-exporter" in found[resource]["evidence"] and found[resource]["read_on"] is None
     assert run["diagnosis"]["primary"] not in ("server_cpu", "disk_io", "network")
+
+
+def test_the_serving_host_read_through_the_teams_prometheus(
+    remote_host, remote_llama_server, remote_node_exporter, store_path, tmp_path
+):
+    """No exporter URL given: the serving host's node_exporter series come from a real Prometheus that
+    scrapes it, by label selector, after the run, on the run's clock."""
+    from prometheus_server import running_prometheus
+
+    target = f"{remote_host.address}:9100"
+    with running_prometheus(tmp_path, [target], job="node") as prometheus:
+        remote_host.cpu_hog(cores=2)
+        run = bench(remote_llama_server.base_url, store_path, "--prometheus", prometheus,
+                    "--prometheus-selector", f'instance="{target}"', "--prometheus-window", "3s",
+                    "--load", "poisson:4", "-d", "8s", "--input-tokens", "64", "--output-tokens", "16")  # fmt: skip
+    found = findings(run)
+    print({k: (v["verdict"], v["source"], v["evidence"]) for k, v in found.items()})
+    assert f"read from {prometheus}" in run["_stderr"]
+    cpu = found["server_cpu"]
+    assert cpu["verdict"] == "bottleneck", cpu
+    assert cpu["read_on"] == "server" and cpu["source"].startswith(f"node_exporter via Prometheus {prometheus}")
+    assert cpu["numbers"]["host_cpu_percent_p50"] >= 90
+    assert found["disk_io"]["read_on"] == "server"

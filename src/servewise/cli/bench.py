@@ -102,6 +102,15 @@ def register(app: typer.Typer) -> None:
         node_exporter: str | None = typer.Option(
             None, help="The serving host's node_exporter (e.g. http://gpu-box:9100/metrics): its CPU, disk, network."
         ),
+        prometheus: str | None = typer.Option(
+            None, help="Your Prometheus (e.g. http://prom:9090): the serving host's node_exporter/DCGM series, after the run."
+        ),
+        prometheus_selector: str = typer.Option(
+            "", help='With --prometheus: label matchers for the serving host, e.g. instance=~"gpu-box:.*".'
+        ),
+        prometheus_window: str = typer.Option(
+            "1m", help="With --prometheus: rate window, at least two of its scrape intervals."
+        ),
         sample_interval: str | None = typer.Option(None, help="Telemetry sampling interval (default 1s)."),
         telemetry: bool = typer.Option(
             True, "--telemetry/--no-telemetry", help="Sample host, server and GPU."
@@ -124,7 +133,8 @@ def register(app: typer.Typer) -> None:
         interval = parse_duration(sample_interval) if sample_interval else run_spec.sample_interval_s
         options = TelemetryOptions(
             enabled=telemetry, interval_s=interval, server_pid=server_pid, dcgm_url=dcgm,
-            node_exporter_url=node_exporter,
+            node_exporter_url=node_exporter, prometheus_url=prometheus, prometheus_selector=prometheus_selector,
+            prometheus_window=prometheus_window,
         )
         with RunStore(store) as run_store:
             result = run_loop(

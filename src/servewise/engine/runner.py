@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -33,9 +35,11 @@ from servewise.results import CacheOutcome, RunResult, WorkerCounts
 from servewise.spec.models import LoadSpec, RunSpec
 from servewise.store import RunStore
 from servewise.telemetry import TelemetrySession, local_port
+from servewise.telemetry.promql import PromQLError, serving_host_series
 from servewise.workload.plan import WorkloadPlan
 
 START_DELAY_S = 0.3
+log = logging.getLogger("servewise.telemetry")
 
 
 class WorkerFailure(InternalFailure):
@@ -183,6 +187,9 @@ class TelemetryOptions:
     server_pid: int | None = None
     dcgm_url: str | None = None
     node_exporter_url: str | None = None
+    prometheus_url: str | None = None  # the team's Prometheus, read after the run for the serving host
+    prometheus_selector: str = ""  # its label matchers for the serving host, e.g. instance=~"gpu-box:.*"
+    prometheus_window: str = "1m"  # rate window: at least two of that Prometheus's scrapes
 
 
 @dataclass
@@ -228,6 +235,30 @@ def _theoretical_hit_rate(spec: RunSpec, store: RunStore, run_id: str) -> float 
         if answered is not None:
             tree.remember(answered)
     return tree.hit_rate
+
+
+def _serving_host_from_prometheus(options: TelemetryOptions, start: float, end: float) -> list[Sample]:
+    """The serving host's node_exporter and dcgm-exporter series over the run, from the team's Prometheus,
+    on the run's clock (``perf_counter``). A Prometheus that cannot answer costs the run nothing but these
+    samples: it is said once, and the findings it would have fed read "no data"."""
+    assert options.prometheus_url is not None
+    offset = time.time() - perf_counter()
+    try:
+        found = serving_host_series(
+            options.prometheus_url, options.prometheus_selector, start + offset, end + offset,
+            max(options.interval_s, 1.0), options.prometheus_window,
+        )  # fmt: skip
+    except PromQLError as exc:
+        log.warning("serving-host evidence not read: %s", exc)
+        return []
+    where = f"via Prometheus {options.prometheus_url} {{{options.prometheus_selector}}}"
+    samples = [Sample(t - offset, source, name, value) for source, name, points in found for t, value in points]
+    if any(source == "node" for source, _, _ in found):
+        samples.append(Sample(start, "node", "up", 1.0, (("url", where),)))
+    elif not found:
+        log.warning("Prometheus %s has no node_exporter or DCGM series for {%s} in the run's window",
+                    options.prometheus_url, options.prometheus_selector)  # fmt: skip
+    return samples
 
 
 async def execute_run(
@@ -310,6 +341,8 @@ async def execute_run(
     finally:
         if session is not None:
             await session.stop()
+        if options.enabled and options.prometheus_url and started:
+            store.append_samples(run_id, _serving_host_from_prometheus(options, started[0], perf_counter()))
         if last:
             context.workers.close()
         accumulator.add_all(store.iter_records(run_id))

@@ -133,7 +133,14 @@ async def run_bench(
 async def _with_serving_host_exporters(
     options: TelemetryOptions, url: str, view: ProgressView
 ) -> TelemetryOptions:
-    """For a target on another machine, its node_exporter and dcgm-exporter where they answer; said aloud."""
+    """For a target on another machine, its node_exporter and dcgm-exporter where they answer; said aloud.
+    With the team's Prometheus given, the serving host is read there instead, after the run."""
+    if options.prometheus_url:
+        view.notice(
+            f"the serving host's node_exporter and DCGM series are read from {options.prometheus_url}"
+            f" ({{{options.prometheus_selector}}}) after the run"
+        )
+        return options
     found = await find_exporters(
         url,
         node_exporter_url=options.node_exporter_url,

@@ -119,3 +119,44 @@ def fetch_traffic(
         size = query_range(base_url, rendered.size, start, end, step_s) if rendered.size else []
         return TrafficSeries(volume, size, rendered, f"Prometheus {base_url}, {rendered.name} series")
     return None
+
+
+# The serving host's signals where its exporters are scraped by the team's Prometheus: the names the host
+# sampler and dcgm-exporter scraper write, so the diagnosis reads them the same way. ``{sel}`` is the
+# caller's label matchers for the serving host (e.g. ``instance=~"gpu-box:.*"``), ``{w}`` the rate window.
+SERVING_HOST_QUERIES: tuple[tuple[str, str, str], ...] = (
+    ("node", "cpu_percent_total",
+     '100 * (1 - sum(rate(node_cpu_seconds_total{mode=~"idle|iowait"{sel}}[{w}]))'
+     " / sum(rate(node_cpu_seconds_total{{sel0}}[{w}])))"),
+    ("node", "cpu_iowait_percent",
+     '100 * sum(rate(node_cpu_seconds_total{mode="iowait"{sel}}[{w}])) / sum(rate(node_cpu_seconds_total{{sel0}}[{w}]))'),
+    ("node", "cpu_count", "count(count by (cpu) (node_cpu_seconds_total{{sel0}}))"),
+    ("node", "disk_busy_percent", "100 * max(rate(node_disk_io_time_seconds_total{{sel0}}[{w}]))"),
+    ("node", "mem_total_bytes", "sum(node_memory_MemTotal_bytes{{sel0}})"),
+    ("node", "mem_available_bytes", "sum(node_memory_MemAvailable_bytes{{sel0}})"),
+    ("dcgm", "utilization_percent", "max(DCGM_FI_DEV_GPU_UTIL{{sel0}})"),
+    ("dcgm", "sm_active", "max(DCGM_FI_PROF_SM_ACTIVE{{sel0}})"),
+    ("dcgm", "dram_active", "max(DCGM_FI_PROF_DRAM_ACTIVE{{sel0}})"),
+    ("dcgm", "tensor_active", "max(DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{{sel0}})"),
+    ("dcgm", "power_watts", "max(DCGM_FI_DEV_POWER_USAGE{{sel0}})"),
+    ("dcgm", "power_limit_watts", "max(DCGM_FI_DEV_POWER_MGMT_LIMIT{{sel0}})"),
+)  # fmt: skip
+
+
+def serving_host_series(
+    base_url: str, selector: str, start: float, end: float, step_s: float, window: str
+) -> list[tuple[str, str, list[tuple[float, float]]]]:
+    """(source, signal, points) for every serving-host query with data between ``start`` and ``end``
+    (wall-clock seconds). ``selector`` is label matchers without braces; empty matches every host."""
+    matchers = selector.strip().strip("{}").strip()
+    found = []
+    for source, name, template in SERVING_HOST_QUERIES:
+        query = (
+            template.replace("{sel0}", matchers)
+            .replace("{sel}", f",{matchers}" if matchers else "")
+            .replace("{w}", window)
+        )
+        points = query_range(base_url, query, start, end, step_s)
+        if points:
+            found.append((source, name, points))
+    return found
