@@ -315,6 +315,14 @@ def test_shaped_link_found_by_its_round_trip_growing_under_load():
     assert_ruled_out(d, Resource.SERVER_CPU, Resource.DISK_IO, Resource.ERRORS)
 
 
+@pytest.mark.parametrize(("drops", "verdict"), [(0.0, Verdict.RULED_OUT), (5.0, Verdict.CONTRIBUTING), (400.0, Verdict.BOTTLENECK)])
+def test_interface_drops_are_network_evidence(drops, verdict):
+    run = RunBuilder()
+    run.set("host", "net_rx_bytes_per_s", run.noisy(2.0e6, 0.2e6), iface="eth0")
+    run.set("host", "net_drops_per_s", drops, iface="eth0")
+    assert verdicts(diagnose(summary(), run.samples()))[Resource.NETWORK] is verdict
+
+
 def test_a_steady_stream_is_not_network_bound():
     """A healthy server under steady Poisson load: traffic varies by under 25% a second and nothing else is
     busy, which is no evidence about the link (the old plateau rule named it network-bound)."""

@@ -293,3 +293,45 @@ def test_live_gpu_sampler_reads_a_real_gpu():
     got = {s.name for s in sampler.collect()}
     sampler.close()
     assert {"utilization_percent", "memory_used_bytes", "memory_total_bytes", "power_watts"} <= got
+
+
+class FakeGpmNvml(FakeNvml):
+    """An H100 whose GPM (Hopper's per-interval profiling) answers: SM active 91%, DRAM bandwidth 38%, the
+    percentages NVML's ``nvmlGpmMetricsGet`` reports for a prefill-heavy interval."""
+
+    NVML_GPM_METRICS_GET_VERSION = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.freed = 0
+
+    def nvmlGpmQueryDeviceSupport(self, _h: str) -> SimpleNamespace:
+        return SimpleNamespace(isSupportedDevice=1)
+
+    def nvmlGpmSampleAlloc(self) -> SimpleNamespace:
+        return SimpleNamespace()
+
+    def nvmlGpmSampleGet(self, _h: str, sample: SimpleNamespace) -> None:
+        sample.taken = True
+
+    def c_nvmlGpmMetricsGet_t(self) -> SimpleNamespace:
+        return SimpleNamespace(metrics=[SimpleNamespace(metricId=0, value=0.0) for _ in range(2)])
+
+    def nvmlGpmMetricsGet(self, request: SimpleNamespace) -> None:
+        values = {2: 91.0, 10: 38.0}  # NVML_GPM_METRIC_SM_UTIL, NVML_GPM_METRIC_DRAM_BW_UTIL (nvml.h)
+        for metric in request.metrics[: request.numMetrics]:
+            metric.value = values[metric.metricId]
+
+    def nvmlGpmSampleFree(self, _sample: SimpleNamespace) -> None:
+        self.freed += 1
+
+
+def test_nvml_gpm_activity_between_two_samples():
+    """The GPM branch: nothing on the first tick (one sample), SM and DRAM activity from the second on."""
+    fake = FakeGpmNvml()
+    sampler = NvmlSampler(nvml=fake)  # type: ignore[arg-type]
+    first = {s.name: s.value for s in sampler.collect()}
+    second = {s.name: s.value for s in sampler.collect()}
+    assert "sm_active" not in first
+    assert second["sm_active"] == pytest.approx(0.91) and second["dram_active"] == pytest.approx(0.38)
+    assert fake.freed == 1  # the older sample is freed once compared

@@ -30,6 +30,10 @@ def render_diagnosis(diagnosis: DiagnosisResult, console: Console) -> None:
             Text(finding.evidence),
         )
     console.print(table)
+    if remote := sorted(
+        {f.source for f in diagnosis.findings if f.source and f.source.startswith("node_exporter")}
+    ):
+        console.print(Text.assemble(("the serving host's CPU and disk read from ", "dim"), "; ".join(remote)))
     primary = RESOURCE_LABELS.get(diagnosis.primary, diagnosis.primary)
     console.print(
         Text.assemble(("primary bottleneck: ", "bold"), f"{primary} (confidence {diagnosis.confidence})")

@@ -53,6 +53,7 @@ DISK_BUSY = 80.0
 ERROR_RATE_BOTTLENECK = 0.05
 ERROR_RATE_CONTRIBUTING = 0.005
 NET_LINK_SATURATED = 0.80
+NET_DROPS_PER_S = 100.0  # packets the interface drops a second (median): a link losing traffic
 NET_MIN_BYTES = 64_000.0  # a link carrying less than this per second is not the one under test
 NET_RTT_GROWTH_MS = 10.0  # the connect round trip under load over its idle value: queueing on the path
 

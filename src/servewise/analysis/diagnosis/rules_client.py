@@ -10,6 +10,7 @@ from servewise.analysis.client import CPU_BUSY, LAG_LIMIT_MS, late
 from servewise.analysis.diagnosis.findings import (
     ERROR_RATE_BOTTLENECK,
     ERROR_RATE_CONTRIBUTING,
+    NET_DROPS_PER_S,
     NET_LINK_SATURATED,
     NET_MIN_BYTES,
     NET_RTT_GROWTH_MS,
@@ -168,15 +169,20 @@ def network(sig: Signals) -> Finding:
     # Retransmits are counted host-wide; on loopback they come from full accept queues, not from a link.
     on_link = iface != "lo"
     queueing = known(growth) and growth >= NET_RTT_GROWTH_MS and loaded_rtt >= 2 * idle_rtt
-    if (known(util) and util >= NET_LINK_SATURATED) or (
-        on_link and known(retrans_p50) and retrans_p50 >= 0.02
+    drops_p50 = numbers.get("drops_per_s_p50", math.nan)
+    dropping = on_link and known(drops_p50) and drops_p50 > 0
+    if (
+        (known(util) and util >= NET_LINK_SATURATED)
+        or (on_link and known(retrans_p50) and retrans_p50 >= 0.02)
+        or (dropping and drops_p50 >= NET_DROPS_PER_S)
     ):
         return Finding(Resource.NETWORK, FindingStatus.BOTTLENECK, evidence, score=0.75, **common)
     if queueing:
         evidence += ": packets queue on the path as the load rises (a slow or shaped link)"
         return Finding(Resource.NETWORK, FindingStatus.BOTTLENECK, evidence, score=0.65, **common)
     slower = known(growth) and growth >= NET_RTT_GROWTH_MS / 4 and loaded_rtt >= 2 * idle_rtt
-    if (known(util) and util >= 0.5) or (on_link and known(retrans_p50) and retrans_p50 >= 0.005) or slower:
+    busy_link = (known(util) and util >= 0.5) or (on_link and known(retrans_p50) and retrans_p50 >= 0.005)
+    if busy_link or slower or dropping:
         return Finding(Resource.NETWORK, FindingStatus.CONTRIBUTING, evidence, score=0.35, **common)
     return Finding(Resource.NETWORK, FindingStatus.RULED_OUT, evidence, **common)
 
