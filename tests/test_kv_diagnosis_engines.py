@@ -36,7 +36,10 @@ def test_vllm_with_a_small_kv_cache_is_named_kv_bound(small_kv_vllm, store_path)
     print({f["resource"]: (f["verdict"], f["evidence"]) for f in diagnosis["findings"]})
     assert diagnosis["engine"] == "vllm"
     assert diagnosis["primary"] == "vram_kv", diagnosis
-    assert kv["numbers"]["kv_cache_usage_p90"] >= 0.9 and kv["read_on"] == "server"
-    assert kv["numbers"].get("waiting_fraction", 0) >= 0.2 or kv["numbers"].get("preemptions_per_s", 0) > 0
+    # the engine's own evidence is its preemption counter: it preempts only when its KV cache ran out. The
+    # usage gauge, sampled every 0.25 s, catches the full cache or not (p90 0.62-1.0, max 0.73-1.0 in runs here)
+    assert kv["numbers"]["preemptions_per_s"] >= 0.5, kv
+    assert kv["read_on"] == "server" and kv["source"] == "the engine's /metrics"
+    assert kv["numbers"]["waiting_fraction"] >= 0.2, kv
     queue = next(f for f in diagnosis["findings"] if f["resource"] == "admission_queue")
     assert queue["verdict"] != "bottleneck", queue
