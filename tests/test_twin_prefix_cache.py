@@ -250,12 +250,12 @@ def test_the_twin_names_blocks_of_the_text_it_counts() -> None:
     ]
     assert prompt_pieces([5, 6, 7]) == [5, 6, 7]
     system, user = " ".join(["alpha"] * 40), "hello there"
-    turn1 = sequence_blocks(f"{system}\n{user}", 42, 30, B)  # 42 prompt tokens, then the 30-token answer
+    turn1 = sequence_blocks(prompt_pieces(f"{system}\n{user}"), 42, 30, B)  # 42 prompt tokens, then the 30-token answer
     answer = "".join(WORDS[i % len(WORDS)] for i in range(1, 31))  # what the twin streamed
-    turn2 = sequence_blocks(f"{system}\n{user}\n{answer}\nand then", 74, 5, B)
+    turn2 = sequence_blocks(prompt_pieces(f"{system}\n{user}\n{answer}\nand then"), 74, 5, B)
     assert len(turn1) == (42 + 30) // B == 4
     assert turn2[:4] == turn1  # the next turn's prompt starts with the whole last turn, answer included
-    other_system = sequence_blocks(f"beta {system}\n{user}", 43, 30, B)
+    other_system = sequence_blocks(prompt_pieces(f"beta {system}\n{user}"), 43, 30, B)
     assert not set(other_system) & set(turn1)  # the same text after a different start is another block
 
 

@@ -445,15 +445,9 @@ def _decide(
         return f"{100 * fraction:.1f}{unit}"
 
     if floor > allowed:
-        return (
-            GateVerdict.INCONCLUSIVE,
-            f"run-to-run noise {pct(floor)} is wider than the allowed {pct(allowed)}",
-        )
+        return GateVerdict.INCONCLUSIVE, f"run-to-run noise {pct(floor)} is wider than the allowed {pct(allowed)}"
     if p_adjusted < alpha and estimate.worse > allowed:
-        return (
-            GateVerdict.FAIL,
-            f"worse by {pct(estimate.worse)} > allowed {pct(allowed)} (p={p_adjusted:.2g})",
-        )
+        return GateVerdict.FAIL, f"worse by {pct(estimate.worse)} > allowed {pct(allowed)} (p={p_adjusted:.2g})"
     if estimate.worse_upper + floor <= allowed:
         return GateVerdict.PASS, f"a regression over {pct(allowed)} is ruled out"
     reach = estimate.worse_upper + floor

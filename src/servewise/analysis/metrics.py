@@ -365,7 +365,5 @@ def request_latencies(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]
     for record in records:
         if record.phase is Phase.STEADY and record.ok:
             _add_latencies(record, columns)
-    return {
-        f"{name}_ms": np.frombuffer(getattr(columns, name), dtype=np.float64).copy()
-        for name in ("ttft", "tpot", "e2e", "itl")
-    }
+    return {f"{name}_ms": np.frombuffer(getattr(columns, name), dtype=np.float64).copy()
+            for name in ("ttft", "tpot", "e2e", "itl")}

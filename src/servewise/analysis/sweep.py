@@ -26,15 +26,8 @@ def step_passed(step: RunResult) -> tuple[bool, str]:
     if not step.slo.targets and (m.error_rate or 0) > MAX_ERROR_RATE_WITHOUT_SLO:
         return False, f"error rate {m.error_rate or 0:.1%}"
     trend = m.ttft_trend_ms
-    if (
-        trend
-        and trend.last > QUEUE_GROWTH_RATIO * trend.first
-        and trend.last - trend.first > QUEUE_GROWTH_MIN_MS
-    ):
-        return (
-            False,
-            f"queue growing: TTFT median {trend.first:.0f} ms early in the step, {trend.last:.0f} ms late",
-        )
+    if trend and trend.last > QUEUE_GROWTH_RATIO * trend.first and trend.last - trend.first > QUEUE_GROWTH_MIN_MS:
+        return False, f"queue growing: TTFT median {trend.first:.0f} ms early in the step, {trend.last:.0f} ms late"
     return True, "met"
 
 

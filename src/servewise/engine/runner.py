@@ -373,7 +373,6 @@ async def execute_run(
         summary = summary.model_copy(update={"workers": workers})
         if session is not None:
             diagnosis = diagnose(summary, samples, server_engine=session.engine)
-            client = summary.client.model_copy(update={"cause": diagnosis.client_cause})
-            summary = summary.model_copy(update={"diagnosis": diagnosis, "client": client})
+            summary = summary.model_copy(update={"diagnosis": diagnosis})
         store.finish_run(run_id, summary)
     return summary

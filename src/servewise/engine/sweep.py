@@ -83,7 +83,7 @@ async def run_sweep(
         if step.client.limited:
             note = (
                 f"stopped at {rate:.2f} req/s: the load generator fell behind ({step.client.reason}):"
-                f" {client_advice(step.client.cause)}"
+                f" {client_advice(step.diagnosis.client_cause if step.diagnosis else None)}"
             )
             break
         if passed and (best is None or rate > (best.metrics.rate or 0.0)):

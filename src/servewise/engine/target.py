@@ -60,9 +60,7 @@ async def discover(target: TargetSpec, api_key: str | None, timeout_s: float = 1
                         for m in listed
                     ]
         except aiohttp.ClientConnectorCertificateError as exc:
-            why = getattr(
-                exc.certificate_error, "verify_message", exc.certificate_error
-            )  # ssl's says it best
+            why = getattr(exc.certificate_error, "verify_message", exc.certificate_error)  # ssl's says it best
             raise TargetUnreachable(
                 f"{target.url} answers, but its TLS certificate is not trusted ({why});"
                 " if it is signed by your own CA, point SSL_CERT_FILE at that CA's certificate bundle"

@@ -302,9 +302,7 @@ class _Sessions:
 
     def _open(self, conversation_id: int, user: int | None) -> None:
         plan = self.w.plan
-        conversation = _Conversation(
-            conversation_id, plan.conversation_turns(conversation_id, self.turns), user
-        )
+        conversation = _Conversation(conversation_id, plan.conversation_turns(conversation_id, self.turns), user)
         self.active += 1
         self._send(conversation, perf_counter())
 
@@ -330,11 +328,7 @@ class _Sessions:
             return
         conversation.sent += 1
         turn = w.plan.turn(conversation.id, conversation.sent)
-        messages = [
-            *w.plan.opening(conversation.id),
-            *conversation.history,
-            {"role": "user", "content": turn.text},
-        ]
+        messages = [*w.plan.opening(conversation.id), *conversation.history, {"role": "user", "content": turn.text}]
         planned = PlannedRequest(index=index, prompt=None, messages=messages, input_tokens=None,
                                  max_tokens=turn.max_tokens)  # fmt: skip
         record = w.record(index, t_sched, turn.max_tokens)
@@ -352,10 +346,7 @@ class _Sessions:
         if not record.ok or answer is None or conversation.sent >= conversation.turns or self.w.stopping:
             self._close(conversation, start_next=not self.w.stopping)
             return
-        conversation.history += [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": answer},
-        ]
+        conversation.history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         due = perf_counter() + self.load.think_s
         self.loop.call_at(self.loop.time() + self.load.think_s, self._send, conversation, due)
 

@@ -166,7 +166,7 @@ def summary_view(result: RunResult) -> Group:
         parts.append(
             Text(
                 f"CLIENT-LIMITED: {client.reason}. These numbers describe the load generator, not the server: "
-                f"{client_advice(client.cause)}.",
+                f"{client_advice(result.diagnosis.client_cause if result.diagnosis else None)}.",
                 style="bold red",
             )
         )

@@ -143,7 +143,6 @@ class ClientCheck(Result):
     loop_lag_max_ms: float = 0.0
     limited: bool = False
     reason: str | None = None
-    cause: str | None = None  # why, from the diagnosis: "cpu" | "starved" | "outside"; None before one
 
 
 class WorkerCounts(Result):

@@ -97,7 +97,9 @@ class HostSampler:
             Sample(now, self.source, "swap_used_bytes", float(swap.used)),
         ]
 
-    def _disks(self, now: float, gap: float, disk: sdiskio | None, disks: dict[str, sdiskio]) -> list[Sample]:
+    def _disks(
+        self, now: float, gap: float, disk: sdiskio | None, disks: dict[str, sdiskio]
+    ) -> list[Sample]:
         samples: list[Sample] = []
         if disk is not None and self._disk is not None:
             samples.append(

@@ -140,31 +140,33 @@ ANSWER_PIECES = tuple(word.strip() for word in WORDS)  # how the twin's own word
 def estimate_prompt_tokens(prompt: Any) -> int:
     """Short words 1 token, long words 1 per 5 letters, other characters 1 each; token-id lists count
     exactly; at least 1 (see the module docstring)."""
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-        return len(prompt)
-    if isinstance(prompt, list):
-        return sum(estimate_prompt_tokens(p) for p in prompt)
-    return max(1, len(word_tokens(str(prompt))))
+    return prompt_tokens_of(prompt)[0]
 
 
 def prompt_pieces(prompt: Any) -> list[Hashable]:
     """The tokens :func:`estimate_prompt_tokens` counts, in order (token ids as given, a long word cut into
     5-letter pieces): two prompts share leading tokens exactly where they share leading text."""
+    return prompt_tokens_of(prompt)[1]
+
+
+def prompt_tokens_of(prompt: Any) -> tuple[int, list[Hashable]]:
+    """The prompt's token count and its tokens, from one pass: a request with the prefix cache on needs both."""
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-        return list(prompt)
+        return len(prompt), list(prompt)
     if isinstance(prompt, list):
-        return [token for part in prompt for token in prompt_pieces(part)]
-    return [*word_tokens(str(prompt))]
+        parts = [prompt_tokens_of(part) for part in prompt]
+        return sum(n for n, _ in parts), [token for _, pieces in parts for token in pieces]
+    pieces: list[Hashable] = [*word_tokens(str(prompt))]
+    return max(1, len(pieces)), pieces
 
 
-def sequence_blocks(prompt: Any, prompt_tokens: int, answer_tokens: int, block_size: int) -> list[int]:
-    """Block names of a request's whole sequence: its prompt, then the answer the twin will write. Only the
-    prompt's when the pieces are not its counted tokens (an empty prompt counts 1), which would shift the
-    answer's positions."""
-    pieces = prompt_pieces(prompt)
+def sequence_blocks(pieces: list[Hashable], prompt_tokens: int, answer_tokens: int, block_size: int) -> list[int]:
+    """Block names of a request's whole sequence: its prompt's ``pieces``, then the answer the twin will write.
+    Only the prompt's when the pieces are not its counted tokens (an empty prompt counts 1), which would shift
+    the answer's positions."""
     if len(pieces) == prompt_tokens:
         n = len(ANSWER_PIECES)
-        pieces += [ANSWER_PIECES[i % n] for i in range(1, answer_tokens + 1)]
+        pieces = [*pieces, *(ANSWER_PIECES[i % n] for i in range(1, answer_tokens + 1))]
     return block_hashes(pieces, block_size)
 
 
@@ -434,7 +436,7 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
         if "prompt" not in body:
             return _error(400, "prompt is required")
         prompt = body["prompt"]
-    prompt_tokens = estimate_prompt_tokens(prompt)
+    prompt_tokens, pieces = prompt_tokens_of(prompt)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     stop_after = body.get("stop_after_tokens")
     if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -453,7 +455,7 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
     done: asyncio.Future[None] = loop.create_future()
     cache = scheduler.prefix_cache
     answer_tokens = min(max_tokens, stop_after or max_tokens)
-    blocks = () if cache is None else sequence_blocks(prompt, prompt_tokens, answer_tokens, cache.block_size)
+    blocks = () if cache is None else sequence_blocks(pieces, prompt_tokens, answer_tokens, cache.block_size)
     stream = Stream(
         seq=Seq(idx, prompt_tokens, max_tokens, time.perf_counter(), blocks),
         request_id=f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-twin{idx:08x}",

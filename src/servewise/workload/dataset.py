@@ -29,9 +29,7 @@ def _words_as_tokens(text: object) -> int | None:
     return max(1, round(len(text.split()) * 1.3)) if isinstance(text, str) else None
 
 
-def _conversation(
-    turns: list[tuple[str, object]],
-) -> tuple[tuple[str, ...], tuple[int | None, ...], str | None]:
+def _conversation(turns: list[tuple[str, object]]) -> tuple[tuple[str, ...], tuple[int | None, ...], str | None]:
     """(role, text) pairs -> user turns, the length of the reply to each, and the system message."""
     system = next((str(t) for role, t in turns if role == "system" and isinstance(t, str)), None)
     users: list[str] = []
@@ -50,9 +48,7 @@ def _entry(line: dict, where: str) -> DatasetEntry:
     if output is not None and (not isinstance(output, int) or output < 1):
         raise SpecError(f"{where}: output_tokens must be a positive integer")
     if isinstance(line.get("prompt"), str):
-        return DatasetEntry(
-            prompt=line["prompt"], messages=None, output_tokens=output, user_turns=(line["prompt"],)
-        )
+        return DatasetEntry(prompt=line["prompt"], messages=None, output_tokens=output, user_turns=(line["prompt"],))
     if isinstance(line.get("messages"), list) and line["messages"]:
         messages = line["messages"]
         pairs = [(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict)]
@@ -61,13 +57,7 @@ def _entry(line: dict, where: str) -> DatasetEntry:
                             answer_tokens=answers, system=system)  # fmt: skip
     if isinstance(line.get("conversations"), list):
         turns = line["conversations"]
-        roles = {
-            "human": "user",
-            "user": "user",
-            "gpt": "assistant",
-            "assistant": "assistant",
-            "system": "system",
-        }
+        roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
         pairs = [(roles.get(str(t.get("from")), ""), t.get("value")) for t in turns if isinstance(t, dict)]
         users, answers, system = _conversation(pairs)
         if users:

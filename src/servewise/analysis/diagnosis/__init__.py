@@ -27,7 +27,7 @@ from servewise.analysis.diagnosis.rules_server import (
     kv_capacity,
     server_cpu,
 )
-from servewise.analysis.diagnosis.signals import CLIENT, SERVER, Signals, known, serving_host
+from servewise.analysis.diagnosis.signals import CLIENT, SERVER, Place, Signals, known, serving_host
 from servewise.records import Sample
 from servewise.results import DiagnosisResult, RunResult
 from servewise.results.diagnosis import FindingStatus
@@ -49,32 +49,19 @@ def cross_check(findings: dict[str, Finding], accelerator_seen: bool) -> None:
     """Verdicts that depend on each other: a symptom is demoted under the resource that causes it, and a
     queue is only the engine's own limit where the accelerator behind it was seen to have headroom."""
     client, cpu = findings[Resource.LOAD_GENERATOR], findings[Resource.SERVER_CPU]
-    if (
-        client.verdict is FindingStatus.BOTTLENECK
-        and client.score < 0.9
-        and cpu.verdict is FindingStatus.BOTTLENECK
-    ):
+    if client.verdict is FindingStatus.BOTTLENECK and client.score < 0.9 and cpu.verdict is FindingStatus.BOTTLENECK:
         client.verdict = FindingStatus.CONTRIBUTING
         client.evidence += (
             "; the client is starved by the server's CPU load on the same host, not busy itself"
         )
         client.score, client.cause = 0.3, "starved"
     net = findings[Resource.NETWORK]
-    if (
-        client.verdict is FindingStatus.BOTTLENECK
-        and client.score < 0.9
-        and net.verdict is FindingStatus.BOTTLENECK
-    ):
+    if client.verdict is FindingStatus.BOTTLENECK and client.score < 0.9 and net.verdict is FindingStatus.BOTTLENECK:
         client.verdict = FindingStatus.CONTRIBUTING
         client.evidence += "; its sends waited behind the slow link (back-pressure), not on its CPU"
         client.score, client.cause = 0.3, "outside"
     host_cpu = cpu.numbers.get("host_cpu_percent_p50", math.nan)
-    if (
-        client.verdict is FindingStatus.BOTTLENECK
-        and client.score < 0.9
-        and known(host_cpu)
-        and host_cpu >= 90
-    ):
+    if client.verdict is FindingStatus.BOTTLENECK and client.score < 0.9 and known(host_cpu) and host_cpu >= 90:
         client.evidence += f"; starved: the host CPU is {host_cpu:.0f}% busy with other processes"
         client.numbers["host_cpu_percent_p50"] = host_cpu
         client.cause = "starved"
@@ -95,7 +82,7 @@ def cross_check(findings: dict[str, Finding], accelerator_seen: bool) -> None:
         queue.score = min(queue.score, 0.5)
 
 
-def _accelerator_seen(sig: Signals, findings: dict[str, Finding]) -> bool:
+def _accelerator_seen(host: tuple[str, Place] | None, findings: dict[str, Finding]) -> bool:
     """Whether the hardware a queue waits on was read: GPU samples (DCGM or NVML), or, for a target on
     this machine where NVML found no GPU, the server's CPU, which then does the model's work."""
     if any(
@@ -103,7 +90,6 @@ def _accelerator_seen(sig: Signals, findings: dict[str, Finding]) -> bool:
         for r in (Resource.GPU_COMPUTE, Resource.GPU_MEMORY_BANDWIDTH)
     ):
         return True
-    host = serving_host(sig)
     local = host is not None and host[0] == "host"
     return local and findings[Resource.SERVER_CPU].verdict is not FindingStatus.NO_DATA
 
@@ -150,7 +136,7 @@ def diagnose(
         errors(result, sig),
     ]
     findings = {f.resource: f for f in ordered}
-    cross_check(findings, _accelerator_seen(sig, findings))
+    cross_check(findings, _accelerator_seen(host, findings))
     for finding in ordered:
         _place(finding, sig)
     bottlenecks = [f for f in ordered if f.verdict is FindingStatus.BOTTLENECK]
