@@ -203,6 +203,8 @@ def store_full_run(store_path: Path, *, simulated: bool = True) -> str:
                     "resource": "kv_cache",
                     "verdict": "bottleneck",
                     "evidence": f"kv usage 100% while queue grows {HOSTILE}",
+                    "read_on": "server",
+                    "source": f"the engine's /metrics {HOSTILE}",
                 }
             ],
         }

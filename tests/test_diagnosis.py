@@ -259,6 +259,56 @@ def test_a_remote_queue_with_the_gpu_unread_does_not_advise_more_sequences():
     assert step.index("--dcgm") < step.index("--max-num-seqs")  # raising the limit only once GPU headroom is seen
 
 
+def queue_with_steps(run: RunBuilder, step_ms: Callable[[float], float]) -> RunBuilder:
+    """A remote engine holding a queue while its batch moves between 8 and 64, its step time a function of
+    the batch: the engine's inter-token histogram as cumulative sum and count, one scrape a second."""
+    batch = [8 + 56 * (i % 5) / 4 for i in range(run.ticks)]
+    tokens = [0.0]
+    for size in batch[1:]:
+        tokens.append(tokens[-1] + size * 1000 / step_ms(size))
+    seconds = [0.0]
+    for i in range(1, run.ticks):
+        seconds.append(seconds[-1] + (tokens[i] - tokens[i - 1]) * step_ms((batch[i - 1] + batch[i]) / 2) / 1000)
+    run.set("metrics", "requests_running", batch).set("metrics", "requests_waiting", run.noisy(30, 10))
+    run.set("metrics", "kv_cache_usage", run.noisy(0.5, 0.05))
+    return run.set("metrics", "step_seconds_sum", seconds).set("metrics", "step_seconds_count", tokens)
+
+
+def test_a_queue_whose_step_time_stays_flat_is_the_engines_limit():
+    """No GPU reading, but the engine's own step time barely moved while its batch grew eightfold: the
+    hardware had headroom, so the queue is the engine's limit and raising it is the advice."""
+    run = queue_with_steps(remote(RunBuilder()), lambda size: 20 + 0.05 * size)
+    d = diagnose(summary(e2e_mean_ms=1000), run.samples(), server_engine="vllm")
+    queue = d.finding(Resource.ADMISSION_QUEUE)
+    assert d.primary == Resource.ADMISSION_QUEUE and d.confidence != "low", queue
+    assert queue.numbers["step_elasticity"] < 0.1 and "accelerator_seen" not in queue.numbers
+    assert "--max-num-seqs" in d.next_steps[0] and "--dcgm" not in d.next_steps[0]
+    assert d.finding(Resource.GPU_COMPUTE).verdict is Verdict.NO_DATA
+
+
+def test_a_queue_whose_step_time_grows_with_the_batch_is_saturated_hardware():
+    """The same queue, but each step takes as much longer as the batch is larger: tokens per second stayed
+    flat, so the hardware is the limit (named from the engine's metrics, on the server) and more sequences
+    are the wrong advice."""
+    run = queue_with_steps(remote(RunBuilder()), lambda size: 2.5 * size)
+    d = diagnose(summary(e2e_mean_ms=1000), run.samples(), server_engine="vllm")
+    gpu = d.finding(Resource.GPU_COMPUTE)
+    assert d.primary == Resource.GPU_COMPUTE, d.finding(Resource.ADMISSION_QUEUE)
+    assert gpu.numbers["step_elasticity"] == pytest.approx(1.0, abs=0.05)
+    assert (gpu.read_on, gpu.verdict) == ("server", Verdict.BOTTLENECK) and "/metrics" in gpu.source
+    assert d.finding(Resource.ADMISSION_QUEUE).verdict is Verdict.CONTRIBUTING
+    assert "would not add throughput" in d.next_steps[0] and "--dcgm" in d.next_steps[0]
+
+
+def test_a_batch_pinned_at_one_size_leaves_the_queue_undecided():
+    run = queue_with_steps(remote(RunBuilder()), lambda size: 2.5 * size)
+    run.set("metrics", "requests_running", 64)
+    d = diagnose(summary(e2e_mean_ms=1000), run.samples(), server_engine="vllm")
+    queue = d.finding(Resource.ADMISSION_QUEUE)
+    assert d.primary == Resource.ADMISSION_QUEUE and d.confidence == "low"
+    assert "one batch size only" in queue.evidence and math.isnan(queue.numbers["step_elasticity"])
+
+
 def test_errors_429_503_under_load():
     run = RunBuilder()
     shed = summary(total=2000, failed=640, by_class={"http_status": 640})
@@ -543,6 +593,26 @@ def test_client_starved_by_other_processes_says_so():
     assert "other processes" in d.finding(Resource.LOAD_GENERATOR).evidence
     assert "quiet machine" in " ".join(d.next_steps)
     assert verdicts(d)[Resource.SERVER_CPU] is Verdict.RULED_OUT
+
+
+@pytest.mark.parametrize("backlogged", [True, False])
+def test_client_stalls_beside_a_server_backlog_do_not_make_the_client_the_limit(backlogged):
+    """Seen on real vLLM (CPU) with a tiny KV cache: event-loop stalls of 0.5 s in an idle worker while the
+    engine preempted 5.6 requests/s. A client that limits the load leaves the server without a backlog."""
+    run = RunBuilder()
+    run.set("client", "cpu_percent", run.noisy(20, 3), worker="0")
+    run.set("client", "loop_lag_ms", run.noisy(500, 60), worker="0")
+    run.set("metrics", "requests_running", 2)
+    run.set("metrics", "requests_waiting", [float(i % 3 == 0) * 4 * backlogged for i in range(run.ticks)])
+    run.set("metrics", "kv_cache_usage", run.noisy(0.8, 0.15))
+    run.set("metrics", "preemptions_total", [5.0 * i * backlogged for i in range(run.ticks)])
+    d = diagnose(summary(lag_p99_ms=1.4, e2e_mean_ms=4000), run.samples(), server_engine="vllm")
+    client = d.finding(Resource.LOAD_GENERATOR)
+    if backlogged:
+        assert d.primary == Resource.KV_CAPACITY
+        assert client.verdict is Verdict.CONTRIBUTING and "held a backlog" in client.evidence
+    else:
+        assert d.primary == Resource.LOAD_GENERATOR and client.verdict is Verdict.BOTTLENECK
 
 
 def test_loopback_retransmits_from_full_accept_queues_do_not_blame_the_network():

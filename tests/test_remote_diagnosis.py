@@ -4,11 +4,25 @@ exporter, never from the client's machine, and a healthy server under steady loa
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from servewise.analysis.diagnosis.step import STEP_HEADROOM, STEP_SATURATED
 
 from cli_runner import servewise
 
 pytestmark = pytest.mark.engines
+
+GATEWAY = Path(__file__).parent / "fixtures" / "gateway.py"
 
 
 def bench(url: str, store, *extra: str) -> dict:
@@ -91,3 +105,88 @@ def test_the_serving_host_read_through_the_teams_prometheus(
     assert cpu["read_on"] == "server" and cpu["source"].startswith(f"node_exporter via Prometheus {prometheus}")
     assert cpu["numbers"]["host_cpu_percent_p50"] >= 90
     assert found["disk_io"]["read_on"] == "server"
+
+
+def test_the_engines_step_time_tells_a_slot_limit_from_saturated_hardware(remote_llama_server, store_path):
+    """No GPU reading, no node_exporter: only llama-server's /metrics. Requests queue for its 4 slots; whether
+    more slots would help is how its decode step time follows the batch, read from runs at other loads (a
+    sweep's earlier steps). The ground truth is the client's own TPOT at 1 and at 4 users: the step curve
+    fitted from the engine's counters must match it, and the verdict must follow it."""
+    from servewise.analysis.diagnosis import diagnose
+    from servewise.analysis.diagnosis.signals import Signals
+    from servewise.analysis.diagnosis.step import step_scaling
+    from servewise.store import RunStore
+
+    url, shape = remote_llama_server.base_url, ("--input-tokens", "16", "--output-tokens", "256", "-d", "6s")
+    runs = {users: bench(url, store_path, "--load", f"concurrency:{users}", *shape) for users in (1, 4, 8)}
+    with RunStore(store_path) as store:
+        samples = {users: store.samples(run["run_id"], source="metrics") for users, run in runs.items()}
+        queued = store.get_run(runs[8]["run_id"]).measured
+    d = diagnose(queued, samples[8], server_engine="llamacpp", earlier=[samples[1], samples[4]])
+    queue = d.finding("admission_queue")
+    print(queue.evidence, d.primary, d.next_steps)
+    elasticity = queue.numbers["step_elasticity"]
+    # each run alone: the engine's batch (a count) and step time, against what the client timed per token
+    alone = {users: step_scaling([Signals(samples[users])]) for users in (1, 4)}
+    for users, scaling in alone.items():
+        assert scaling is not None
+        assert scaling.step_lo_ms == pytest.approx(runs[users]["metrics"]["tpot_ms"]["p50"], rel=0.2), users
+    tpot = {users: runs[users]["metrics"]["tpot_ms"]["p50"] for users in (1, 4)}
+    batch = alone[4].running_lo / alone[1].running_lo
+    client_elasticity = math.log(tpot[4] / tpot[1]) / math.log(batch)
+    assert elasticity == pytest.approx(client_elasticity, abs=0.2), (elasticity, client_elasticity)
+    if client_elasticity >= STEP_SATURATED + 0.1:
+        assert d.primary == "gpu_compute" and "would not add throughput" in d.next_steps[0], queue
+        assert queue.verdict == "contributing"
+    elif client_elasticity <= STEP_HEADROOM - 0.1:
+        assert d.primary == "admission_queue" and d.confidence != "low", queue
+        assert "-np" in d.next_steps[0] and "--dcgm" not in d.next_steps[0]
+
+
+@contextlib.contextmanager
+def gateway(upstream: str, log: Path) -> Iterator[str]:
+    """tests/fixtures/gateway.py in front of ``upstream``: the API passes, /metrics does not. Its output goes
+    to ``log``, never to a pipe nobody reads (a full pipe would stall its event loop)."""
+    from prometheus_server import free_port
+
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(GATEWAY), "--upstream", upstream, "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while "READY" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def test_an_engine_behind_a_gateway_is_read_through_the_teams_prometheus(
+    remote_host, remote_llama_server, store_path, tmp_path
+):
+    """The client reaches the engine only through a gateway that does not route /metrics; the team's
+    Prometheus scrapes the engine itself. The engine's findings then come from Prometheus' copy of its
+    series, by selector, on the run's clock, and say so."""
+    from prometheus_server import running_prometheus
+
+    engine = f"{remote_host.address}:8080"
+    with (
+        running_prometheus(tmp_path, [engine], job="llama") as prometheus,
+        gateway(remote_llama_server.base_url, tmp_path / "gateway.log") as url,
+    ):
+        run = bench(url, store_path, "--prometheus", prometheus, "--prometheus-selector", f'instance="{engine}"',
+                    "--prometheus-window", "3s", "--load", "concurrency:8", "-d", "8s",
+                    "--input-tokens", "16", "--output-tokens", "64")  # fmt: skip
+    found = findings(run)
+    print({k: (v["verdict"], v["source"], v["evidence"]) for k, v in found.items()})
+    assert f"the engine's /metrics (llamacpp) read from Prometheus {prometheus}" in run["_stderr"]
+    assert run["metrics"]["requests_failed"] == 0 and run["diagnosis"]["engine"] == "llamacpp"
+    queue = found["admission_queue"]  # 8 users on 4 slots: they wait, as llama-server's own gauge says
+    assert queue["read_on"] == "server" and queue["source"].startswith(f"the engine's /metrics via Prometheus {prometheus}")
+    assert queue["numbers"]["waiting_fraction"] >= 0.5 and queue["numbers"]["running_max"] == 4, queue

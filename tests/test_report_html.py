@@ -44,6 +44,8 @@ def test_bottleneck_panel_is_marked(tmp_path):
     with RunStore(tmp_path / "runs.db") as store:
         html = render_report(bundle_from_store(store, run_id))
     assert "KV cache — bottleneck (kv_cache)" in html
+    # where the evidence was read (the serving host or the client's), and by what, escaped
+    assert "<td>server<br><small>the engine&#39;s /metrics &lt;script&gt;" in html
     assert "Host CPU — bottleneck" not in html
 
 

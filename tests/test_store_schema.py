@@ -78,3 +78,19 @@ def test_a_file_that_is_not_a_store_is_refused_with_one_line(tmp_path):
     path.write_bytes(b"not a database, just bytes" * 100)
     result = servewise("runs", "list", store=path)
     assert result.code == 2 and "cannot open the run store" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_sweep_step_finds_the_steps_before_it_oldest_first(tmp_path):
+    """What a sweep step's diagnosis reads beside its own samples: the steps before it, never after."""
+    with RunStore(tmp_path / "runs.db") as store:
+        sweep = store.create_run(kind="sweep", spec={}, labels={}, tool_version="t", target={}, environment={})
+        steps = [
+            store.create_run(
+                kind="bench", spec={}, labels={}, tool_version="t", target={}, environment={}, parent_id=sweep
+            )
+            for _ in range(3)
+        ]
+        other = _bench(store)
+        assert store.earlier_steps(store.get_run(steps[2])) == steps[:2]
+        assert store.earlier_steps(store.get_run(steps[0])) == []
+        assert store.earlier_steps(store.get_run(other)) == []

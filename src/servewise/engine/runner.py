@@ -35,7 +35,8 @@ from servewise.results import CacheOutcome, RunResult, WorkerCounts
 from servewise.spec.models import LoadSpec, RunSpec
 from servewise.store import RunStore
 from servewise.telemetry import TelemetrySession, local_port
-from servewise.telemetry.promql import PromQLError, serving_host_series
+from servewise.telemetry.exposition import engine_from_metrics, engine_samples
+from servewise.telemetry.promql import PromQLError, engine_series, serving_host_series
 from servewise.workload.plan import WorkloadPlan
 
 START_DELAY_S = 0.3
@@ -237,27 +238,36 @@ def _theoretical_hit_rate(spec: RunSpec, store: RunStore, run_id: str) -> float 
     return tree.hit_rate
 
 
-def _serving_host_from_prometheus(options: TelemetryOptions, start: float, end: float) -> list[Sample]:
+def _serving_host_from_prometheus(
+    options: TelemetryOptions, start: float, end: float, *, engine_read: bool
+) -> list[Sample]:
     """The serving host's node_exporter and dcgm-exporter series over the run, from the team's Prometheus,
-    on the run's clock (``perf_counter``). A Prometheus that cannot answer costs the run nothing but these
-    samples: it is said once, and the findings it would have fed read "no data"."""
+    on the run's clock (``perf_counter``), and the engine's own series too where the client could not read
+    its /metrics. A Prometheus that cannot answer costs the run nothing but these samples: it is said once,
+    and the findings it would have fed read "no data"."""
     assert options.prometheus_url is not None
     offset = time.time() - perf_counter()
+    url, selector = options.prometheus_url, options.prometheus_selector
+    step = max(options.interval_s, 1.0)
     try:
-        found = serving_host_series(
-            options.prometheus_url, options.prometheus_selector, start + offset, end + offset,
-            max(options.interval_s, 1.0), options.prometheus_window,
-        )  # fmt: skip
+        found = serving_host_series(url, selector, start + offset, end + offset, step, options.prometheus_window)
+        snapshots = [] if engine_read else engine_series(url, selector, start + offset, end + offset, step)
     except PromQLError as exc:
         log.warning("serving-host evidence not read: %s", exc)
         return []
-    where = f"via Prometheus {options.prometheus_url} {{{options.prometheus_selector}}}"
+    where = f"via Prometheus {url} {{{selector}}}"
     samples = [Sample(t - offset, source, name, value) for source, name, points in found for t, value in points]
     if any(source == "node" for source, _, _ in found):
         samples.append(Sample(start, "node", "up", 1.0, (("url", where),)))
-    elif not found:
-        log.warning("Prometheus %s has no node_exporter or DCGM series for {%s} in the run's window",
-                    options.prometheus_url, options.prometheus_selector)  # fmt: skip
+    engine = engine_from_metrics(s for _, snapshot in snapshots for s in snapshot)
+    for t, snapshot in snapshots:
+        samples += engine_samples(snapshot, t - offset, engine)
+    if engine is not None:
+        samples.append(Sample(start, "metrics", "up", 1.0, (("url", where),)))
+        log.warning("the engine's /metrics (%s) read from Prometheus %s {%s}", engine, url, selector)
+    if not found and engine is None:
+        log.warning("Prometheus %s has no node_exporter, DCGM or engine series for {%s} in the run's window",
+                    url, selector)  # fmt: skip
     return samples
 
 
@@ -342,7 +352,11 @@ async def execute_run(
         if session is not None:
             await session.stop()
         if options.enabled and options.prometheus_url and started:
-            store.append_samples(run_id, _serving_host_from_prometheus(options, started[0], perf_counter()))
+            engine_read = session is not None and session.engine is not None
+            from_prometheus = _serving_host_from_prometheus(
+                options, started[0], perf_counter(), engine_read=engine_read
+            )
+            store.append_samples(run_id, from_prometheus)
         if last:
             context.workers.close()
         accumulator.add_all(store.iter_records(run_id))
@@ -372,7 +386,9 @@ async def execute_run(
         )
         summary = summary.model_copy(update={"workers": workers})
         if session is not None:
-            diagnosis = diagnose(summary, samples, server_engine=session.engine)
+            steps = store.earlier_steps(store.get_run(run_id))  # a sweep's: the batch at other loads
+            earlier = [store.samples(step, source="metrics") for step in steps]
+            diagnosis = diagnose(summary, samples, server_engine=session.engine, earlier=earlier)
             summary = summary.model_copy(update={"diagnosis": diagnosis})
         store.finish_run(run_id, summary)
     return summary

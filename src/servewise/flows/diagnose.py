@@ -8,9 +8,11 @@ from servewise.store import RunStore
 
 
 def diagnose_stored_run(store: RunStore, run_id: str) -> DiagnosisResult:
-    """Exactly what bench computed at the end of the run, from what it stored."""
+    """Exactly what bench computed at the end of the run, from what it stored (a sweep step's earlier steps
+    included, for the engine's step time against its batch)."""
     run = store.get_run(run_id)
     measured = run.measured
     server = (measured.target if measured else {}).get("server") or run.target.get("server") or {}
     engine = server.get("engine") if isinstance(server, dict) else None
-    return diagnose(measured, store.samples(run.id), server_engine=engine)
+    earlier = [store.samples(step, source="metrics") for step in store.earlier_steps(run)]
+    return diagnose(measured, store.samples(run.id), server_engine=engine, earlier=earlier)

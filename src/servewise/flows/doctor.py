@@ -12,12 +12,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from servewise.analysis.diagnosis import diagnose
 from servewise.capacity import CapacityError
 from servewise.capacity.projection import project, slo_limits
 from servewise.engine.loop import run as run_loop
 from servewise.errors import UnreachableError
 from servewise.flows.bench import ProgressView, run_bench
+from servewise.flows.diagnose import diagnose_stored_run
 from servewise.flows.stage import StageOutcome, assess, attach, probe_config
 from servewise.report.html import bundle_from_store, write_report
 from servewise.results import PlanNote, PlanRecord, StepDiagnosis, SweepResult, SweepStep
@@ -92,10 +92,9 @@ def doctor(
     progress.step("2/4 diagnosing the saturating step")
     step = _step_to_diagnose(sweep.sweep, sweep.max_rate_meeting_slo)
     if step is not None:
-        step_run = store.get_run(step.run_id)
-        found = diagnose(step_run.measured, store.samples(step_run.id))
+        found = diagnose_stored_run(store, step.run_id)
         # kept before the stage is placed: its reasons read this same diagnosis, and never contradict it
-        store.annotate(sweep.run_id, StepDiagnosis.model_validate(found.to_json() | {"run_id": step_run.id}))
+        store.annotate(sweep.run_id, StepDiagnosis.model_validate(found.to_json() | {"run_id": step.run_id}))
 
     progress.step("3/4 projecting GPU tiers from the measured run")
     plan = _plan(store, spec, sweep, model_arch, current_gpu)

@@ -22,11 +22,13 @@ def render_diagnosis(diagnosis: DiagnosisResult, console: Console) -> None:
     table = Table(title="Bottleneck diagnosis (USE: utilisation, saturation, errors)", show_lines=False)
     table.add_column("resource")
     table.add_column("verdict")
+    table.add_column("on", style="dim")  # which machine the evidence was read on: the server's or this one
     table.add_column("evidence", overflow="fold")
     for finding in diagnosis.findings:
         table.add_row(
             RESOURCE_LABELS.get(finding.resource, finding.resource),
             Text(finding.verdict.value, style=_VERDICT_STYLE.get(finding.verdict, "")),
+            finding.read_on or "-",
             Text(finding.evidence),
         )
     console.print(table)

@@ -286,6 +286,13 @@ class RunStore:
                 break
         return found
 
+    def earlier_steps(self, run: RunRow) -> list[str]:
+        """The ids of the steps of ``run``'s sweep that ran before it, oldest first (none outside a sweep)."""
+        if run.parent_id is None:
+            return []
+        siblings = self.list_runs(parent_id=run.parent_id)
+        return [r.id for r in reversed(siblings) if r.created_at < run.created_at]
+
     def _row(self, row: tuple) -> RunRow:
         (rid, kind, parent, created, finished, status, spec, labels, version, target, env, summary, _) = row
         return RunRow(

@@ -28,7 +28,10 @@ Every reading is a :class:`servewise.records.Sample` ``(t, source, name, value, 
     canonical signals: ``requests_running``, ``requests_waiting``, ``requests_swapped``, ``kv_cache_usage``
     (0..1), ``preemptions_total``, ``prompt_tokens_total``, ``generation_tokens_total``,
     ``requests_finished_total``, ``requests_failed_total``, ``server_ttft_seconds_sum/_count``,
-    ``queue_time_seconds_sum/_count``, ``e2e_seconds_sum/_count``, the prefix cache's
+    ``queue_time_seconds_sum/_count``, ``e2e_seconds_sum/_count``, ``step_seconds_sum/_count`` (one decode
+    step as a running request sees it: the engine's inter-token latency, TGI's decode forward pass,
+    llama.cpp's decode time per predicted token), where an engine counts them ``steps_total`` and
+    ``batch_per_step_mean`` (llama.cpp: decode calls and busy slots per call since start), the prefix cache's
     ``prefix_cache_queries_total`` and ``prefix_cache_hits_total`` (prompt tokens looked up in it / served
     from it) or, where an engine has only a gauge, ``prefix_cache_hit_rate`` (0..1) (counters are cumulative,
     as the engine reports them), plus every raw series as ``raw:<exposition name>`` with its labels

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from servewise.records import Sample
+
 Labels = tuple[tuple[str, str], ...]
 
 
@@ -85,6 +87,10 @@ def _api_error(labels: dict[str, str]) -> bool:
     return _api_request(labels) and labels.get("status", labels.get("code", ""))[:1] in {"4", "5"}
 
 
+def _method(name: str) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: labels.get("method") == name
+
+
 def _sglang_mode(*modes: str) -> Callable[[dict[str, str]], bool]:
     return lambda labels: labels.get("mode") in modes
 
@@ -111,6 +117,10 @@ ENGINE_RULES: dict[str, list[SignalRule]] = {
             for s in _HISTOGRAM_PAIRS
         ),
         *(SignalRule(f"e2e_seconds{s}", f"vllm:e2e_request_latency_seconds{s}") for s in _HISTOGRAM_PAIRS),
+        *(SignalRule(f"step_seconds{s}", f"vllm:inter_token_latency_seconds{s}") for s in _HISTOGRAM_PAIRS),
+        *(  # the name before V1 (0.11), still exported beside the new one for a while
+            SignalRule(f"step_seconds{s}", f"vllm:time_per_output_token_seconds{s}") for s in _HISTOGRAM_PAIRS
+        ),
         SignalRule("prefix_cache_queries_total", "vllm:prefix_cache_queries_total"),
         SignalRule("prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),  # vLLM < 0.12
         SignalRule("prefix_cache_hits_total", "vllm:prefix_cache_hits_total"),
@@ -132,6 +142,11 @@ ENGINE_RULES: dict[str, list[SignalRule]] = {
         ),
         *(SignalRule(f"queue_time_seconds{s}", f"sglang:queue_time_seconds{s}") for s in _HISTOGRAM_PAIRS),
         *(SignalRule(f"e2e_seconds{s}", f"sglang:e2e_request_latency_seconds{s}") for s in _HISTOGRAM_PAIRS),
+        *(SignalRule(f"step_seconds{s}", f"sglang:inter_token_latency_seconds{s}") for s in _HISTOGRAM_PAIRS),
+        *(
+            SignalRule(f"step_seconds{s}", f"sglang:time_per_output_token_seconds{s}")
+            for s in _HISTOGRAM_PAIRS
+        ),
         SignalRule(
             "prefix_cache_queries_total",
             "sglang:realtime_tokens_total",
@@ -154,6 +169,10 @@ ENGINE_RULES: dict[str, list[SignalRule]] = {
         SignalRule("requests_failed_total", "tgi_request_failure_total"),
         *(SignalRule(f"queue_time_seconds{s}", f"tgi_request_queue_duration{s}") for s in _HISTOGRAM_PAIRS),
         *(SignalRule(f"e2e_seconds{s}", f"tgi_request_duration{s}") for s in _HISTOGRAM_PAIRS),
+        *(  # one decode forward pass of the whole batch: the step itself
+            SignalRule(f"step_seconds{s}", f"tgi_batch_forward_duration{s}", keep=_method("decode"))
+            for s in _HISTOGRAM_PAIRS
+        ),
     ],
     "triton": [
         SignalRule("requests_waiting", "nv_inference_pending_request_count"),
@@ -194,6 +213,12 @@ ENGINE_RULES: dict[str, list[SignalRule]] = {
             also=("llamacpp:prompt_tokens_cached_total",),
         ),
         SignalRule("prefix_cache_hits_total", "llamacpp:prompt_tokens_cached_total"),
+        # decode time summed over slots per generated token: each busy slot gets one token a step
+        SignalRule("step_seconds_sum", "llamacpp:tokens_predicted_seconds_total"),
+        SignalRule("step_seconds_count", "llamacpp:tokens_predicted_total"),
+        # the batch each decode ran with, exactly: busy slots per llama_decode() since start, and the calls
+        SignalRule("batch_per_step_mean", "llamacpp:n_busy_slots_per_decode", combine="max"),
+        SignalRule("steps_total", "llamacpp:n_decode_total"),
     ],
     "infinity": [
         SignalRule("requests_running", "http_requests_inprogress"),
@@ -272,3 +297,11 @@ def canonical_signals(series: list[RawSeries], engine: str | None) -> dict[str, 
             value = sum(values)
         found[rule.canonical] = value * rule.scale
     return found
+
+
+def engine_samples(series: list[RawSeries], t: float, engine: str | None) -> list[Sample]:
+    """One scrape as stored samples: the canonical signals (source ``metrics``) and every raw series
+    (``raw:<name>``, labels kept), whether it was read from the engine or from a Prometheus that scraped it."""
+    samples = [Sample(t, "metrics", name, value) for name, value in canonical_signals(series, engine).items()]
+    samples += [Sample(t, "metrics", f"raw:{s.name}", s.value, s.labels) for s in series]
+    return samples

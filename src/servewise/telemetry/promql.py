@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from servewise.errors import UnreachableError
+from servewise.telemetry.exposition import RawSeries
 
 
 class PromQLError(UnreachableError):
@@ -73,6 +74,17 @@ def query_range(
     base_url: str, query: str, start: float, end: float, step_s: float, timeout_s: float = 30.0
 ) -> list[tuple[float, float]]:
     """One PromQL range query; several result series are summed per timestamp; NaN points are dropped."""
+    summed: dict[float, float] = {}
+    for _labels, points in _range_series(base_url, query, start, end, step_s, timeout_s):
+        for t, number in points:
+            summed[t] = summed.get(t, 0.0) + number
+    return sorted(summed.items())
+
+
+def _range_series(
+    base_url: str, query: str, start: float, end: float, step_s: float, timeout_s: float = 30.0
+) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+    """Every series a range query returns: its labels (``__name__`` included) and finite points."""
     params = urllib.parse.urlencode(
         {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"}
     )
@@ -90,13 +102,11 @@ def query_range(
         raise PromQLError(f"Prometheus at {base_url} did not answer JSON") from None
     if body.get("status") != "success":
         raise PromQLError(f"Prometheus at {base_url}: {body.get('errorType')}: {body.get('error')}")
-    summed: dict[float, float] = {}
+    found = []
     for series in body.get("data", {}).get("result", []):
-        for t, value in series.get("values", []):
-            number = float(value)
-            if math.isfinite(number):
-                summed[float(t)] = summed.get(float(t), 0.0) + number
-    return sorted(summed.items())
+        points = [(float(t), float(v)) for t, v in series.get("values", []) if math.isfinite(float(v))]
+        found.append((dict(series.get("metric", {})), points))
+    return found
 
 
 def fetch_traffic(
@@ -160,3 +170,27 @@ def serving_host_series(
         if points:
             found.append((source, name, points))
     return found
+
+
+# Every serving engine's series (the prefixes :mod:`servewise.telemetry.exposition` maps), buckets and
+# ``_created`` left out as the direct scrape leaves them out.
+_ENGINE_NAMES = 'vllm:.+|sglang:.+|tgi_.+|llamacpp:.+|nv_inference_.+|nv_trt_llm_.+'
+_SCRAPE_LABELS = frozenset({"__name__", "instance", "job"})
+
+
+def engine_series(
+    base_url: str, selector: str, start: float, end: float, step_s: float
+) -> list[tuple[float, list[RawSeries]]]:
+    """The engine's own /metrics as the team's Prometheus scraped them: one exposition-like snapshot per
+    step, for an engine whose /metrics the client cannot reach (behind a gateway, in a cluster)."""
+    matchers = selector.strip().strip("{}").strip()
+    query = (
+        f'{{__name__=~"{_ENGINE_NAMES}",__name__!~".+_bucket|.+_created"{"," + matchers if matchers else ""}}}'
+    )
+    snapshots: dict[float, list[RawSeries]] = {}
+    for labels, points in _range_series(base_url, query, start, end, step_s):
+        name = labels.get("__name__", "")
+        kept = tuple(sorted((k, v) for k, v in labels.items() if k not in _SCRAPE_LABELS))
+        for t, value in points:
+            snapshots.setdefault(t, []).append(RawSeries(name, kept, value))
+    return sorted(snapshots.items(), key=lambda item: item[0])

@@ -31,7 +31,7 @@ import aiohttp
 import psutil
 
 from servewise.records import Sample
-from servewise.telemetry.exposition import canonical_signals, engine_from_metrics, parse_exposition
+from servewise.telemetry.exposition import engine_from_metrics, engine_samples, parse_exposition
 from servewise.telemetry.gpu import NvmlSampler, dcgm_samples
 from servewise.telemetry.host import (
     ClientSampler,
@@ -95,12 +95,7 @@ class MetricsScraper(_Scraper):
             return []
         if self.engine is None:
             self.engine = engine_from_metrics(series)
-        samples = [
-            Sample(now, self.source, name, value)
-            for name, value in canonical_signals(series, self.engine).items()
-        ]
-        samples += [Sample(now, self.source, f"raw:{s.name}", s.value, s.labels) for s in series]
-        return samples
+        return engine_samples(series, now, self.engine)
 
 
 class DcgmScraper(_Scraper):

@@ -65,6 +65,11 @@ def next_steps(primary: Finding, engine: str | None, result: RunResult | None) -
             " add API server processes (--api-server-count), use a faster CPU; on CPU, add cores",
         }.get(engine or "", "give the server more cores or more worker processes, or move the model to a GPU")
         return [f"Server CPU saturated ({primary.evidence}): {advice}."]
+    if primary.resource == Resource.GPU_COMPUTE and "step_elasticity" in n:
+        return [
+            f"The serving hardware is saturated ({primary.evidence}): a higher sequence limit would not add"
+            " throughput. Add replicas or move to a faster tier (`servewise plan` shows which).",
+        ]
     if primary.resource == Resource.GPU_COMPUTE:
         return [
             f"GPU compute-bound ({primary.evidence}): typical of prefill-heavy load. Enable prefix"

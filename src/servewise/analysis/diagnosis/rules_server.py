@@ -33,6 +33,7 @@ from servewise.analysis.diagnosis.signals import (
     number,
     remote_and_unread,
 )
+from servewise.analysis.diagnosis.step import StepScaling
 from servewise.format import byte_rate, ms_text, percent
 from servewise.results import RunResult
 from servewise.results.diagnosis import FindingStatus
@@ -355,7 +356,7 @@ def kv_capacity(sig: Signals) -> Finding:
     return Finding(Resource.KV_CAPACITY, FindingStatus.RULED_OUT, evidence, **common)
 
 
-def admission_queue(result: RunResult | None, sig: Signals) -> Finding:
+def admission_queue(result: RunResult | None, sig: Signals, step: StepScaling | None) -> Finding:
     waiting = sig.series("metrics", "requests_waiting")
     running = sig.series("metrics", "requests_running")
     if not waiting:
@@ -384,6 +385,9 @@ def admission_queue(result: RunResult | None, sig: Signals) -> Finding:
             queue_share = queue_ms / e2e_ms
             numbers["queue_share_of_e2e"] = queue_share
             parts.append(f"{percent(queue_share)} of end-to-end latency")
+    if step is not None:
+        numbers.update(step.numbers())
+        parts.append(step.text())
     evidence = ", ".join(parts)
     common: dict[str, Any] = {
         "utilisation": f"running {running.quantile(0.5):.0f}" if running else None,
