@@ -132,8 +132,10 @@ def test_the_engines_step_time_tells_a_slot_limit_from_saturated_hardware(remote
         assert scaling is not None
         assert scaling.step_lo_ms == pytest.approx(runs[users]["metrics"]["tpot_ms"]["p50"], rel=0.2), users
     tpot = {users: runs[users]["metrics"]["tpot_ms"]["p50"] for users in (1, 4)}
-    batch = alone[4].running_lo / alone[1].running_lo
+    # a run's batch is its intervals' middle (p10 and p90 bracket it), not their low tail
+    batch = math.sqrt(alone[4].running_lo * alone[4].running_hi / (alone[1].running_lo * alone[1].running_hi))
     client_elasticity = math.log(tpot[4] / tpot[1]) / math.log(batch)
+    print("elasticity: engine", elasticity, "client", client_elasticity, "batch", batch, tpot)
     assert elasticity == pytest.approx(client_elasticity, abs=0.2), (elasticity, client_elasticity)
     if client_elasticity >= STEP_SATURATED + 0.1:
         assert d.primary == "gpu_compute" and "would not add throughput" in d.next_steps[0], queue
