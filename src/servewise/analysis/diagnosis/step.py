@@ -121,5 +121,6 @@ def _intervals(sig: Signals) -> Iterator[tuple[float, float, float]]:
 
 
 def _by_time(sig: Signals, name: str) -> dict[float, float]:
-    series = sig.series("metrics", name, combine="max" if name == "batch_per_step_mean" else "sum")
+    """A canonical signal by tick (one value each: the exposition map already merged its label sets)."""
+    series = sig.series("metrics", name)
     return dict(zip(series.times, series.values, strict=True))
