@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,27 +20,40 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import latency_fit
+
+from servewise.capacity.engines import EngineSettings, engine_profile
 from servewise.capacity.hardware import builtin_catalog
-from servewise.capacity.memory import Deployment, EngineConfig, default_kv_precision, memory_plan
+from servewise.capacity.memory import Deployment, default_kv_precision, memory_plan
 from servewise.capacity.models import get_model
 from servewise.capacity.perf import Efficiency, SteadyState, StepModel, steady_state
 from servewise.capacity.simulator import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = ROOT / "benchmarks" / "capacity_calibration_trtllm-v0.14-llama-3.1-8b.csv"  # copy of ../shared/calibration
-#: Stage 2 data: multi-GPU (tensor-parallel) rows of another TensorRT-LLM version, disjoint from the v0.14 holdout.
-TP_CSV = ROOT / "benchmarks" / "capacity_calibration_tp_trtllm-v0.20-llama-3.3-70b.csv"
+#: Stage 2 data: perf-overview tables of later TensorRT-LLM versions, never the v0.14 holdout's. Left out:
+#: v0.15 (same hardware and nearly the same engine as v0.14: a fit on it would be a fit on the holdout's
+#: twin), v0.20's first table (CUDA graphs off by mistake), DeepSeek rows (attention data parallel and expert
+#: parallel, not tensor parallel).
+TP_CSVS = tuple(ROOT / "benchmarks" / f"capacity_calibration_tp_trtllm-{name}.csv" for name in (
+    "v0.17", "v0.19-llama-3.1-70b", "v0.20-llama-3.3-70b", "v0.20-llama-3.3-70b-b200-fp4", "v0.21-llama-3.3-70b",
+    "v1.0", "v1.x-summary-pergpu"))
+NOT_TENSOR_PARALLEL = ("deepseek-v3",)
 FIT_JSON = ROOT / "src" / "servewise" / "capacity" / "data" / "fit.json"
 #: TensorRT-LLM's offline benchmark runs large batches; the engine knobs are fixed (not fitted). Its default
 #: capacity scheduler, GUARANTEED_NO_EVICT (trtllm-bench prints "Scheduling Policy: Guaranteed No Evict"),
 #: reserves each request's prompt and whole output before admitting it.
-ENGINE = EngineConfig(max_num_seqs=2048, max_batched_tokens=8192, gpu_memory_utilization=0.9,
-                      guaranteed_no_evict=True)
+ENGINE = EngineSettings(engine_profile("trtllm"))
+#: Stage 1 (max throughput, one GPU). The KV-cache bandwidth starts here and moves to the latency stage, where
+#: decode steps over long contexts (static batches, MHA models) identify it better than throughput rows do.
 PARAMS = ("kv_bandwidth", "compute", "fp8_compute")
-#: Priors, not fitted: max-throughput rows hardly depend on them (big batches hide weight reads and
-#: per-step costs), yet they decide small-batch latency. Streaming weights reaches ~80% of the data-sheet
-#: bandwidth on current GPUs; a vLLM-style engine spends ~1.5 ms per step outside the GPU kernels.
+#: Starting values, which max-throughput rows hardly constrain (big batches hide weight reads and per-step
+#: costs) yet decide small-batch latency: weight streaming and the step overhead are fitted in the latency
+#: stage (``latency_fit.py``); the per-sequence overhead stays a prior.
 PRIORS = {"weight_bandwidth": 0.8, "step_overhead_s": 0.0015, "per_seq_overhead_s": 0.0}
+#: Fitted on multi-GPU throughput rows (stage 2).
+STAGE2 = ("allreduce_bandwidth", "pcie_allreduce_bandwidth", "fp4_compute")
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,8 @@ def deployment(row: Row, model_name: str = "llama-3.1-8b", num_gpus: int = 1) ->
 def project(row: Row, eff: Efficiency, model_name: str = "llama-3.1-8b", num_gpus: int = 1) -> SteadyState:
     """The fluid steady state of the engine kept full of the row's requests."""
     dep = deployment(row, model_name, num_gpus)
-    plan = memory_plan(dep, row.input_tokens + row.output_tokens, ENGINE)
-    return steady_state(StepModel(dep, eff), plan.kv_capacity_tokens, ENGINE, row.input_tokens, row.output_tokens)
+    plan = memory_plan(dep, row.input_tokens + row.output_tokens, ENGINE.on(dep.gpu))
+    return steady_state(StepModel(dep, eff), plan.kv_capacity_tokens, ENGINE.on(dep.gpu), row.input_tokens, row.output_tokens)
 
 
 def predict(row: Row, eff: Efficiency, model_name: str = "llama-3.1-8b", num_gpus: int = 1) -> float:
@@ -78,25 +92,30 @@ def predict(row: Row, eff: Efficiency, model_name: str = "llama-3.1-8b", num_gpu
 def simulate_row(row: Row, eff: Efficiency, model_name: str = "llama-3.1-8b", num_gpus: int = 1) -> float:
     """The discrete-event simulator on the same row: all requests offered at once, published lengths."""
     dep = deployment(row, model_name, num_gpus)
-    kv = memory_plan(dep, row.input_tokens + row.output_tokens, ENGINE).kv_capacity_tokens
-    fluid = steady_state(StepModel(dep, eff), kv, ENGINE, row.input_tokens, row.output_tokens)
+    kv = memory_plan(dep, row.input_tokens + row.output_tokens, ENGINE.on(dep.gpu)).kv_capacity_tokens
+    fluid = steady_state(StepModel(dep, eff), kv, ENGINE.on(dep.gpu), row.input_tokens, row.output_tokens)
     n = int(min(6000, max(600, 4 * fluid.batch)))
-    result = simulate(StepModel(dep, eff), kv, ENGINE, np.full(n, row.input_tokens), np.full(n, row.output_tokens),
+    result = simulate(StepModel(dep, eff), kv, ENGINE.on(dep.gpu), np.full(n, row.input_tokens), np.full(n, row.output_tokens),
                       arrivals=np.zeros(n))
     return result.summary(0.25)["output_tokens_per_s"]
 
 
-def efficiency_from(x: np.ndarray) -> Efficiency:
-    return Efficiency(**dict(zip(PARAMS, map(float, x), strict=True)), **PRIORS)
+def fit(rows: list[Row], base: Efficiency | None = None, params: tuple[str, ...] = PARAMS) -> Efficiency:
+    """Stage 1: the one-GPU throughput constants ``params``, the others (``base``: the priors, or the latency
+    stage's values in a later round) held fixed."""
+    base = base or Efficiency(**PRIORS)
 
+    def efficiency_from(x: np.ndarray) -> Efficiency:
+        return replace(base, **dict(zip(params, map(float, x), strict=True)))
 
-def fit(rows: list[Row]) -> Efficiency:
     def residuals(x: np.ndarray) -> np.ndarray:
         eff = efficiency_from(x)
         return np.array([np.log(predict(r, eff) / r.output_tokens_per_s) for r in rows])
 
-    x0 = np.array([0.7, 0.6, 0.45])
-    result = least_squares(residuals, x0, bounds=([0.05, 0.05, 0.05], [1.0, 1.0, 1.0]))
+    x0 = np.array([{"kv_bandwidth": 0.7, "compute": 0.6, "fp8_compute": 0.45, "per_seq_overhead_s": 1e-6}[p]
+                   for p in params])
+    result = least_squares(residuals, x0, bounds=([0.0] * len(params), [1.0] * len(params)),
+                           x_scale=np.maximum(x0, 1e-6))
     return efficiency_from(result.x)
 
 
@@ -116,22 +135,37 @@ def read_tp_rows(path: Path) -> list[TpRow]:
                       float(r["output_tokens_per_s"]))) for r in csv.DictReader(lines)]
 
 
+def read_stage2_rows(paths: tuple[Path, ...] = TP_CSVS) -> list[TpRow]:
+    return [r for path in paths for r in read_tp_rows(path) if r.model not in NOT_TENSOR_PARALLEL]
+
+
+def stage2_rows(rows: list[TpRow]) -> list[TpRow]:
+    """What stage 2 fits on: the multi-GPU rows, and the fp4 rows at any width (one GPU has no all-reduce, so
+    those identify the fp4 share alone)."""
+    return [r for r in rows if r.num_gpus > 1 or r.row.precision == "fp4"]
+
+
 def fit_tp(eff: Efficiency, rows: list[TpRow]) -> Efficiency:
-    """Stage 2: with the one-GPU constants fixed, the engine's cost per all-reduce ring step, from multi-GPU rows
-    only (the interconnect priors in ``hardware.yaml`` carry the bandwidth and link latency)."""
-    multi = [r for r in rows if r.num_gpus > 1]
+    """Stage 2: with the one-GPU constants fixed, the share of the interconnect prior's bus bandwidth a
+    tensor-parallel engine gets at large batches, and the share of peak Blackwell's fp4 tensor cores reach,
+    from later TensorRT-LLM versions' max-throughput rows (``hardware.yaml`` carries the data-sheet bandwidth;
+    the small-message latency is the latency stage's)."""
+    fitted = stage2_rows(rows)
+
+    def efficiency(x: np.ndarray) -> Efficiency:
+        return replace(eff, **dict(zip(STAGE2, map(float, x), strict=True)))
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        e = replace(eff, allreduce_sync_s=float(x[0]) * 1e-6)
-        return np.array([np.log(predict(r.row, e, r.model, r.num_gpus) / r.row.output_tokens_per_s) for r in multi])
+        e = efficiency(x)
+        return np.array([np.log(predict(r.row, e, r.model, r.num_gpus) / r.row.output_tokens_per_s) for r in fitted])
 
-    (us,) = least_squares(residuals, [5.0], bounds=([0.0], [200.0])).x
-    return replace(eff, allreduce_sync_s=float(us) * 1e-6)
+    start = [max(getattr(eff, name), 0.1) for name in STAGE2]
+    return efficiency(least_squares(residuals, start, bounds=([0.02] * len(STAGE2), [2.0] * len(STAGE2))).x)
 
 
 def tp_mape(eff: Efficiency, rows: list[TpRow]) -> float:
     return 100 * float(np.mean([abs(predict(r.row, eff, r.model, r.num_gpus) / r.row.output_tokens_per_s - 1)
-                                for r in rows if r.num_gpus > 1]))
+                                for r in stage2_rows(rows)]))
 
 
 def fit_global(rows: list[Row]) -> Efficiency:
@@ -157,7 +191,6 @@ def logo(rows: list[Row], fitter) -> tuple[float, list[tuple[Row, float]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
-    parser.add_argument("--tp-csv", type=Path, default=TP_CSV, help="multi-GPU rows for stage 2")
     parser.add_argument("--write", action="store_true", help="store the all-data fit in data/fit.json")
     parser.add_argument("--simulate", action="store_true", help="also run each row through the simulator")
     args = parser.parse_args()
@@ -185,32 +218,49 @@ def main() -> None:
               f"{worst[0].input_tokens}/{worst[0].output_tokens}: {100 * (worst[1] / worst[0].output_tokens_per_s - 1):+.1f}%)"
               f" in {time.perf_counter() - started:.1f} s")
     print(f"model (3 fitted constants):  in-sample MAPE {in_sample:.1f}%  leave-one-GPU-out MAPE {logo_mape:.1f}%")
-    tp_rows = read_tp_rows(args.tp_csv)
+    tp_rows = read_stage2_rows()
+    latency_rows = [r for r in latency_fit.read_rows()[0] if not r.held_out]
     before = tp_mape(eff, tp_rows)
+    # Stages 2 and 3 share the tensor-parallel step (its bandwidth share and its per-ring-step latency), so they
+    # are fitted in turn until they agree; each sees only its own rows.
+    for _ in range(2):
+        eff = latency_fit.fit_latency(latency_rows, fit_tp(eff, tp_rows))
+        eff = fit(rows, eff)
     eff = fit_tp(eff, tp_rows)
+    in_sample, pairs = mape(rows, lambda r: eff)
+    print(f"after the latency stage: in-sample MAPE {in_sample:.1f}%")
     tp_after = tp_mape(eff, tp_rows)
-    print(f"stage 2 on {args.tp_csv.name} ({sum(r.num_gpus > 1 for r in tp_rows)} multi-GPU rows): "
-          f"allreduce_sync_s={eff.allreduce_sync_s * 1e6:.2f} us per ring step; MAPE {before:.1f}% -> {tp_after:.1f}%")
+    print(f"stage 2 on {len(stage2_rows(tp_rows))} rows of {len(TP_CSVS)} later TensorRT-LLM tables: "
+          + ", ".join(f"{k}={getattr(eff, k):.3f}" for k in STAGE2) + f"; MAPE {before:.1f}% -> {tp_after:.1f}%")
+    light = [r for r in latency_rows if latency_fit.light(r)]
+    latency_errors = {m: latency_fit.mae(latency_fit.score(light, lambda r: eff), m)[1] for m in ("ttft", "tpot")}
+    print(f"stage 3 on {len(light)} light-load latency rows (fit side of {latency_fit.CSV.name}): "
+          + ", ".join(f"{k}={getattr(eff, k):.4g}" for k in latency_fit.LATENCY_PARAMS)
+          + f"; TTFT {latency_errors['ttft']:.1f}%, TPOT {latency_errors['tpot']:.1f}% mean absolute error")
     print(f"one global efficiency ({glob.kv_bandwidth:.3f}): in-sample {glob_in:.1f}%  LOGO {glob_logo:.1f}%")
     print(f"textbook constants (MBU 0.8, MFU 0.5, no overhead): {textbook_mape:.1f}%")
     if args.write:
         FIT_JSON.write_text(json.dumps({
             "efficiency": {**{k: round(getattr(eff, k), 6) for k in (*PARAMS, *PRIORS)},
-                           "allreduce_sync_s": round(eff.allreduce_sync_s, 9)},
-            "priors_not_fitted": sorted(PRIORS),
-            "engine": {"max_num_seqs": ENGINE.max_num_seqs, "max_batched_tokens": ENGINE.max_batched_tokens,
-                       "gpu_memory_utilization": ENGINE.gpu_memory_utilization,
-                       "guaranteed_no_evict": ENGINE.guaranteed_no_evict},
+                           **{k: round(getattr(eff, k), 9) for k in (*STAGE2, *latency_fit.LATENCY_PARAMS)}},
+            "priors_not_fitted": sorted(set(PRIORS) - set(latency_fit.LATENCY_PARAMS)),
+            "engine": "trtllm (servewise.capacity.engines)",
             "provenance": {
                 "data": args.csv.name, "rows": len(rows), "date": time.strftime("%Y-%m-%d"),
                 "script": "benchmarks/capacity_fit.py --write", "objective": "least squares of log(pred/measured)",
                 "in_sample_mape_pct": round(in_sample, 2), "logo_mape_pct": round(logo_mape, 2),
                 "global_efficiency_logo_mape_pct": round(glob_logo, 2),
-                "stage2": {"fitted": ["allreduce_sync_s"], "data": args.tp_csv.name,
-                           "rows": sum(r.num_gpus > 1 for r in tp_rows),
-                           "source": "TensorRT-LLM v0.20 perf-overview, Llama 3.3 70B FP8, H100/H200 TP2-8",
+                "stage2": {"fitted": list(STAGE2), "data": [p.name for p in TP_CSVS],
+                           "rows": len(stage2_rows(tp_rows)),
+                           "source": "TensorRT-LLM v0.17-v1.x perf-overview tables: multi-GPU rows and B200 fp4 rows",
                            "objective": "least squares of log(pred/measured), stage-1 constants fixed",
                            "mape_pct_before": round(before, 2), "mape_pct_after": round(tp_after, 2)},
+                "stage3": {"fitted": list(latency_fit.LATENCY_PARAMS), "data": latency_fit.CSV.name,
+                           "sources": list(latency_fit.FIT_SOURCES), "rows": len(light),
+                           "what": f"TTFT and TPOT at concurrency <= {latency_fit.LIGHT_LOAD}, fit side only",
+                           "objective": "soft-L1 least squares of log(pred/published), throughput constants fixed",
+                           "ttft_mae_pct": round(latency_errors["ttft"], 2),
+                           "tpot_mae_pct": round(latency_errors["tpot"], 2)},
             },
         }, indent=2) + "\n")
         print(f"wrote {FIT_JSON}")

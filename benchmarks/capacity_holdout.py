@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from capacity_fit import DEFAULT_CSV as CALIBRATION_CSV
-from capacity_fit import ROOT, TP_CSV, TpRow, fit, fit_tp, project, read_rows, read_tp_rows, simulate_row
+from capacity_fit import ROOT, TpRow, project, read_tp_rows, simulate_row
 
 from servewise.capacity.perf import fit_provenance, fitted_efficiency
 
@@ -68,12 +67,15 @@ def write_validation(results: list[Result], path: Path, fit: dict) -> None:
     for name, group in groups.items():
         n, mape, median = summarize(group)
         errors[name] = {"rows": n, "mape_pct": round(mape, 1), "median_error_pct": round(median, 1)}
-    VALIDATION_JSON.write_text(json.dumps({
+    data = json.loads(VALIDATION_JSON.read_text()) if VALIDATION_JSON.exists() else {}
+    data = {k: v for k, v in data.items() if k in ("throughput", "latency")}  # the file's sections
+    data["throughput"] = {
         **errors, "fit": fit,
         "provenance": {"data": path.name, "rows": len(results), "date": time.strftime("%Y-%m-%d"),
                        "script": "benchmarks/capacity_holdout.py --write",
                        "what": "output tokens/s at max throughput vs published TensorRT-LLM v0.14 rows never fitted on"},
-    }, indent=2) + "\n")
+    }
+    VALIDATION_JSON.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {VALIDATION_JSON.relative_to(ROOT)}")
 
 
@@ -82,12 +84,10 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--rows", action="store_true", help="print every row, not only the summaries")
     parser.add_argument("--simulate", action="store_true", help="also run each row through the simulator (slow)")
-    parser.add_argument("--refit", action="store_true",
-                        help="refit the constants on the calibration csv now instead of reading data/fit.json")
     parser.add_argument("--write", action="store_true", help="store the errors in data/validation.json for `plan`")
     args = parser.parse_args()
     cases = read_tp_rows(args.csv)
-    eff = fit_tp(fit(read_rows(CALIBRATION_CSV)), read_tp_rows(TP_CSV)) if args.refit else fitted_efficiency()
+    eff = fitted_efficiency()
     prov = fit_provenance()["provenance"]
     started = time.perf_counter()
     results = []
@@ -95,10 +95,7 @@ def main() -> None:
         state = project(c.row, eff, c.model, c.num_gpus)
         results.append(Result(c, state.output_tokens_per_s, state.limit))
     elapsed = time.perf_counter() - started
-    if args.refit:
-        print(f"constants: refitted now on {CALIBRATION_CSV.name} and {TP_CSV.name}: {eff}")
-    else:
-        print(f"constants: {eff.source} (in-sample MAPE {prov['in_sample_mape_pct']}%, LOGO {prov['logo_mape_pct']}%)")
+    print(f"constants: {eff.source} (in-sample MAPE {prov['in_sample_mape_pct']}%, LOGO {prov['logo_mape_pct']}%)")
     if args.rows:
         print(f"{'model':14} {'gpu':15} {'tp':>2} {'prec':5} {'in':>5} {'out':>5} {'published':>10} "
               f"{'predicted':>10} {'err%':>7}  limit")
@@ -120,8 +117,6 @@ def main() -> None:
     within = 100 * float(np.mean([abs(r.error) <= 0.25 for r in results]))
     print(f"rows within ±25%: {within:.0f}%")
     if args.write:
-        if args.refit:
-            raise SystemExit("--write validates the stored fit; drop --refit")
         write_validation(results, args.csv, eff.to_dict())
     if args.simulate:
         started = time.perf_counter()

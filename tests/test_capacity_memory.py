@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 import pytest
+import yaml
 
 from servewise.capacity import (
     CapacityError,
     Deployment,
     EngineConfig,
     builtin_catalog,
+    default_kv_precision,
     from_hf_config,
     get_model,
     kv_bytes_per_token,
@@ -20,6 +23,7 @@ from servewise.capacity import (
     weight_bytes,
 )
 from servewise.capacity.hardware import GIB
+from servewise.capacity.memory import kv_cache_shards
 
 KIB = 1024
 
@@ -177,3 +181,142 @@ def test_hf_config_json_is_read(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(CapacityError, match="not a decoder config"):
         get_model(str(tmp_path / "bad.json"))
+
+
+def test_added_gpus_load_with_sourced_specs_and_prices() -> None:
+    catalog = builtin_catalog()
+    expected = {  # name: (GB, GB/s, dense bf16 TFLOPS, dense fp8 TFLOPS)
+        "rtx5090": (32, 1792, 209.5, 419),
+        "rtx3090": (24, 936, 71, None),
+        "l40": (48, 864, 181.05, 362.1),
+        "h100-nvl": (94, 3900, 835.5, 1670.5),
+        "gh200": (96, 4000, 989, 1979),
+    }
+    for name, (vram, bandwidth, bf16, fp8) in expected.items():
+        gpu = catalog.get(name)
+        assert (gpu.vram_gb, gpu.memory_bandwidth_gbs, gpu.bf16_tflops, gpu.fp8_tflops) == (vram, bandwidth, bf16, fp8)
+        assert gpu.price_per_hour and gpu.price_source and gpu.price_date
+    # the published rows' label ("GH200 120GB", as nvidia-smi names the 96 GB HBM3 part) finds the entry
+    assert catalog.get("GH200 120GB").name == "gh200"
+    # H100 NVL pairs are NVLink-bridged, but TP 4/8 crosses PCIe: the all-reduce prior must be PCIe's
+    assert catalog.get("h100-nvl").interconnect.lower().startswith("pcie")
+    assert catalog.get("h100-nvl").interconnect_gbs == 64
+    raw = yaml.safe_load(resources.files("servewise.capacity").joinpath("data/hardware.yaml").read_text())["gpus"]
+    for name, fields in raw.items():
+        assert fields.get("spec_source"), f"{name} has no spec_source"
+
+
+def test_fp4_tensor_cores_only_on_blackwell() -> None:
+    catalog = builtin_catalog()
+    assert catalog.get("b200").fp4_tflops == 9000  # HGX B200: 144 PFLOPS sparse FP4 over 8 GPUs, halved
+    assert catalog.get("rtx5090").fp4_tflops == 1676
+    for name in ("h100-sxm", "h200-sxm", "gh200", "l40s", "mi300x", "a10g"):
+        assert catalog.get(name).fp4_tflops is None
+
+
+def test_compute_precision_picks_fp4_only_where_the_gpu_has_it() -> None:
+    catalog = builtin_catalog()
+    model = get_model("llama-3.1-8b")
+
+    def dep(gpu: str, weights: str) -> Deployment:
+        return Deployment(model, catalog.get(gpu), 1, weights, default_kv_precision(weights))
+
+    assert dep("b200", "fp4").compute_precision == "fp4"
+    assert dep("rtx5090", "fp4").compute_precision == "fp4"
+    assert dep("h100-sxm", "fp4").compute_precision == "bf16"  # Hopper runs fp4 weights dequantized
+    assert dep("h100-sxm", "fp8").compute_precision == "fp8"
+    assert dep("a10g", "fp8").compute_precision == "bf16"  # no fp8 tensor cores
+    assert dep("b200", "int4").compute_precision == "bf16"  # weight-only
+    assert dep("b200", "bf16").compute_precision == "bf16"
+    # uses_fp8_compute (perf.py) follows it: fp4 weights on Blackwell are not fp8 compute
+    assert dep("h100-sxm", "fp8").uses_fp8_compute and not dep("b200", "fp4").uses_fp8_compute
+    assert default_kv_precision("fp4") == "fp8"
+
+
+def test_fp4_weights_take_half_the_memory_of_fp8() -> None:
+    model = get_model("llama-3.1-70b")
+    assert weight_bytes(model, "fp4") == pytest.approx(0.5 * 70.554e9)
+    assert weight_bytes(model, "fp4") == pytest.approx(weight_bytes(model, "fp8") / 2)
+    b200 = builtin_catalog().get("b200")
+    fp8 = memory_plan(Deployment(model, b200, 1, "fp8", "fp8"), 4096)
+    fp4 = memory_plan(Deployment(model, b200, 1, "fp4", "fp8"), 4096)
+    assert fp4.weight_bytes_per_gpu == pytest.approx(fp8.weight_bytes_per_gpu / 2)
+    assert fp4.kv_bytes_per_gpu == pytest.approx(fp8.kv_bytes_per_gpu + fp4.weight_bytes_per_gpu)  # the rest is KV
+
+
+@pytest.mark.parametrize(
+    ("model", "precision", "expected"),
+    [
+        ("deepseek-v3", "bf16", 61 * (512 + 64) * 2),  # 70,272 B: ~70 KB, not 2 * 61 * 128 * 128 * 2 (3.8 MiB)
+        ("deepseek-v3", "fp8", 61 * (512 + 64) * 1),
+        ("deepseek-v2-lite", "bf16", 27 * (512 + 64) * 2),
+        ("llama-2-7b", "bf16", 2 * 32 * 32 * 128 * 2),  # MHA: 512 KiB
+        ("llama-2-70b", "bf16", 2 * 80 * 8 * 128 * 2),
+        ("qwen3-8b", "bf16", 2 * 36 * 8 * 128 * 2),
+    ],
+)
+def test_kv_bytes_of_added_models_by_hand(model: str, precision: str, expected: int) -> None:
+    assert kv_bytes_per_token(get_model(model), precision) == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "total", "activated"),
+    [
+        ("llama-2-7b", 6.74e9, None),
+        ("llama-2-70b", 68.98e9, None),
+        ("qwen3-8b", 8.19e9, None),
+        # DeepSeek's published "activated" counts leave out the input-embedding lookup: the matmul parameters
+        ("deepseek-v2-lite", 15.7e9, 2.4e9),
+        ("deepseek-v3", 671e9, 37e9),
+    ],
+)
+def test_param_counts_match_the_published_ones(model: str, total: float, activated: float | None) -> None:
+    arch = get_model(model)
+    assert arch.params == pytest.approx(total, rel=0.005)
+    if activated is not None:
+        assert arch.is_moe and arch.is_mla
+        assert arch.matmul_params_per_token == pytest.approx(activated, rel=0.03)
+        assert arch.expert_params < arch.params  # shared experts, dense layers, attention are not routed
+
+
+def test_deepseek_v3_config_json_counts_mla_moe_params(tmp_path) -> None:
+    config = {  # deepseek-ai/DeepSeek-V3 config.json, the fields that decide shapes
+        "model_type": "deepseek_v3",
+        "hidden_size": 7168,
+        "num_hidden_layers": 61,
+        "num_attention_heads": 128,
+        "num_key_value_heads": 128,
+        "intermediate_size": 18432,
+        "moe_intermediate_size": 2048,
+        "n_routed_experts": 256,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": 8,
+        "first_k_dense_replace": 3,
+        "q_lora_rank": 1536,
+        "kv_lora_rank": 512,
+        "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64,
+        "v_head_dim": 128,
+        "vocab_size": 129280,
+        "max_position_embeddings": 163840,
+        "tie_word_embeddings": False,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    arch = from_hf_config(tmp_path)
+    catalog = get_model("deepseek-v3")
+    assert arch.params == pytest.approx(catalog.params, rel=1e-4)
+    assert arch.params_per_token == pytest.approx(catalog.params_per_token, rel=1e-4)
+    assert arch.expert_params == pytest.approx(catalog.expert_params)
+    assert (arch.moe_layers, arch.head_dim) == (58, 128)
+    assert kv_bytes_per_token(arch, "bf16") == 61 * 576 * 2
+
+
+def test_mla_kv_cache_is_replicated_across_tensor_parallel_gpus() -> None:
+    model = get_model("deepseek-v3")
+    b200 = builtin_catalog().get("b200")
+    plan = memory_plan(Deployment(model, b200, 8, "fp8", "fp8"), 8192)
+    assert kv_cache_shards(model, 8) == 1 and kv_cache_shards(get_model("llama-3.1-70b"), 8) == 8
+    tokens = int(plan.kv_bytes_per_gpu / (61 * 576))  # each GPU holds the whole latent of every token it caches
+    assert plan.kv_capacity_tokens == tokens - tokens % 16
+    # 671 GB of fp8 weights: 4 x 0.9 x 180 GiB = 696 GB leaves a few GB per GPU, and each holds every token's latent
+    assert plan.fits and smallest_fitting_tp(model, b200, "fp8", "fp8", 8192) == 4

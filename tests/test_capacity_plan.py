@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 
 from servewise.capacity import (
     Deployment,
-    EngineConfig,
+    EngineSettings,
     PlanRequest,
     SloLimit,
     StepModel,
     builtin_catalog,
     calibrate,
+    engine_profile,
     fitted_efficiency,
     get_model,
     measured_from_run,
@@ -27,10 +28,10 @@ from servewise.capacity import (
     plan,
     poisson_arrivals,
     simulate,
+    simulate_users,
 )
+from servewise.capacity.accuracy import Validation, accuracy_note, stored_validation
 from servewise.capacity.calibrate import measured_prefix_hit
-from servewise.capacity.perf import fit_validation
-from servewise.capacity.projection import accuracy_note
 from servewise.cli import plan as plan_cli
 from servewise.cli.app import ServewiseGroup
 from servewise.results import RunResult
@@ -44,12 +45,15 @@ TIER_KEYS = {
     "max_concurrency",
     "output_tokens_per_s",
     "ttft_ms_p50",
+    "ttft_is_lower_bound",
     "tpot_ms_p50",
     "rate_per_replica",
     "replicas",
     "price_per_hour",
     "cost_per_million_output_tokens",
 }
+
+VLLM = EngineSettings(engine_profile("vllm"))
 
 
 @pytest.fixture
@@ -161,19 +165,33 @@ def test_plan_table_and_bad_names(cli: typer.Typer) -> None:
 
 
 def test_plan_says_how_far_to_trust_it(cli: typer.Typer) -> None:
-    """The stored out-of-sample check belongs to the stored fit (a refit without `capacity_holdout.py
-    --write` fails here), and `plan` quotes it: the multi-GPU error only when a tier is multi-GPU."""
-    validation = fit_validation()
-    assert validation is not None, "data/validation.json was made on another fit: rerun capacity_holdout.py --write"
-    assert validation["provenance"]["rows"] == validation["one_gpu"]["rows"] + validation["multi_gpu"]["rows"]
-    assert 0 < validation["one_gpu"]["mape_pct"] < validation["multi_gpu"]["mape_pct"] < 100
+    """Both stored out-of-sample checks belong to the stored fit (a refit without `capacity_holdout.py --write`
+    and `latency_fit.py --write` fails here), and `plan` quotes them: the multi-GPU throughput error only when a
+    tier is multi-GPU, and the TTFT/TPOT error of the chosen engine profile only when latency is projected."""
+    validation = stored_validation()
+    through, latency = validation.throughput, validation.latency
+    assert through is not None, "validation.json's throughput check was made on another fit: rerun capacity_holdout.py --write"
+    assert latency is not None, "validation.json's latency check was made on another fit: rerun latency_fit.py --write"
+    assert through.rows == through.one_gpu.rows + through.multi_gpu.rows
+    assert 0 < through.one_gpu.mae_pct < through.multi_gpu.mae_pct < 100
+    assert latency.ttft is not None and latency.tpot is not None and latency.ttft.rows >= latency.tpot.rows > 0
     one = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:1"])
     assert one.exit_code == 0, one.output
     text = " ".join(one.output.split())
-    assert f"one GPU {validation['one_gpu']['mape_pct']:g}% mean error" in text and "tensor-parallel" not in text
+    assert f"one GPU {through.one_gpu.mae_pct:g}% mean error" in text and "tensor-parallel" not in text
+    assert "latency" not in text.split("accuracy:")[1]
     multi = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-70b", "--gpus", "h100-sxm:4"])
-    assert f"tensor-parallel {validation['multi_gpu']['mape_pct']:g}%" in " ".join(multi.output.split())
-    assert accuracy_note(None, multi_gpu=True) is None
+    assert f"tensor-parallel {through.multi_gpu.mae_pct:g}%" in " ".join(multi.output.split())
+    # with a load, the latency error of that engine's held-out rows in that regime, or a plain "no rows"
+    lmdeploy = latency.by_engine["lmdeploy"]["one_gpu"]
+    loaded = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-8b", "--gpus", "a100-sxm-80gb:1",
+                                      "--engine", "lmdeploy", "--concurrency", "8"])
+    assert loaded.exit_code == 0, loaded.output
+    text = " ".join(loaded.output.split())
+    assert lmdeploy[0] is not None and f"latency (lmdeploy on one GPU): TTFT {lmdeploy[0].mae_pct:g}%" in text
+    bad = CliRunner().invoke(cli, ["plan", "--model", "llama-3.1-8b", "--engine", "triton-llm"])
+    assert bad.exit_code == 2 and "unknown engine 'triton-llm'" in bad.output and "Traceback" not in bad.output
+    assert accuracy_note(Validation(None, None), "vllm", multi_gpu=True, latency=True) is None
 
 
 def _synthetic_run(store_path, factor: float, *, input_tokens: int = 500, output_tokens: int = 200,
@@ -182,12 +200,14 @@ def _synthetic_run(store_path, factor: float, *, input_tokens: int = 500, output
     (8 concurrent users, or Poisson arrivals at ``rate``), its engine serving ``prefix_hit`` of every
     prompt from its prefix cache; ``cache``: the run's ``metrics.cache``."""
     dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
-    engine = EngineConfig()
+    engine = VLLM.on(dep.gpu)  # what `plan` assumes the run's server was
     kv = memory_plan(dep, input_tokens + output_tokens, engine).kv_capacity_tokens
     step = StepModel(dep, fitted_efficiency().scaled(factor, "truth"), prefix_hit)
-    load = {"arrivals": poisson_arrivals(400, rate, 1)} if rate else {"concurrency": 8}
     ins, outs = np.full(400, input_tokens), np.full(400, output_tokens)
-    sim = simulate(step, kv, engine, ins, outs, **load).summary(0.2)
+    if rate:
+        sim = simulate(step, kv, engine, ins, outs, arrivals=poisson_arrivals(400, rate, 1)).summary(0.2)
+    else:
+        sim = simulate_users(step, kv, engine, ins, outs, 8, seed=5).summary(0.2)
     spec = RunSpec(
         target=TargetSpec(url="http://127.0.0.1:8000"),
         workload=WorkloadSpec(
@@ -233,7 +253,7 @@ def test_from_run_calibration_recovers_a_known_efficiency(tmp_path, cli: typer.T
     measured = measured_from_run(row.measured, row.spec)
     assert measured.concurrency == 8 and measured.input_tokens == 500
     dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
-    calibration = calibrate(dep, fitted_efficiency(), EngineConfig(), measured)
+    calibration = calibrate(dep, fitted_efficiency(), VLLM.on(dep.gpu), measured)
     assert calibration.factor == pytest.approx(0.6, rel=0.05)
     args = [
         "plan",
@@ -262,14 +282,15 @@ def test_from_run_calibration_recovers_a_known_efficiency(tmp_path, cli: typer.T
 
 def test_prefix_hit_discounts_prefill_only(cli: typer.Typer) -> None:
     """Half of every 4,000-token prompt from the cache: TTFT loses half of its prefill share (one user, so
-    TTFT is one prefill step: the fixed step overhead plus the prefill); TPOT and the KV fit stay."""
+    TTFT is one prefill step: the fixed step and request overheads plus the prefill); TPOT and the KV fit stay."""
     cold, warm = (
         plan(_request(input_tokens=4000, output_tokens=50, tiers=parse_tiers("h100-sxm:1"), concurrency=1,
                       prefix_hit=hit), builtin_catalog())
         for hit in (0.0, 0.5)
     )
     (c,), (w,) = cold.tiers, warm.tiers
-    prefill_ms = c.ttft_ms_p50 - 1e3 * fitted_efficiency().step_overhead_s
+    eff = fitted_efficiency()
+    prefill_ms = c.ttft_ms_p50 - 1e3 * (eff.step_overhead_s + eff.request_overhead_s)
     assert c.ttft_ms_p50 - w.ttft_ms_p50 == pytest.approx(0.5 * prefill_ms, rel=0.02)  # 85.2 -> 43.3 ms
     assert w.tpot_ms_p50 == pytest.approx(c.tpot_ms_p50, rel=0.01)  # decode reads the whole (cached) context
     assert (w.fits, w.max_concurrency) == (c.fits, c.max_concurrency)  # cached blocks still hold KV
@@ -309,8 +330,8 @@ def test_from_run_uses_the_measured_prefix_hit(tmp_path, cli: typer.Typer) -> No
     measured = measured_from_run(row.measured, row.spec)
     assert (measured.prefix_hit, measured.prefix_hit_source) == (0.5, "engine")
     dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
-    warm = calibrate(dep, fitted_efficiency(), EngineConfig(), measured)
-    cold = calibrate(dep, fitted_efficiency(), EngineConfig(), replace(measured, prefix_hit=0.0))
+    warm = calibrate(dep, fitted_efficiency(), VLLM.on(dep.gpu), measured)
+    cold = calibrate(dep, fitted_efficiency(), VLLM.on(dep.gpu), replace(measured, prefix_hit=0.0))
     assert warm.factor == pytest.approx(0.6, rel=0.02)  # 0.601
     assert cold.factor > 1.15 * warm.factor  # 0.733: read as a cold cache, the GPU would look 22% faster
     args = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm", "--input-tokens", "2000",

@@ -110,8 +110,9 @@ def test_the_serving_host_read_through_the_teams_prometheus(
 def test_the_engines_step_time_tells_a_slot_limit_from_saturated_hardware(remote_llama_server, store_path):
     """No GPU reading, no node_exporter: only llama-server's /metrics. Requests queue for its 4 slots; whether
     more slots would help is how its decode step time follows the batch, read from runs at other loads (a
-    sweep's earlier steps). The ground truth is the client's own TPOT at 1 and at 4 users: the step curve
-    fitted from the engine's counters must match it, and the verdict must follow it."""
+    sweep's earlier steps). The ground truth is the client's alone: its TPOT at 1 and at 4 users against the
+    number of its requests in decode at once, both from its own timestamps. The step curve fitted from the
+    engine's counters must match it, and the verdict must follow it."""
     from servewise.analysis.diagnosis import diagnose
     from servewise.analysis.diagnosis.signals import Signals
     from servewise.analysis.diagnosis.step import step_scaling
@@ -122,6 +123,7 @@ def test_the_engines_step_time_tells_a_slot_limit_from_saturated_hardware(remote
     with RunStore(store_path) as store:
         samples = {users: store.samples(run["run_id"], source="metrics") for users, run in runs.items()}
         queued = store.get_run(runs[8]["run_id"]).measured
+        decoding = {users: decoding_at_once(list(store.iter_records(runs[users]["run_id"]))) for users in (1, 4)}
     d = diagnose(queued, samples[8], server_engine="llamacpp", earlier=[samples[1], samples[4]])
     queue = d.finding("admission_queue")
     print(queue.evidence, d.primary, d.next_steps)
@@ -132,8 +134,7 @@ def test_the_engines_step_time_tells_a_slot_limit_from_saturated_hardware(remote
         assert scaling is not None
         assert scaling.step_lo_ms == pytest.approx(runs[users]["metrics"]["tpot_ms"]["p50"], rel=0.2), users
     tpot = {users: runs[users]["metrics"]["tpot_ms"]["p50"] for users in (1, 4)}
-    # a run's batch is its intervals' middle (p10 and p90 bracket it), not their low tail
-    batch = math.sqrt(alone[4].running_lo * alone[4].running_hi / (alone[1].running_lo * alone[1].running_hi))
+    batch = decoding[4] / decoding[1]
     client_elasticity = math.log(tpot[4] / tpot[1]) / math.log(batch)
     print("elasticity: engine", elasticity, "client", client_elasticity, "batch", batch, tpot)
     assert elasticity == pytest.approx(client_elasticity, abs=0.2), (elasticity, client_elasticity)
@@ -143,6 +144,16 @@ def test_the_engines_step_time_tells_a_slot_limit_from_saturated_hardware(remote
     elif client_elasticity <= STEP_HEADROOM - 0.1:
         assert d.primary == "admission_queue" and d.confidence != "low", queue
         assert "-np" in d.next_steps[0] and "--dcgm" not in d.next_steps[0]
+
+
+def decoding_at_once(records: list) -> float:
+    """The client's time-averaged count of its requests between first and last token: the batch it kept in
+    decode, from its own timestamps (no engine counter), over the run's middle (the ramp up and the drain at
+    the end trimmed)."""
+    spans = [(r.t_first, r.t_end) for r in records if r.ok and r.t_first is not None and r.t_end is not None]
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    lo, hi = first + 0.1 * (last - first), last - 0.1 * (last - first)
+    return sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in spans) / (hi - lo)
 
 
 @contextlib.contextmanager

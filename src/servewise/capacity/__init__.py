@@ -4,6 +4,7 @@ config.json a user names)."""
 
 from servewise.capacity.batching import BatchEngine, Seq, StepResult
 from servewise.capacity.calibrate import Calibration, MeasuredRun, calibrate, measured_from_run
+from servewise.capacity.engines import DEFAULT_ENGINE, PROFILES, EngineProfile, EngineSettings, engine_profile
 from servewise.capacity.errors import CapacityError
 from servewise.capacity.hardware import Gpu, GpuCatalog, builtin_catalog, parse_prices
 from servewise.capacity.memory import (
@@ -30,16 +31,27 @@ from servewise.capacity.planner import (
     plan,
 )
 from servewise.capacity.prefix_cache import PrefixCache, block_hashes
-from servewise.capacity.simulator import SimResult, constant_arrivals, poisson_arrivals, simulate
+from servewise.capacity.simulator import (
+    SimResult,
+    closed_loop_starts,
+    constant_arrivals,
+    poisson_arrivals,
+    simulate,
+    simulate_users,
+)
 
 __all__ = [
+    "DEFAULT_ENGINE",
     "DEFAULT_TIERS",
+    "PROFILES",
     "BatchEngine",
     "Calibration",
     "CapacityError",
     "Deployment",
     "Efficiency",
     "EngineConfig",
+    "EngineProfile",
+    "EngineSettings",
     "Gpu",
     "GpuCatalog",
     "MeasuredRun",
@@ -60,8 +72,10 @@ __all__ = [
     "builtin_catalog",
     "builtin_models",
     "calibrate",
+    "closed_loop_starts",
     "constant_arrivals",
     "default_kv_precision",
+    "engine_profile",
     "fitted_efficiency",
     "from_hf_config",
     "get_model",
@@ -74,6 +88,7 @@ __all__ = [
     "plan",
     "poisson_arrivals",
     "simulate",
+    "simulate_users",
     "smallest_fitting_tp",
     "steady_state",
     "weight_bytes",

@@ -22,7 +22,10 @@ GIB = 1024**3
 
 @dataclass(frozen=True, slots=True)
 class Gpu:
-    """One accelerator. ``vram_gb`` is the nominal size, read as GiB like the driver reports it."""
+    """One accelerator. ``vram_gb`` is the nominal size, read as GiB like the driver reports it.
+
+    Tensor peaks are dense (no sparsity); ``fp8_tflops``/``fp4_tflops`` are None where the GPU has no tensor
+    cores for that format (it then runs such weights dequantized, at the 16-bit peak)."""
 
     name: str
     label: str
@@ -33,10 +36,14 @@ class Gpu:
     tdp_w: float
     interconnect: str
     interconnect_gbs: float
+    #: PCIe cards bridged in pairs (H100 NVL, RTX 3090): NVLink bandwidth (GB/s, one way) between the two GPUs
+    #: of a pair; a TP2 all-reduce stays on the bridge, a wider one crosses PCIe (``interconnect``).
+    pair_link_gbs: float | None
     price_per_hour: float | None
     price_source: str = ""
     price_date: str = ""
     aliases: tuple[str, ...] = ()
+    fp4_tflops: float | None = None
 
     @property
     def vram_bytes(self) -> float:
@@ -57,9 +64,11 @@ _FIELDS = {
     "memory_bandwidth_gbs": float,
     "bf16_tflops": float,
     "fp8_tflops": float,
+    "fp4_tflops": float,
     "tdp_w": float,
     "interconnect": str,
     "interconnect_gbs": float,
+    "pair_link_gbs": float,
     "price_per_hour": float,
     "price_source": str,
     "price_date": str,
@@ -88,9 +97,11 @@ def _gpu_from_dict(name: str, raw: dict[str, Any], origin: str) -> Gpu:
         memory_bandwidth_gbs=values["memory_bandwidth_gbs"],
         bf16_tflops=values["bf16_tflops"],
         fp8_tflops=values["fp8_tflops"],
+        fp4_tflops=values["fp4_tflops"],
         tdp_w=values["tdp_w"] or 0.0,
         interconnect=values["interconnect"] or "PCIe",
         interconnect_gbs=values["interconnect_gbs"] or 32.0,
+        pair_link_gbs=values["pair_link_gbs"],
         price_per_hour=values["price_per_hour"],
         price_source=values["price_source"] or "",
         price_date=values["price_date"] or "",
@@ -198,6 +209,14 @@ def allreduce_prior(gpu: Gpu) -> AllReducePrior:
     priors = _allreduce_priors()
     link = gpu.interconnect.strip().lower()
     return next((p for kind, p in priors.items() if link.startswith(kind)), priors["pcie"])
+
+
+def tensor_parallel_link(gpu: Gpu, num_gpus: int) -> tuple[AllReducePrior, float]:
+    """The all-reduce prior and link bandwidth (GB/s, one way) a ``num_gpus``-wide tensor-parallel group uses:
+    a bridged pair's NVLink for two GPUs that have one, else the GPU's interconnect."""
+    if num_gpus == 2 and gpu.pair_link_gbs:
+        return _allreduce_priors()["nvlink"], gpu.pair_link_gbs
+    return allreduce_prior(gpu), gpu.interconnect_gbs
 
 
 def parse_prices(items: list[str]) -> dict[str, float]:

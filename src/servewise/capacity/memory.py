@@ -1,13 +1,16 @@
 """Memory model: weights, KV cache per token, what is left for the KV cache, and how many requests fit.
 
 KV bytes per token = 2 (K and V) · layers · kv_heads · head_dim · bytes per element. By hand for
-Llama-3.1-8B in bf16: 2 · 32 · 8 · 128 · 2 = 131,072 B = 128 KiB per token.
+Llama-3.1-8B in bf16: 2 · 32 · 8 · 128 · 2 = 131,072 B = 128 KiB per token. An MLA model (DeepSeek-V2/V3)
+caches one compressed latent and one RoPE key per layer instead, shared by all heads: layers ·
+(kv_lora_rank + qk_rope_head_dim) · bytes; DeepSeek-V3 in bf16: 61 · (512 + 64) · 2 = 70,272 B per token.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from servewise.capacity.errors import CapacityError
 from servewise.capacity.hardware import GIB, Gpu
@@ -18,6 +21,9 @@ TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 RUNTIME_RESERVE_BYTES = 1.0 * GIB
 #: Activation working set per batched token and hidden unit (bf16 residual, MLP intermediate, temporaries).
 ACTIVATION_BYTES_PER_TOKEN_HIDDEN = 16
+
+#: The tensor-core formats whose peak a deployment's matmuls run at.
+ComputePrecision = Literal["fp4", "fp8", "bf16"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +66,25 @@ class Deployment:
                                 f"{self.num_gpus} GPUs")
 
     @property
+    def compute_precision(self) -> ComputePrecision:
+        """The tensor-core peak the matmuls run at: fp4 or fp8 weights use that format's tensor cores where
+        the GPU has them (``Gpu.fp4_tflops``/``fp8_tflops``); elsewhere, and for int8/int4 weight-only
+        quantization, the weights are dequantized and multiplied in 16 bits."""
+        if self.weight_precision == "fp4" and self.gpu.fp4_tflops is not None:
+            return "fp4"
+        if self.weight_precision == "fp8" and self.gpu.fp8_tflops is not None:
+            return "fp8"
+        return "bf16"
+
+    @property
     def uses_fp8_compute(self) -> bool:
-        return self.weight_precision == "fp8" and self.gpu.fp8_tflops is not None
+        return self.compute_precision == "fp8"
 
 
 def default_kv_precision(weight_precision: str) -> str:
-    """fp8 checkpoints usually run an fp8 KV cache too; weight-only int8/int4 keep a 16-bit cache."""
-    return "fp8" if weight_precision == "fp8" else "bf16"
+    """fp8 and fp4 checkpoints usually run an fp8 KV cache (NVFP4 ones ship fp8 KV scales); weight-only
+    int8/int4 keep a 16-bit cache."""
+    return "fp8" if weight_precision in ("fp8", "fp4") else "bf16"
 
 
 def weight_bytes(model: ModelArch, precision: str) -> float:
@@ -74,7 +92,18 @@ def weight_bytes(model: ModelArch, precision: str) -> float:
 
 
 def kv_bytes_per_token(model: ModelArch, kv_precision: str) -> float:
-    return 2.0 * model.layers * model.kv_heads * model.head_dim * precision_bytes(kv_precision, "KV precision")
+    """KV-cache bytes one token adds over all layers; ``kv_cache_shards`` says over how many GPUs they split."""
+    per_element = precision_bytes(kv_precision, "KV precision")
+    if model.kv_lora_rank is not None:
+        return model.layers * (model.kv_lora_rank + model.qk_rope_head_dim) * per_element
+    return 2.0 * model.layers * model.kv_heads * model.head_dim * per_element
+
+
+def kv_cache_shards(model: ModelArch, num_gpus: int) -> int:
+    """Over how many tensor-parallel GPUs one token's KV cache is split. MLA's latent belongs to every head,
+    so each GPU keeps all of it (vLLM and SGLang without data-parallel attention): ``num_gpus`` GPUs hold no
+    more tokens than one."""
+    return 1 if model.is_mla else num_gpus
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +133,7 @@ def memory_plan(dep: Deployment, context_tokens: int, engine: EngineConfig = Eng
     usable = engine.gpu_memory_utilization * gpu.vram_bytes
     kv_per_gpu = usable - weights - reserve
     per_token = kv_bytes_per_token(model, dep.kv_precision)
-    capacity = max(0, int(kv_per_gpu * n / per_token)) if kv_per_gpu > 0 else 0
+    capacity = max(0, int(kv_per_gpu * kv_cache_shards(model, n) / per_token)) if kv_per_gpu > 0 else 0
     capacity -= capacity % engine.block_size
     per_request = model.kv_tokens_for_context(context_tokens)
     concurrency = min(engine.max_num_seqs, int(capacity // math.ceil(per_request))) if per_request else 0

@@ -24,8 +24,15 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from servewise.capacity.hardware import allreduce_prior
-from servewise.capacity.memory import Deployment, EngineConfig, kv_bytes_per_token, weight_bytes
+from servewise.capacity.hardware import tensor_parallel_link
+from servewise.capacity.memory import (
+    Deployment,
+    EngineConfig,
+    kv_bytes_per_token,
+    kv_cache_shards,
+    weight_bytes,
+)
+from servewise.capacity.models import ModelArch
 
 #: Activations are all-reduced in 16 bits even when weights and KV cache are fp8 (TensorRT-LLM, vLLM).
 ALLREDUCE_BYTES_PER_VALUE = 2.0
@@ -39,20 +46,34 @@ class Efficiency:
     weight_bandwidth: float = 0.8
     compute: float = 0.6
     fp8_compute: float = 0.45
+    #: Blackwell's fp4 tensor cores (NVFP4 weights); fitted on B200 rows with the tensor-parallel stage.
+    fp4_compute: float = 0.45
     step_overhead_s: float = 0.002
     per_seq_overhead_s: float = 5e-6
     #: Engine cost per ring step of a tensor-parallel all-reduce on top of the link's latency prior (launch,
-    #: waiting for the slowest GPU); fitted on multi-GPU rows of another engine version, 0 on one GPU.
+    #: waiting for the slowest GPU): what a small all-reduce costs, so it decides TP latency at small batches;
+    #: fitted on latency rows, 0 on one GPU.
     allreduce_sync_s: float = 0.0
+    #: The share of the interconnect prior's bus bandwidth a tensor-parallel engine gets for large all-reduces
+    #: (overlap lost, smaller per-GPU matmuls): what decides TP throughput; fitted on multi-GPU throughput rows.
+    allreduce_bandwidth: float = 1.0
+    #: The same over PCIe, where engines fall back from their NVLink kernels to NCCL's ring.
+    pcie_allreduce_bandwidth: float = 1.0
+    #: Per request, outside the engine's steps: HTTP, tokenizing the prompt, scheduling it, detokenizing
+    #: the first token. Added to TTFT (and E2E) only; fitted on latency rows.
+    request_overhead_s: float = 0.0
     source: str = "defaults"
 
     def scaled(self, factor: float, source: str) -> Efficiency:
         """Every throughput-side efficiency times ``factor`` (a measured run's calibration)."""
         return replace(self, kv_bandwidth=self.kv_bandwidth * factor, weight_bandwidth=self.weight_bandwidth * factor,
                        compute=self.compute * factor,
-                       fp8_compute=self.fp8_compute * factor, step_overhead_s=self.step_overhead_s / factor,
+                       fp8_compute=self.fp8_compute * factor, fp4_compute=self.fp4_compute * factor,
+                       step_overhead_s=self.step_overhead_s / factor,
                        per_seq_overhead_s=self.per_seq_overhead_s / factor,
-                       allreduce_sync_s=self.allreduce_sync_s / factor, source=source)
+                       allreduce_sync_s=self.allreduce_sync_s / factor,
+                       allreduce_bandwidth=self.allreduce_bandwidth * factor,
+                       pcie_allreduce_bandwidth=self.pcie_allreduce_bandwidth * factor, source=source)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,19 +84,24 @@ def fitted_efficiency() -> Efficiency:
     """The constants fitted to the calibration data by ``benchmarks/capacity_fit.py`` (see ``data/fit.json``)."""
     text = resources.files("servewise.capacity").joinpath("data/fit.json").read_text()
     fit = json.loads(text)
-    return Efficiency(**fit["efficiency"], source=f"fit {fit['provenance']['date']} "
-                      f"({fit['provenance']['data']})")
+    prov = fit["provenance"]
+    latency = prov.get("stage3", {})
+    where = f"; latency on {latency['rows']:,} published TTFT/TPOT rows" if latency else ""
+    return Efficiency(**fit["efficiency"], source=f"fit {prov['date']} (throughput on published TensorRT-LLM "
+                      f"tables{where})")
 
 
 def fit_provenance() -> dict[str, Any]:
     return json.loads(resources.files("servewise.capacity").joinpath("data/fit.json").read_text())
 
 
-def fit_validation() -> dict[str, Any] | None:
-    """How far the stored fit was off on published rows it never saw (``benchmarks/capacity_holdout.py
-    --write``); None when that check was made on another fit, so a refit never quotes stale errors."""
-    data = json.loads(resources.files("servewise.capacity").joinpath("data/validation.json").read_text())
-    return data if data.get("fit") == fitted_efficiency().to_dict() else None
+def attention_flops_per_pair(model: ModelArch) -> float:
+    """FLOPs of one (query token, context token) pair over all layers: QK and AV, 2 each per element. MLA
+    decodes with the up-projections absorbed, so each head attends over the latent (``kv_lora_rank``) plus
+    its RoPE key, and reads values from the latent too."""
+    if model.kv_lora_rank is not None:
+        return 2.0 * model.layers * model.heads * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
+    return 4.0 * model.layers * model.heads * model.head_dim
 
 
 class StepModel:
@@ -91,28 +117,31 @@ class StepModel:
         self.efficiency = eff
         self.prefix_hit = prefix_hit
         self._computed = 1.0 - prefix_hit
-        fp8_tflops = gpu.fp8_tflops if dep.uses_fp8_compute else None  # uses_fp8_compute: it is not None
-        peak = (fp8_tflops if fp8_tflops is not None else gpu.bf16_tflops) * 1e12 * n
-        frac = eff.fp8_compute if dep.uses_fp8_compute else eff.compute
-        compute = peak * frac
-        bandwidth = gpu.bandwidth_bytes_s * n * eff.kv_bandwidth
+        precision = dep.compute_precision
+        tflops = {"fp4": gpu.fp4_tflops, "fp8": gpu.fp8_tflops}.get(precision) or gpu.bf16_tflops
+        frac = {"bf16": eff.compute, "fp8": eff.fp8_compute, "fp4": eff.fp4_compute}[precision]
+        compute = tflops * 1e12 * n * frac
+        # an MLA latent belongs to every head: each GPU reads all of it, so TP does not split those reads
+        bandwidth = gpu.bandwidth_bytes_s * kv_cache_shards(model, n) * eff.kv_bandwidth
         weight_bandwidth = gpu.bandwidth_bytes_s * n * eff.weight_bandwidth
         self._s_per_token_matmul = 2.0 * model.matmul_params_per_token / compute
         self._dense_weight_s = (weight_bytes(model, dep.weight_precision) - self._expert_bytes(dep)) / weight_bandwidth
         self._expert_weight_s = self._expert_bytes(dep) / weight_bandwidth
         self._experts = model.experts
         self._expert_miss = 1.0 - model.experts_per_token / model.experts if model.is_moe else 0.0
-        self._s_per_attn_pair = 4.0 * model.layers * model.heads * model.head_dim / compute
+        self._s_per_attn_pair = attention_flops_per_pair(model) / compute
         self._s_per_kv_token = kv_bytes_per_token(model, dep.kv_precision) / bandwidth
         self.decode_s_per_context_token = max(self._s_per_attn_pair, self._s_per_kv_token)
         self._fixed_s = eff.step_overhead_s
         self._per_seq_s = eff.per_seq_overhead_s
         # Tensor parallelism: two ring all-reduces per layer (after attention, after the MLP) of every token's
         # hidden state, not overlapped with compute. Latency is per collective, bandwidth per token.
-        prior = allreduce_prior(gpu)
+        prior, link_gbs = tensor_parallel_link(gpu, n)
         self._fixed_s += 2 * model.layers * prior.latency_s(n, eff.allreduce_sync_s)
         self._comm_s_per_token = 2 * model.layers * prior.transfer_s(model.hidden * ALLREDUCE_BYTES_PER_VALUE, n,
-                                                                     gpu.interconnect_gbs)
+                                                                     link_gbs) / (
+            eff.pcie_allreduce_bandwidth if prior.kind == "pcie" else eff.allreduce_bandwidth)
+        self.request_overhead_s = eff.request_overhead_s
 
     @staticmethod
     def _expert_bytes(dep: Deployment) -> float:

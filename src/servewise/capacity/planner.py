@@ -9,18 +9,18 @@ from typing import Any, Literal
 
 import numpy as np
 
+from servewise.capacity.engines import EngineSettings, engine_profile
 from servewise.capacity.errors import CapacityError
 from servewise.capacity.hardware import Gpu, GpuCatalog
 from servewise.capacity.memory import (
     Deployment,
-    EngineConfig,
     MemoryPlan,
     memory_plan,
     smallest_fitting_tp,
 )
 from servewise.capacity.models import ModelArch
 from servewise.capacity.perf import Efficiency, SteadyState, StepModel, steady_state
-from servewise.capacity.simulator import SimResult, poisson_arrivals, simulate
+from servewise.capacity.simulator import SimResult, poisson_arrivals, simulate, simulate_users
 
 SloMetric = Literal["ttft", "tpot", "itl", "e2e"]
 DEFAULT_TIERS = ("rtx4090", "l40s", "a100-sxm-80gb", "h100-sxm", "h200-sxm")
@@ -58,7 +58,7 @@ class PlanRequest:
     demand: float | None = None  # total, spread over replicas
     slo: tuple[SloLimit, ...] = ()
     efficiency: Efficiency = field(default_factory=Efficiency)
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    engine: EngineSettings = field(default_factory=lambda: EngineSettings(engine_profile()))
     current_gpu: str | None = None
     seed: int = 0
     #: Share of every prompt's tokens served from the prefix cache: prefill compute (and TTFT) is discounted
@@ -95,9 +95,11 @@ class TierResult:
     headroom: float | None = None
     bound: str = ""
     slo_met: bool | None = None
+    #: the load is within KNEE of what the tier saturates at: its TTFT is queueing-sensitive, a lower bound
+    near_knee: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The issue's shape: exactly these keys per tier."""
+        """The issue's shape: exactly these keys per tier (``ttft_is_lower_bound`` since release 0.3)."""
         return {
             "gpu": self.gpu,
             "num_gpus": self.num_gpus,
@@ -105,12 +107,18 @@ class TierResult:
             "max_concurrency": self.max_concurrency,
             "output_tokens_per_s": _round(self.output_tokens_per_s, 1),
             "ttft_ms_p50": _round(self.ttft_ms_p50, 2),
+            "ttft_is_lower_bound": self.near_knee,
             "tpot_ms_p50": _round(self.tpot_ms_p50, 3),
             "rate_per_replica": _round(self.rate_per_replica, 4),
             "replicas": self.replicas,
             "price_per_hour": _round(self.price_per_hour, 4),
             "cost_per_million_output_tokens": _round(self.cost_per_million_output_tokens, 4),
         }
+
+
+#: A load at or above this share of a tier's saturation (its batch limit, or its maximum request rate) is near
+#: the knee: TTFT there is mostly queueing, which small changes in load or lengths swing by multiples.
+KNEE = 0.8
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -167,15 +175,16 @@ def _requests_for(batch: float) -> int:
 
 
 def simulate_rate(step: StepModel, kv_tokens: int, req: PlanRequest, rate: float) -> SimResult:
-    n = _requests_for(min(rate * 30, req.engine.max_num_seqs))
+    engine = req.engine.on(step.deployment.gpu)
+    n = _requests_for(min(rate * 30, engine.max_num_seqs))
     ins, outs = _workload_sizes(req, n)
-    return simulate(step, kv_tokens, req.engine, ins, outs, arrivals=poisson_arrivals(n, rate, req.seed))
+    return simulate(step, kv_tokens, engine, ins, outs, arrivals=poisson_arrivals(n, rate, req.seed))
 
 
 def simulate_concurrency(step: StepModel, kv_tokens: int, req: PlanRequest, users: int) -> SimResult:
     n = _requests_for(users)
     ins, outs = _workload_sizes(req, n)
-    return simulate(step, kv_tokens, req.engine, ins, outs, concurrency=users)
+    return simulate_users(step, kv_tokens, req.engine.on(step.deployment.gpu), ins, outs, users, req.seed)
 
 
 def slo_values(summary: dict[str, Any], slo: tuple[SloLimit, ...]) -> list[tuple[SloLimit, float]]:
@@ -231,20 +240,20 @@ def _bound(step: StepModel, state: SteadyState, mem: MemoryPlan, req: PlanReques
 
 def plan_tier(req: PlanRequest, gpu: Gpu, num_gpus: int | None) -> TierResult:
     context = req.input_tokens + req.output_tokens
-    n = num_gpus or smallest_fitting_tp(req.model, gpu, req.weight_precision, req.kv_precision, context,
-                                        req.engine)
+    engine = req.engine.on(gpu)
+    n = num_gpus or smallest_fitting_tp(req.model, gpu, req.weight_precision, req.kv_precision, context, engine)
     if n is None:
         dep = Deployment(req.model, gpu, 8 if req.model.kv_heads % 8 == 0 else 1, req.weight_precision,
                          req.kv_precision)
-        mem = memory_plan(dep, context, req.engine)
+        mem = memory_plan(dep, context, engine)
         return TierResult(gpu.name, dep.num_gpus, False, f"does not fit even on {dep.num_gpus} GPUs: {mem.reason}")
     dep = Deployment(req.model, gpu, n, req.weight_precision, req.kv_precision)
-    mem = memory_plan(dep, context, req.engine)
+    mem = memory_plan(dep, context, engine)
     price = gpu.price_per_hour * n if gpu.price_per_hour is not None else None
     if not mem.fits:
         return TierResult(gpu.name, n, False, mem.reason, price_per_hour=price)
     step = StepModel(dep, req.efficiency, req.prefix_hit)
-    full = steady_state(step, mem.kv_capacity_tokens, req.engine, req.input_tokens, req.output_tokens)
+    full = steady_state(step, mem.kv_capacity_tokens, engine, req.input_tokens, req.output_tokens)
     result = TierResult(gpu.name, n, True, mem.reason, max_concurrency=mem.max_concurrency,
                         bound=_bound(step, full, mem, req))
     rate, why = slo_rate(step, mem.kv_capacity_tokens, req, full.requests_per_s)
@@ -253,6 +262,7 @@ def plan_tier(req: PlanRequest, gpu: Gpu, num_gpus: int | None) -> TierResult:
         result.bound = f"{why}; {result.bound}"
     offered = req.rate if req.rate is not None else req.demand
     if req.concurrency is not None:
+        result.near_knee = req.concurrency >= KNEE * full.batch
         summary = simulate_concurrency(step, mem.kv_capacity_tokens, req, req.concurrency).summary(0.2)
         result.output_tokens_per_s = summary["output_tokens_per_s"]
         result.replicas = math.ceil(req.concurrency / max(mem.max_concurrency, 1)) if rate > 0 else None
@@ -261,6 +271,7 @@ def plan_tier(req: PlanRequest, gpu: Gpu, num_gpus: int | None) -> TierResult:
     elif offered is not None:
         result.replicas = math.ceil(offered / rate) if rate > 0 else None
         per_replica = offered if req.rate is not None else offered / max(result.replicas or 1, 1)
+        result.near_knee = per_replica >= KNEE * full.requests_per_s
         summary = simulate_rate(step, mem.kv_capacity_tokens, req, per_replica).summary(0.2)
         result.output_tokens_per_s = summary["output_tokens_per_s"]
         result.headroom = rate * result.replicas / offered - 1 if result.replicas else None
@@ -332,7 +343,8 @@ def plan(req: PlanRequest, catalog: GpuCatalog) -> PlanResult:
         if spec.num_gpus is not None:
             tiers.append(plan_tier(req, gpu, spec.num_gpus))
             continue
-        first = smallest_fitting_tp(req.model, gpu, req.weight_precision, req.kv_precision, context, req.engine)
+        first = smallest_fitting_tp(req.model, gpu, req.weight_precision, req.kv_precision, context,
+                                    req.engine.on(gpu))
         options = [plan_tier(req, gpu, first)]
         n = (first or 8) * 2
         while first is not None and n <= 8:

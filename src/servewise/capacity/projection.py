@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from servewise.capacity.accuracy import accuracy_note, stored_validation
 from servewise.capacity.calibrate import (
     MeasuredHitSource,
     MeasuredRun,
@@ -13,11 +14,12 @@ from servewise.capacity.calibrate import (
     calibrate,
     measured_from_run,
 )
+from servewise.capacity.engines import EngineSettings, engine_profile
 from servewise.capacity.errors import CapacityError, unknown_name
 from servewise.capacity.hardware import builtin_catalog, parse_prices
-from servewise.capacity.memory import Deployment, EngineConfig, default_kv_precision, smallest_fitting_tp
+from servewise.capacity.memory import Deployment, default_kv_precision, smallest_fitting_tp
 from servewise.capacity.models import KV_PRECISIONS, PRECISION_BYTES, get_model
-from servewise.capacity.perf import fit_validation, fitted_efficiency
+from servewise.capacity.perf import fitted_efficiency
 from servewise.capacity.planner import (
     DEFAULT_TIERS,
     PlanRequest,
@@ -57,7 +59,7 @@ def project(
     gpus: str = ",".join(DEFAULT_TIERS),
     prices: Sequence[str] = (),
     hardware_file: Path | None = None,
-    engine: EngineConfig | None = None,
+    engine: EngineSettings | None = None,
     measured: tuple[RunResult | None, dict[str, Any], str] | None = None,
     current_gpu: str | None = None,
     prefix_hit: float | None = None,
@@ -67,7 +69,7 @@ def project(
     ``prefix_hit``: the share of every prompt served from the prefix cache (prefill is discounted by it);
     None: 0, or with ``measured`` the run's own measured rate. The calibration always replays the run at
     the rate it was measured at."""
-    engine = engine or EngineConfig()
+    engine = engine or EngineSettings(engine_profile())
     catalog = builtin_catalog()
     if hardware_file:
         catalog = catalog.with_file(hardware_file)
@@ -84,11 +86,13 @@ def project(
     for tier in tiers:
         catalog.get(tier.gpu)
     efficiency = fitted_efficiency()
-    notes: list[str | None] = [f"efficiency: {efficiency.source}"]  # accuracy_note may be None
+    notes: list[str | None] = [f"engine: {engine.profile.label} ({engine.profile.summary})",
+                               f"efficiency: {efficiency.source}"]  # accuracy_note may be None
     hit = prefix_hit if prefix_hit is not None else 0.0
     source: PrefixHitSource | None = "flag" if prefix_hit is not None else None
     run: MeasuredRun | None = None
     run_id: str | None = None
+    widen = 0.0
     if measured is not None:
         if not current_gpu:
             raise CapacityError("calibrating on a run needs --current-gpu (the GPU the run was measured on)")
@@ -96,10 +100,11 @@ def project(
         run = measured_from_run(result_measured, spec)
         gpu = catalog.get(current_gpu)
         context = round(run.input_tokens + run.output_tokens)
-        n = smallest_fitting_tp(arch, gpu, weights, kv, context, engine) or 1
-        calibration = calibrate(Deployment(arch, gpu, n, weights, kv), efficiency, engine, run)
+        n = smallest_fitting_tp(arch, gpu, weights, kv, context, engine.on(gpu)) or 1
+        calibration = calibrate(Deployment(arch, gpu, n, weights, kv), efficiency, engine.on(gpu), run)
         efficiency = calibration.efficiency
-        notes = [f"run {run_id}: {calibration.describe()}"]
+        notes[1] = f"run {run_id}: {calibration.describe()}"
+        widen = calibration.residual_pct
         if prefix_hit is None:
             hit, source = run.prefix_hit, run.prefix_hit_source
         if all(catalog.get(t.gpu).name != gpu.name for t in tiers):
@@ -122,8 +127,10 @@ def project(
     )
     result = plan(request, catalog)
     result.prefix_hit_source = source
-    if measured is None:
-        notes.append(accuracy_note(fit_validation(), any(t.fits and t.num_gpus > 1 for t in result.tiers)))
+    latency = concurrency is not None or rate is not None or demand is not None or bool(slo)
+    multi_gpu = any(t.fits and t.num_gpus > 1 for t in result.tiers)
+    one_gpu = any(t.fits and t.num_gpus == 1 for t in result.tiers)
+    notes.append(accuracy_note(stored_validation(), engine.profile.name, multi_gpu, latency, widen, one_gpu))
     notes.append(_prefix_note(hit, prefix_hit is not None, run, run_id))
     result.notes.extend(note for note in notes if note)
     return result
@@ -154,17 +161,3 @@ def _prefix_note(hit: float, flag: bool, run: MeasuredRun | None, run_id: str | 
     if not hit:
         return f"prefix cache: {measured}, measured on run {run_id}; projected as a cold cache"
     return f"prefix cache: {measured}, measured on run {run_id}; {effect}, and {replay}"
-
-
-def accuracy_note(validation: dict[str, Any] | None, multi_gpu: bool) -> str | None:
-    """How far to trust the projection, in the words of the out-of-sample check."""
-    if validation is None:
-        return None
-    one = validation["one_gpu"]
-    text = (f"accuracy on {validation['provenance']['rows']} published rows never fitted on: one GPU "
-            f"{one['mape_pct']:g}% mean error (median {one['median_error_pct']:+g}%)")
-    if multi_gpu:
-        multi = validation["multi_gpu"]
-        text += (f"; tensor-parallel {multi['mape_pct']:g}% (median {multi['median_error_pct']:+g}%: "
-                 f"{'optimistic' if multi['median_error_pct'] > 0 else 'pessimistic'})")
-    return text + "; --from-run calibrates on your own measurement"

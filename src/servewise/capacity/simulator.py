@@ -13,7 +13,7 @@ import numpy as np
 
 from servewise.capacity.batching import BatchEngine, Seq
 from servewise.capacity.memory import EngineConfig
-from servewise.capacity.perf import StepModel
+from servewise.capacity.perf import StepModel, steady_state
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -26,6 +26,17 @@ def poisson_arrivals(n: int, rate: float, seed: int = 0) -> np.ndarray:
 
 def constant_arrivals(n: int, rate: float) -> np.ndarray:
     return np.arange(n) / rate
+
+
+def closed_loop_starts(step: StepModel, engine: EngineConfig, kv_capacity_tokens: int, users: int,
+                       input_tokens: float, output_tokens: float, seed: int = 0) -> np.ndarray:
+    """When each of ``users`` closed-loop users sends its first request: at random over one request's
+    lifetime at that load (the fluid steady state's). Real users drift apart (client turnaround, scheduling
+    noise), so a long benchmark sees their requests at random phases; users that all start at 0 and never
+    drift stay in lock step forever in a deterministic simulation, every prompt queued behind the others."""
+    state = steady_state(step, kv_capacity_tokens, engine, input_tokens, output_tokens, concurrency=users)
+    lifetime = users / state.requests_per_s if state.requests_per_s > 0 else 0.0
+    return np.sort(np.random.default_rng(seed).uniform(0.0, lifetime, users))
 
 
 def stats(values: np.ndarray) -> dict[str, float]:
@@ -104,9 +115,10 @@ class SimResult:
 
 def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfig,
              input_tokens: np.ndarray, output_tokens: np.ndarray, *, arrivals: np.ndarray | None = None,
-             concurrency: int | None = None) -> SimResult:
+             concurrency: int | None = None, starts: np.ndarray | None = None) -> SimResult:
     """Run every request to completion. Give ``arrivals`` (open loop, sorted seconds) or ``concurrency``
-    (closed loop: that many users, each sending its next request when the last one finishes)."""
+    (closed loop: that many users, each sending its next request when the last one finishes; ``starts``: when
+    each user sends its first, all at 0 by default — see :func:`closed_loop_starts`)."""
     n = len(input_tokens)
     if (arrivals is None) == (concurrency is None):
         raise ValueError("give either arrivals or concurrency")
@@ -114,10 +126,14 @@ def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfi
     ins = np.asarray(input_tokens, dtype=np.int64)
     outs = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
     times = np.zeros(n) if arrivals is None else np.asarray(arrivals, dtype=float)
+    # requests whose arrival time is known up front: every one in an open loop, each user's first in a closed one
+    timed = n if concurrency is None else min(concurrency, n)
+    if concurrency is not None and starts is not None:
+        times[:timed] = np.sort(np.asarray(starts, dtype=float))[:timed]
     seqs: list[Seq] = []
     next_idx = 0
-    closed_loop_released = min(concurrency or 0, n)
-    now = 0.0
+    next_user = timed
+    now = float(times[0]) if n else 0.0
     done = 0
     steps = 0
     running_area = 0.0
@@ -128,10 +144,6 @@ def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfi
         seqs.append(seq)
         batch.add(seq)
 
-    if concurrency is not None:
-        for idx in range(closed_loop_released):
-            release(idx, 0.0)
-        next_idx = closed_loop_released
     # Closed loop: a user's next request leaves when the last one finishes, but reaches the engine after
     # the next step has started (any real client needs a round trip), so it joins the step after.
     deferred: list[int] = []
@@ -140,14 +152,13 @@ def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfi
             for idx in deferred:
                 release(idx, now)
             deferred.clear()
-        if arrivals is not None:
-            while next_idx < n and times[next_idx] <= now:
-                release(next_idx, float(times[next_idx]))
-                next_idx += 1
-            if batch.idle:
-                now = float(times[next_idx])
-                continue
-        until = float(times[next_idx]) if arrivals is not None and next_idx < n and not batch.waiting else None
+        while next_idx < timed and times[next_idx] <= now:
+            release(next_idx, float(times[next_idx]))
+            next_idx += 1
+        if batch.idle:
+            now = float(times[next_idx])
+            continue
+        until = float(times[next_idx]) if next_idx < timed and not batch.waiting else None
         running = batch.num_running
         kv_before = batch.kv_used
         if not deferred and batch.can_fast_forward():
@@ -164,19 +175,20 @@ def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfi
                 release(idx, now - result.duration)
             deferred.clear()
             for _ in result.finished:
-                if next_idx < n:
-                    deferred.append(next_idx)
-                    next_idx += 1
+                if next_user < n:
+                    deferred.append(next_user)
+                    next_user += 1
     seqs.sort(key=lambda s: s.idx)
+    api = step_model.request_overhead_s  # outside the engine: the client sees every token this much later
     return SimResult(
         arrival=np.array([s.arrival for s in seqs]),
         scheduled=np.array([s.scheduled for s in seqs]),
-        first_token=np.array([s.first_token for s in seqs]),
-        finished=np.array([s.finished_at for s in seqs]),
+        first_token=np.array([s.first_token for s in seqs]) + api,
+        finished=np.array([s.finished_at for s in seqs]) + api,
         input_tokens=ins.copy(),
         output_tokens=outs.copy(),
         preemptions=np.array([s.preemptions for s in seqs]),
-        duration_s=now - float(times[0] if arrivals is not None else 0.0),
+        duration_s=now - float(times[0]),
         busy_running_area=running_area,
         kv_area=kv_area,
         kv_capacity_tokens=batch.capacity,
@@ -185,3 +197,13 @@ def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfi
         output_tokens_done=batch.output_tokens_done,
         steps=steps,
     )
+
+
+def simulate_users(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfig, input_tokens: np.ndarray,
+                   output_tokens: np.ndarray, users: int, seed: int = 0) -> SimResult:
+    """A closed loop of ``users``, each starting at a random phase (:func:`closed_loop_starts`)."""
+    starts = closed_loop_starts(step_model, engine, kv_capacity_tokens, users, float(np.mean(input_tokens)),
+                                float(np.mean(output_tokens)), seed)
+    return simulate(step_model, kv_capacity_tokens, engine, input_tokens, output_tokens, concurrency=users,
+                    starts=starts)
+

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from servewise.capacity import DEFAULT_TIERS, EngineConfig, parse_prefix_hit
+from servewise.capacity import DEFAULT_ENGINE, DEFAULT_TIERS, EngineSettings, engine_profile, parse_prefix_hit
 from servewise.capacity.projection import slo_limits
 from servewise.cli.options import StoreOption
 from servewise.flows.plan import plan_tiers
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="Catalog name (llama-3.1-8b, qwen2.5-72b, ...) or a config.json")
         ],
         precision: Annotated[
-            str, typer.Option(help="Weight precision: fp16, bf16, fp8, int8, int4")
+            str, typer.Option(help="Weight precision: fp16, bf16, fp8, fp4 (Blackwell tensor cores), int8, int4")
         ] = "bf16",
         kv_precision: Annotated[
             str | None, typer.Option(help="KV-cache precision (default: fp8 for fp8 weights, else bf16)")
@@ -61,9 +61,23 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="The GPU the run (or today's service) is on")
         ] = None,
         store: StoreOption = None,
-        max_num_seqs: Annotated[int, typer.Option(min=1, help="Engine batch cap (vLLM max_num_seqs)")] = 256,
-        max_batched_tokens: Annotated[int, typer.Option(min=1, help="Engine token budget per step")] = 8192,
-        gpu_memory_utilization: Annotated[float, typer.Option(min=0.1, max=1.0)] = 0.9,
+        engine: Annotated[
+            str,
+            typer.Option(
+                help="The serving engine whose scheduler defaults to simulate: vllm (V1: token budget 8192 and "
+                "1024 sequences on 70+ GiB GPUs other than the A100, else 2048 and 256), sglang, trtllm "
+                "(reserves each request's whole output), lmdeploy. The flags below override its defaults",
+            ),
+        ] = DEFAULT_ENGINE,
+        max_num_seqs: Annotated[
+            int | None, typer.Option(min=1, help="Engine batch cap (vLLM max_num_seqs); default: the engine's")
+        ] = None,
+        max_batched_tokens: Annotated[
+            int | None, typer.Option(min=1, help="Engine token budget per step; default: the engine's")
+        ] = None,
+        gpu_memory_utilization: Annotated[
+            float | None, typer.Option(min=0.1, max=1.0, help="Share of GPU memory the engine takes")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     ) -> None:
         """Project GPU tiers for a model and workload: fit, throughput, latency, replicas and cost."""
@@ -83,7 +97,8 @@ def register(app: typer.Typer) -> None:
             gpus=gpus,
             prices=price or (),
             hardware_file=hardware_file,
-            engine=EngineConfig(
+            engine=EngineSettings(
+                engine_profile(engine),
                 max_num_seqs=max_num_seqs,
                 max_batched_tokens=max_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization,

@@ -34,7 +34,7 @@ import json
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -212,7 +212,8 @@ class TwinScheduler:
         self.config = config
         self.prefix_cache = PrefixCache(config.engine.block_size) if config.prefix_caching else None
         self.engine = BatchEngine(
-            StepModel(config.deployment, config.efficiency),
+            # the twin's own HTTP stack is a real server's per-request cost: not simulated on top of it
+            StepModel(config.deployment, replace(config.efficiency, request_overhead_s=0.0)),
             config.kv_capacity_tokens,
             config.engine,
             self.prefix_cache,
