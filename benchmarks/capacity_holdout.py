@@ -66,7 +66,7 @@ def write_validation(results: list[Result], path: Path, fit: dict) -> None:
     errors = {}
     for name, group in groups.items():
         n, mape, median = summarize(group)
-        errors[name] = {"rows": n, "mape_pct": round(mape, 1), "median_error_pct": round(median, 1)}
+        errors[name] = {"rows": n, "mae_pct": round(mape, 1), "median_pct": round(median, 1)}
     data = json.loads(VALIDATION_JSON.read_text()) if VALIDATION_JSON.exists() else {}
     data = {k: v for k, v in data.items() if k in ("throughput", "latency")}  # the file's sections
     data["throughput"] = {

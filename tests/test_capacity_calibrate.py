@@ -25,15 +25,8 @@ from servewise.capacity import (
     simulate,
     simulate_users,
 )
-from servewise.capacity.calibrate import (
-    DECODE_COSTS,
-    DECODE_FRACTIONS,
-    PREFILL_FRACTIONS,
-    UNCALIBRATED,
-    Calibration,
-    MeasuredRun,
-    split_efficiency,
-)
+from servewise.capacity.calibrate import Calibration, MeasuredRun
+from servewise.capacity.perf import DECODE_COSTS, DECODE_FRACTIONS, PREFILL_FRACTIONS, UNCALIBRATED
 from servewise.results import RunResult
 
 DEP = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
@@ -55,7 +48,7 @@ def _run(
     simulated with another seed and request count than calibration replays (open loop)."""
     engine = EngineConfig()
     kv = memory_plan(DEP, input_tokens + output_tokens, engine).kv_capacity_tokens
-    step = StepModel(DEP, split_efficiency(fitted_efficiency(), decode, prefill, "truth"))
+    step = StepModel(DEP, fitted_efficiency().split(decode, prefill, "truth"))
     n = 600 if rate else 400
     ins, outs = np.full(n, input_tokens), np.full(n, output_tokens)
     if rate:
@@ -100,11 +93,14 @@ def test_every_efficiency_field_has_a_side() -> None:
 
 def test_split_efficiency_moves_each_side() -> None:
     base = fitted_efficiency()
-    eff = split_efficiency(base, 0.5, 2.0, "x")
+    eff = base.split(0.5, 2.0, "x")
     assert eff.kv_bandwidth == pytest.approx(0.5 * base.kv_bandwidth)
     assert eff.step_overhead_s == pytest.approx(2 * base.step_overhead_s)  # a cost: slower decode, dearer
     assert eff.compute == pytest.approx(2 * base.compute) and eff.source == "x"
-    assert split_efficiency(base, 0.7, 0.7, "s") == base.scaled(0.7, "s")  # one factor: as before
+    one = base.split(0.7, 0.7, "s")  # one factor: every fraction times it, every cost divided by it, as before
+    assert one.compute == pytest.approx(0.7 * base.compute) and one.kv_bandwidth == pytest.approx(0.7 * base.kv_bandwidth)
+    assert one.allreduce_sync_s == pytest.approx(base.allreduce_sync_s / 0.7)
+    assert one.request_overhead_s == base.request_overhead_s
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,10 @@ timed as engines run them, fp4 and MLA, and the stored fit, its held-out figures
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from servewise.capacity import (
     Deployment,
     EngineSettings,
@@ -29,18 +25,6 @@ from servewise.capacity import (
 )
 from servewise.capacity.accuracy import stored_validation
 from servewise.capacity.hardware import tensor_parallel_link
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _script(name: str) -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the script loads
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_vllm_defaults_follow_the_gpu_and_flags_win() -> None:
@@ -130,7 +114,7 @@ def test_the_stored_fit_its_held_out_figures_and_the_code_agree() -> None:
     """`data/validation.json` holds what the code gives today with the stored fit on the held-out rows: a
     change to the step model, the simulator or an engine profile without rerunning `latency_fit.py --write`
     and `capacity_holdout.py --write` fails here. And the held-out figures meet the bar they were built for."""
-    latency_fit = _script("latency_fit")
+    latency_fit = load_benchmark("latency_fit")
     rows, _ = latency_fit.read_rows()
     eff = fitted_efficiency()
     held_out = latency_fit.score([r for r in rows if r.held_out], lambda r: eff)
@@ -141,7 +125,7 @@ def test_the_stored_fit_its_held_out_figures_and_the_code_agree() -> None:
         assert stored is not None and (n, round(error, 1)) == (stored.rows, stored.mae_pct), metric
     assert validation.latency.tpot is not None and validation.latency.tpot.mae_pct <= 15
     assert validation.latency.ttft is not None and validation.latency.ttft.mae_pct <= 25
-    holdout = _script("capacity_holdout")
+    holdout = load_benchmark("capacity_holdout")
     cases = holdout.read_tp_rows(holdout.DEFAULT_CSV)
     one = [abs(holdout.project(c.row, eff, c.model, c.num_gpus).output_tokens_per_s / c.row.output_tokens_per_s - 1)
            for c in cases if c.num_gpus == 1]

@@ -228,8 +228,8 @@ def test_compute_precision_picks_fp4_only_where_the_gpu_has_it() -> None:
     assert dep("a10g", "fp8").compute_precision == "bf16"  # no fp8 tensor cores
     assert dep("b200", "int4").compute_precision == "bf16"  # weight-only
     assert dep("b200", "bf16").compute_precision == "bf16"
-    # uses_fp8_compute (perf.py) follows it: fp4 weights on Blackwell are not fp8 compute
-    assert dep("h100-sxm", "fp8").uses_fp8_compute and not dep("b200", "fp4").uses_fp8_compute
+    # fp4 weights on Blackwell are not fp8 compute
+    assert dep("h100-sxm", "fp8").compute_precision == "fp8" and dep("b200", "fp4").compute_precision != "fp8"
     assert default_kv_precision("fp4") == "fp8"
 
 

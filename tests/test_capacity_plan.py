@@ -202,7 +202,7 @@ def _synthetic_run(store_path, factor: float, *, input_tokens: int = 500, output
     dep = Deployment(get_model("llama-3.1-8b"), builtin_catalog().get("rtx4090"), 1, "bf16", "bf16")
     engine = VLLM.on(dep.gpu)  # what `plan` assumes the run's server was
     kv = memory_plan(dep, input_tokens + output_tokens, engine).kv_capacity_tokens
-    step = StepModel(dep, fitted_efficiency().scaled(factor, "truth"), prefix_hit)
+    step = StepModel(dep, fitted_efficiency().split(factor, factor, "truth"), prefix_hit)
     ins, outs = np.full(400, input_tokens), np.full(400, output_tokens)
     if rate:
         sim = simulate(step, kv, engine, ins, outs, arrivals=poisson_arrivals(400, rate, 1)).summary(0.2)

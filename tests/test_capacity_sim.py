@@ -3,14 +3,12 @@ fitted performance model against the published measurements it was fitted on."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from servewise.capacity import (
     BatchEngine,
     Deployment,
@@ -26,8 +24,6 @@ from servewise.capacity import (
     simulate,
     steady_state,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setup(gpu: str = "rtx4090", engine: EngineConfig = EngineConfig(), context: int = 2048):
@@ -157,10 +153,7 @@ def test_step_time_is_memory_bound_at_batch_one_and_tp_helps() -> None:
 
 
 def test_published_fit_generalizes_across_gpus() -> None:
-    spec = importlib.util.spec_from_file_location("capacity_fit", ROOT / "benchmarks" / "capacity_fit.py")
-    fit = importlib.util.module_from_spec(spec)
-    sys.modules["capacity_fit"] = fit  # dataclasses look their module up while the script loads
-    spec.loader.exec_module(fit)
+    fit = load_benchmark("capacity_fit")
     rows = fit.read_rows(fit.DEFAULT_CSV)
     in_sample, _ = fit.mape(rows, lambda r: fitted_efficiency())
     assert in_sample < 8.0

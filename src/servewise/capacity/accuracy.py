@@ -31,8 +31,7 @@ class Error:
     def read(cls, raw: dict[str, Any] | None) -> Error | None:
         if not raw:
             return None
-        return cls(int(raw["rows"]), float(raw.get("mae_pct", raw.get("mape_pct", 0.0))),
-                   raw.get("median_error_pct"))
+        return cls(int(raw["rows"]), float(raw["mae_pct"]), raw.get("median_pct"))
 
     def text(self, what: str) -> str:
         return f"{what} {self.mae_pct:g}% ({self.rows} rows)"

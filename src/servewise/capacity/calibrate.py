@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Literal
 
@@ -38,18 +38,6 @@ MeasuredHitSource = Literal["engine", "cached_tokens", "theoretical"]
 PrefixHitSource = Literal["flag", MeasuredHitSource]
 #: A measured rate is capped here: an engine always computes at least a prompt's last token.
 MAX_MEASURED_PREFIX_HIT = 0.99
-
-#: Which ``Efficiency`` fields each factor moves. Every field but ``source`` belongs to exactly one list
-#: (tests/test_capacity_calibrate.py checks it): a field ``Efficiency`` gains must be added here.
-#: Decode side, achievable fractions (times the decode factor): reading the KV cache and the weights, and
-#: the tensor-parallel all-reduce's share of the link.
-DECODE_FRACTIONS = ("kv_bandwidth", "weight_bandwidth", "allreduce_bandwidth", "pcie_allreduce_bandwidth")
-#: Decode side, fixed costs in seconds (divided by the decode factor): per step, per sequence, per all-reduce.
-DECODE_COSTS = ("step_overhead_s", "per_seq_overhead_s", "allreduce_sync_s")
-#: Prefill side, achievable fractions (times the prefill factor): dense compute, 16-bit and fp8.
-PREFILL_FRACTIONS = ("compute", "fp8_compute", "fp4_compute")
-#: Left as published: the per-request cost outside the engine's steps (HTTP, tokenizing) is no GPU's.
-UNCALIBRATED = ("request_overhead_s",)
 
 #: The plausible range of either factor: a run that needs one outside it is refused, not clamped.
 FACTOR_BOUNDS = (0.02, 5.0)
@@ -178,14 +166,6 @@ class Medians:
         if metric == "ttft":
             return self.ttft_ms
         return self.tpot_ms if metric == "tpot" else self.output_tokens_per_s
-
-
-def split_efficiency(base: Efficiency, decode: float, prefill: float, source: str) -> Efficiency:
-    """``base`` with its decode-side constants moved by ``decode`` and its prefill side by ``prefill``."""
-    fractions = {name: getattr(base, name) * decode for name in DECODE_FRACTIONS}
-    costs = {name: getattr(base, name) / decode for name in DECODE_COSTS}
-    compute = {name: getattr(base, name) * prefill for name in PREFILL_FRACTIONS}
-    return replace(base, **fractions, **costs, **compute, source=source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +356,7 @@ def calibrate(
 
     @cache
     def at(decode: float, prefill: float) -> Medians:
-        return _simulate(dep, split_efficiency(base, decode, prefill, "calibrating"), engine, run, requests)
+        return _simulate(dep, base.split(decode, prefill, "calibrating"), engine, run, requests)
 
     def gap(metric: Metric, x: float, y: float) -> float:
         """log(simulated / measured) at log factors x (decode) and y (prefill)."""
@@ -425,7 +405,7 @@ def calibrate(
         f"{dep.gpu.name}"
     )
     calibration = Calibration(
-        efficiency=split_efficiency(base, decode, prefill, source),
+        efficiency=base.split(decode, prefill, source),
         decode_factor=decode,
         prefill_factor=prefill,
         fitted_on=fitted_on,

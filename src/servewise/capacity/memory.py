@@ -76,10 +76,6 @@ class Deployment:
             return "fp8"
         return "bf16"
 
-    @property
-    def uses_fp8_compute(self) -> bool:
-        return self.compute_precision == "fp8"
-
 
 def default_kv_precision(weight_precision: str) -> str:
     """fp8 and fp4 checkpoints usually run an fp8 KV cache (NVFP4 ones ship fp8 KV scales); weight-only

@@ -38,6 +38,18 @@ from servewise.capacity.models import ModelArch
 ALLREDUCE_BYTES_PER_VALUE = 2.0
 
 
+#: Which side of a step each ``Efficiency`` field belongs to, for a calibration that moves decode and prefill
+#: apart. Every field but ``source`` is in exactly one (tests/test_capacity_calibrate.py checks it). Decode,
+#: achievable fractions: reading the KV cache and the weights, the all-reduce's share of the link.
+DECODE_FRACTIONS = ("kv_bandwidth", "weight_bandwidth", "allreduce_bandwidth", "pcie_allreduce_bandwidth")
+#: Decode, fixed costs in seconds: per step, per sequence, per all-reduce ring step.
+DECODE_COSTS = ("step_overhead_s", "per_seq_overhead_s", "allreduce_sync_s")
+#: Prefill, achievable fractions of dense compute: 16-bit, fp8, fp4.
+PREFILL_FRACTIONS = ("compute", "fp8_compute", "fp4_compute")
+#: Neither: the per-request cost outside the engine's steps (HTTP, tokenizing) is no GPU's.
+UNCALIBRATED = ("request_overhead_s",)
+
+
 @dataclass(frozen=True, slots=True)
 class Efficiency:
     """Achievable fractions of the data-sheet peaks, and fixed costs, for one serving engine."""
@@ -64,16 +76,13 @@ class Efficiency:
     request_overhead_s: float = 0.0
     source: str = "defaults"
 
-    def scaled(self, factor: float, source: str) -> Efficiency:
-        """Every throughput-side efficiency times ``factor`` (a measured run's calibration)."""
-        return replace(self, kv_bandwidth=self.kv_bandwidth * factor, weight_bandwidth=self.weight_bandwidth * factor,
-                       compute=self.compute * factor,
-                       fp8_compute=self.fp8_compute * factor, fp4_compute=self.fp4_compute * factor,
-                       step_overhead_s=self.step_overhead_s / factor,
-                       per_seq_overhead_s=self.per_seq_overhead_s / factor,
-                       allreduce_sync_s=self.allreduce_sync_s / factor,
-                       allreduce_bandwidth=self.allreduce_bandwidth * factor,
-                       pcie_allreduce_bandwidth=self.pcie_allreduce_bandwidth * factor, source=source)
+    def split(self, decode: float, prefill: float, source: str) -> Efficiency:
+        """The decode-side constants moved by ``decode`` (fractions times it, costs divided by it) and the
+        prefill side by ``prefill`` (a measured run's calibration, ``servewise plan --from-run``)."""
+        fractions = {name: getattr(self, name) * decode for name in DECODE_FRACTIONS}
+        costs = {name: getattr(self, name) / decode for name in DECODE_COSTS}
+        compute = {name: getattr(self, name) * prefill for name in PREFILL_FRACTIONS}
+        return replace(self, **fractions, **costs, **compute, source=source)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

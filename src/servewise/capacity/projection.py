@@ -100,8 +100,9 @@ def project(
         run = measured_from_run(result_measured, spec)
         gpu = catalog.get(current_gpu)
         context = round(run.input_tokens + run.output_tokens)
-        n = smallest_fitting_tp(arch, gpu, weights, kv, context, engine.on(gpu)) or 1
-        calibration = calibrate(Deployment(arch, gpu, n, weights, kv), efficiency, engine.on(gpu), run)
+        config = engine.on(gpu)
+        n = smallest_fitting_tp(arch, gpu, weights, kv, context, config) or 1
+        calibration = calibrate(Deployment(arch, gpu, n, weights, kv), efficiency, config, run)
         efficiency = calibration.efficiency
         notes[1] = f"run {run_id}: {calibration.describe()}"
         widen = calibration.residual_pct

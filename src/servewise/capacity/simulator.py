@@ -118,7 +118,7 @@ def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfi
              concurrency: int | None = None, starts: np.ndarray | None = None) -> SimResult:
     """Run every request to completion. Give ``arrivals`` (open loop, sorted seconds) or ``concurrency``
     (closed loop: that many users, each sending its next request when the last one finishes; ``starts``: when
-    each user sends its first, all at 0 by default — see :func:`closed_loop_starts`)."""
+    each user sends its first, sorted, all at 0 by default — see :func:`closed_loop_starts`)."""
     n = len(input_tokens)
     if (arrivals is None) == (concurrency is None):
         raise ValueError("give either arrivals or concurrency")
@@ -129,11 +129,11 @@ def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfi
     # requests whose arrival time is known up front: every one in an open loop, each user's first in a closed one
     timed = n if concurrency is None else min(concurrency, n)
     if concurrency is not None and starts is not None:
-        times[:timed] = np.sort(np.asarray(starts, dtype=float))[:timed]
+        times[:timed] = np.asarray(starts, dtype=float)[:timed]  # sorted, as closed_loop_starts gives them
     seqs: list[Seq] = []
     next_idx = 0
     next_user = timed
-    now = float(times[0]) if n else 0.0
+    start = now = float(times[0]) if n else 0.0
     done = 0
     steps = 0
     running_area = 0.0
@@ -188,7 +188,7 @@ def simulate(step_model: StepModel, kv_capacity_tokens: int, engine: EngineConfi
         input_tokens=ins.copy(),
         output_tokens=outs.copy(),
         preemptions=np.array([s.preemptions for s in seqs]),
-        duration_s=now - float(times[0]),
+        duration_s=now - start,
         busy_running_area=running_area,
         kv_area=kv_area,
         kv_capacity_tokens=batch.capacity,
@@ -206,4 +206,3 @@ def simulate_users(step_model: StepModel, kv_capacity_tokens: int, engine: Engin
                                 float(np.mean(output_tokens)), seed)
     return simulate(step_model, kv_capacity_tokens, engine, input_tokens, output_tokens, concurrency=users,
                     starts=starts)
-
