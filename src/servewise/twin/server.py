@@ -34,7 +34,7 @@ import json
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -212,8 +212,7 @@ class TwinScheduler:
         self.config = config
         self.prefix_cache = PrefixCache(config.engine.block_size) if config.prefix_caching else None
         self.engine = BatchEngine(
-            # the twin's own HTTP stack is a real server's per-request cost: not simulated on top of it
-            StepModel(config.deployment, replace(config.efficiency, request_overhead_s=0.0)),
+            StepModel(config.deployment, config.efficiency),
             config.kv_capacity_tokens,
             config.engine,
             self.prefix_cache,
@@ -467,6 +466,8 @@ async def _handle(request: web.Request, kind: str) -> web.StreamResponse:
         arrival=time.perf_counter(),
         done=done,
     )
+    # the fitted per-request cost outside the engine (tokenizing, scheduling), as the simulator charges it
+    await asyncio.sleep(scheduler.engine.model.request_overhead_s)
     if not stream.streaming:
         scheduler.submit(stream)
         try:
