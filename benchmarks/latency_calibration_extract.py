@@ -35,7 +35,8 @@ from typing import TextIO
 
 PUBLISHED = Path(__file__).resolve().parent / "latency_calibration_published.csv"
 COLUMNS = ("source_id", "engine", "engine_version", "model", "precision", "gpu", "num_gpus", "tp", "isl", "osl",
-           "concurrency", "request_rate", "ttft_ms", "tpot_ms", "itl_ms", "stat", "throughput_tok_s", "notes")
+           "concurrency", "request_rate", "ttft_ms", "tpot_ms", "itl_ms", "stat", "throughput_tok_s", "notes",
+           "speculative")
 KEY = ("source_id", "model", "gpu", "tp", "precision", "isl", "osl", "concurrency")
 
 NIM_SOURCE = "dli_nim_genaiperf_llama3"

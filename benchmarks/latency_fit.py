@@ -36,6 +36,7 @@ from servewise.capacity.memory import Deployment, EngineConfig, default_kv_preci
 from servewise.capacity.models import get_model
 from servewise.capacity.perf import Efficiency, StepModel, fitted_efficiency
 from servewise.capacity.simulator import poisson_arrivals, simulate, simulate_users
+from servewise.capacity.speculative import Speculation, parse_speculation
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "benchmarks" / "latency_calibration_published.csv"
@@ -85,6 +86,9 @@ class LatencyRow:
     rate: float | None
     ttft_ms: float | None
     tpot_ms: float | None  # TPOT, or ITL where the source names it so (per output token either way)
+    #: speculative decoding as run (acceptance length from the row's own ITL / TPOT: what is checked is the
+    #: cost of a verify step and its draft passes)
+    speculation: Speculation | None = None
 
     @property
     def held_out(self) -> bool:
@@ -122,7 +126,8 @@ def read_rows(path: Path = CSV) -> tuple[list[LatencyRow], list[str]]:
         rows.append(LatencyRow(r["source_id"], ENGINES[r["engine"]], model, gpu, precision, int(r["tp"]),
                                round(float(r["isl"])), max(1, round(float(r["osl"]))),
                                int(float(r["concurrency"])) if r["concurrency"] else None,
-                               _number(r["request_rate"]), _number(r["ttft_ms"]), tpot))
+                               _number(r["request_rate"]), _number(r["ttft_ms"]), tpot,
+                               parse_speculation(r["speculative"]) if r.get("speculative") else None))
     return rows, skipped
 
 
@@ -156,22 +161,23 @@ def predict(row: LatencyRow, eff: Efficiency, profile: EngineProfile | None = No
     if row.source in WHOLE_BATCH:  # the benchmark ran the batch at once, so its KV cache held it
         kv = max(kv, (row.concurrency or 1) * (row.isl + row.osl))
     # an offline benchmark times the engine alone: no HTTP, no tokenizer, no server in front of it
-    step = StepModel(dep, replace(eff, request_overhead_s=0.0) if row.static else eff)
+    step = StepModel(dep, replace(eff, request_overhead_s=0.0) if row.static else eff, speculation=row.speculation)
+    steps = max(1, round(row.speculation.virtual_outputs(row.osl))) if row.speculation else row.osl
     if row.static:
         n = row.concurrency or 1
-        result = simulate(step, kv, engine, np.full(n, row.isl), np.full(n, row.osl), arrivals=np.zeros(n))
+        result = simulate(step, kv, engine, np.full(n, row.isl), np.full(n, steps), arrivals=np.zeros(n))
         warmup = 0.0
     elif row.concurrency:
         n = int(min(max(12 * row.concurrency, 60), 3000))
-        result = simulate_users(step, kv, engine, np.full(n, row.isl), np.full(n, row.osl), row.concurrency)
+        result = simulate_users(step, kv, engine, np.full(n, row.isl), np.full(n, steps), row.concurrency)
         warmup = 0.5
     else:
         assert row.rate is not None
         n = 300
-        result = simulate(step, kv, engine, np.full(n, row.isl), np.full(n, row.osl),
+        result = simulate(step, kv, engine, np.full(n, row.isl), np.full(n, steps),
                           arrivals=poisson_arrivals(n, row.rate, 1))
         warmup = 0.1
-    summary = result.summary(warmup)
+    summary = result.counting(np.full(n, row.osl)).summary(warmup)
     return summary["ttft_ms"]["mean"], summary["tpot_ms"]["mean"] if row.osl > 1 else float("nan")
 
 

@@ -39,6 +39,7 @@ from servewise.capacity.simulator import (
     simulate,
     simulate_users,
 )
+from servewise.capacity.speculative import Speculation, parse_speculation
 
 __all__ = [
     "DEFAULT_ENGINE",
@@ -63,6 +64,7 @@ __all__ = [
     "Seq",
     "SimResult",
     "SloLimit",
+    "Speculation",
     "SteadyState",
     "StepModel",
     "StepResult",
@@ -84,6 +86,7 @@ __all__ = [
     "memory_plan",
     "parse_prefix_hit",
     "parse_prices",
+    "parse_speculation",
     "parse_tiers",
     "plan",
     "poisson_arrivals",

@@ -14,6 +14,9 @@ A prefix-cache hit rate ``h`` (``servewise plan --prefix-hit``) is the share of 
 engine finds in its cache instead of computing: the step model, the one place prefill tokens become time,
 charges prefill for the other ``1 - h`` only (matmuls, attention and KV writes). Memory is not discounted:
 the cached blocks still sit in the KV cache beside each sequence (``memory.py`` is unaware of ``h``).
+
+With speculative decoding (``speculative.py``) a decode step verifies several positions per sequence and
+runs the draft's passes; the step model prices that step, and the planner counts how many tokens it emits.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from servewise.capacity.memory import (
     weight_bytes,
 )
 from servewise.capacity.models import ModelArch
+from servewise.capacity.speculative import Speculation
 
 #: Activations are all-reduced in 16 bits even when weights and KV cache are fp8 (TensorRT-LLM, vLLM).
 ALLREDUCE_BYTES_PER_VALUE = 2.0
@@ -116,9 +120,11 @@ def attention_flops_per_pair(model: ModelArch) -> float:
 class StepModel:
     """Time of one engine step for a deployment; constants are folded once so a step costs a few flops.
 
-    ``prefix_hit``: the share of prefill tokens served from the prefix cache (0 <= h < 1), so not computed."""
+    ``prefix_hit``: the share of prefill tokens served from the prefix cache (0 <= h < 1), so not computed;
+    ``speculation``: each decode step verifies its positions per sequence and runs its draft passes."""
 
-    def __init__(self, dep: Deployment, eff: Efficiency, prefix_hit: float = 0.0) -> None:
+    def __init__(self, dep: Deployment, eff: Efficiency, prefix_hit: float = 0.0,
+                 speculation: Speculation | None = None) -> None:
         if not 0.0 <= prefix_hit < 1.0:
             raise ValueError(f"prefix_hit must be in [0, 1), got {prefix_hit}")
         model, gpu, n = dep.model, dep.gpu, dep.num_gpus
@@ -126,6 +132,10 @@ class StepModel:
         self.efficiency = eff
         self.prefix_hit = prefix_hit
         self._computed = 1.0 - prefix_hit
+        self.speculation = speculation
+        self._verify = speculation.verify_tokens if speculation else 1
+        # the draft's passes, in plain decode steps of the target at the same batch and context
+        self._draft = speculation.passes * speculation.share(dep.model) if speculation else 0.0
         precision = dep.compute_precision
         tflops = {"fp4": gpu.fp4_tflops, "fp8": gpu.fp8_tflops}.get(precision) or gpu.bf16_tflops
         frac = {"bf16": eff.compute, "fp8": eff.fp8_compute, "fp4": eff.fp4_compute}[precision]
@@ -140,7 +150,9 @@ class StepModel:
         self._expert_miss = 1.0 - model.experts_per_token / model.experts if model.is_moe else 0.0
         self._s_per_attn_pair = attention_flops_per_pair(model) / compute
         self._s_per_kv_token = kv_bytes_per_token(model, dep.kv_precision) / bandwidth
-        self.decode_s_per_context_token = max(self._s_per_attn_pair, self._s_per_kv_token)
+        # a verify step's positions each attend over the context; its KV is read once
+        self.decode_s_per_context_token = (max(self._verify * self._s_per_attn_pair, self._s_per_kv_token)
+                                           + self._draft * max(self._s_per_attn_pair, self._s_per_kv_token))
         self._fixed_s = eff.step_overhead_s
         self._per_seq_s = eff.per_seq_overhead_s
         # Tensor parallelism: two ring all-reduces per layer (after attention, after the MLP) of every token's
@@ -177,27 +189,36 @@ class StepModel:
         prefill arguments are the prompt tokens scheduled, cached or not; the prefix cache's share is
         taken off here."""
         prefill_tokens, prefill_attention_pairs = self._uncached(prefill_tokens, prefill_attention_pairs)
-        tokens = prefill_tokens + decode_seqs
+        tokens = prefill_tokens + decode_seqs * self._verify
         matmul = max(tokens * self._s_per_token_matmul, self.weight_read_s(tokens))
-        attention = max((decode_context + prefill_attention_pairs) * self._s_per_attn_pair,
+        attention = max((decode_context * self._verify + prefill_attention_pairs) * self._s_per_attn_pair,
                         (decode_context + prefill_tokens) * self._s_per_kv_token)
+        draft = self._draft * self._plain_decode_s(decode_seqs, decode_context) if decode_seqs else 0.0
         return (self._fixed_s + (decode_seqs + prefill_seqs) * self._per_seq_s + matmul + attention
-                + tokens * self._comm_s_per_token)
+                + tokens * self._comm_s_per_token + draft)
+
+    def _plain_decode_s(self, decode_seqs: float, decode_context: float) -> float:
+        """A decode step emitting one token per sequence, what a draft pass is priced against."""
+        matmul = max(decode_seqs * self._s_per_token_matmul, self.weight_read_s(decode_seqs))
+        return (self._fixed_s + decode_seqs * (self._per_seq_s + self._comm_s_per_token) + matmul
+                + decode_context * max(self._s_per_attn_pair, self._s_per_kv_token))
 
     def bound(self, prefill_tokens: float, decode_seqs: float, decode_context: float,
               prefill_attention_pairs: float = 0.0) -> str:
         """Which roofline side dominates this step: ``compute`` or ``memory-bandwidth``."""
         prefill_tokens, prefill_attention_pairs = self._uncached(prefill_tokens, prefill_attention_pairs)
-        tokens = prefill_tokens + decode_seqs
-        compute = tokens * self._s_per_token_matmul + (decode_context + prefill_attention_pairs) * self._s_per_attn_pair
+        tokens = prefill_tokens + decode_seqs * self._verify
+        compute = (tokens * self._s_per_token_matmul
+                   + (decode_context * self._verify + prefill_attention_pairs) * self._s_per_attn_pair)
         memory = self.weight_read_s(tokens) + (decode_context + prefill_tokens) * self._s_per_kv_token
         return "compute" if compute > memory else "memory-bandwidth"
 
     def decode_step_coefficients(self, decode_seqs: int) -> tuple[float, float]:
         """(a, b) with step time = a + b · (sum of contexts) for a pure-decode step of ``decode_seqs``."""
-        matmul = max(decode_seqs * self._s_per_token_matmul, self.weight_read_s(decode_seqs))
-        a = self._fixed_s + decode_seqs * self._per_seq_s + matmul + decode_seqs * self._comm_s_per_token
-        return a, self.decode_s_per_context_token
+        verified = decode_seqs * self._verify
+        matmul = max(verified * self._s_per_token_matmul, self.weight_read_s(verified))
+        a = self._fixed_s + decode_seqs * self._per_seq_s + matmul + verified * self._comm_s_per_token
+        return a + self._draft * self._plain_decode_s(decode_seqs, 0.0), self.decode_s_per_context_token
 
 
 @dataclass(frozen=True, slots=True)

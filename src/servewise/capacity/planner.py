@@ -4,7 +4,7 @@ replicas a demand needs, what that costs per serving outcome — and a recommend
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +21,7 @@ from servewise.capacity.memory import (
 from servewise.capacity.models import ModelArch
 from servewise.capacity.perf import Efficiency, SteadyState, StepModel, steady_state
 from servewise.capacity.simulator import SimResult, poisson_arrivals, simulate, simulate_users
+from servewise.capacity.speculative import Speculation
 
 SloMetric = Literal["ttft", "tpot", "itl", "e2e"]
 DEFAULT_TIERS = ("rtx4090", "l40s", "a100-sxm-80gb", "h100-sxm", "h200-sxm")
@@ -64,6 +65,14 @@ class PlanRequest:
     #: Share of every prompt's tokens served from the prefix cache: prefill compute (and TTFT) is discounted
     #: by it in the step model; KV memory per sequence is not (cached blocks still occupy the cache).
     prefix_hit: float = 0.0
+    #: Speculative decoding: a decode step costs its verify pass and draft passes and emits ``acceptance``
+    #: tokens per sequence; simulated as one step per *virtual* output token (``virtual_output_tokens``).
+    speculation: Speculation | None = None
+
+    @property
+    def virtual_output_tokens(self) -> float:
+        """Engine steps a request's output takes: its length, or with speculation its verify steps."""
+        return self.speculation.virtual_outputs(self.output_tokens) if self.speculation else float(self.output_tokens)
 
     def __post_init__(self) -> None:
         given = [x for x in (self.concurrency, self.rate, self.demand) if x is not None]
@@ -167,7 +176,20 @@ def parse_prefix_hit(text: str) -> float:
 
 
 def _workload_sizes(req: PlanRequest, n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full(n, req.input_tokens), np.full(n, req.output_tokens)
+    """What the simulator runs: the prompts and one step per virtual output token (the real length without
+    speculation). The KV cache is then charged at the virtual length too: with speculation, slightly light."""
+    return np.full(n, req.input_tokens), np.full(n, max(1, round(req.virtual_output_tokens)))
+
+
+def _real_outputs(req: PlanRequest, result: SimResult) -> SimResult:
+    return result.counting(np.full(result.output_tokens.size, req.output_tokens))
+
+
+def _steady(step: StepModel, kv_tokens: int, req: PlanRequest) -> SteadyState:
+    """The engine kept full, its throughput in real output tokens."""
+    virtual = req.virtual_output_tokens
+    state = steady_state(step, kv_tokens, req.engine.on(step.deployment.gpu), req.input_tokens, virtual)
+    return replace(state, output_tokens_per_s=state.output_tokens_per_s * req.output_tokens / virtual)
 
 
 def _requests_for(batch: float) -> int:
@@ -178,13 +200,14 @@ def simulate_rate(step: StepModel, kv_tokens: int, req: PlanRequest, rate: float
     engine = req.engine.on(step.deployment.gpu)
     n = _requests_for(min(rate * 30, engine.max_num_seqs))
     ins, outs = _workload_sizes(req, n)
-    return simulate(step, kv_tokens, engine, ins, outs, arrivals=poisson_arrivals(n, rate, req.seed))
+    return _real_outputs(req, simulate(step, kv_tokens, engine, ins, outs, arrivals=poisson_arrivals(n, rate, req.seed)))
 
 
 def simulate_concurrency(step: StepModel, kv_tokens: int, req: PlanRequest, users: int) -> SimResult:
     n = _requests_for(users)
     ins, outs = _workload_sizes(req, n)
-    return simulate_users(step, kv_tokens, req.engine.on(step.deployment.gpu), ins, outs, users, req.seed)
+    return _real_outputs(req, simulate_users(step, kv_tokens, req.engine.on(step.deployment.gpu), ins, outs, users,
+                                             req.seed))
 
 
 def slo_values(summary: dict[str, Any], slo: tuple[SloLimit, ...]) -> list[tuple[SloLimit, float]]:
@@ -225,8 +248,8 @@ def slo_rate(step: StepModel, kv_tokens: int, req: PlanRequest, max_rate: float)
 def _bound(step: StepModel, state: SteadyState, mem: MemoryPlan, req: PlanRequest) -> str:
     """Plain words for what limits the tier at full load."""
     model = step.deployment.model
-    mean_context = model.kv_tokens_for_context(req.input_tokens + req.output_tokens / 2)
-    finishing = state.batch / req.output_tokens
+    mean_context = model.kv_tokens_for_context(req.input_tokens + req.virtual_output_tokens / 2)
+    finishing = state.batch / req.virtual_output_tokens
     side = step.bound(finishing * req.input_tokens, state.batch, state.batch * mean_context,
                       finishing * req.input_tokens ** 2 / 2)
     kind = f"{side}-bound at {state.output_tokens_per_s:,.0f} output tokens/s"
@@ -252,8 +275,8 @@ def plan_tier(req: PlanRequest, gpu: Gpu, num_gpus: int | None) -> TierResult:
     price = gpu.price_per_hour * n if gpu.price_per_hour is not None else None
     if not mem.fits:
         return TierResult(gpu.name, n, False, mem.reason, price_per_hour=price)
-    step = StepModel(dep, req.efficiency, req.prefix_hit)
-    full = steady_state(step, mem.kv_capacity_tokens, engine, req.input_tokens, req.output_tokens)
+    step = StepModel(dep, req.efficiency, req.prefix_hit, req.speculation)
+    full = _steady(step, mem.kv_capacity_tokens, req)
     result = TierResult(gpu.name, n, True, mem.reason, max_concurrency=mem.max_concurrency,
                         bound=_bound(step, full, mem, req))
     rate, why = slo_rate(step, mem.kv_capacity_tokens, req, full.requests_per_s)

@@ -29,6 +29,7 @@ from servewise.capacity.planner import (
     parse_tiers,
     plan,
 )
+from servewise.capacity.speculative import Speculation
 from servewise.results import RunResult
 from servewise.spec.models import SloSpec
 
@@ -63,6 +64,7 @@ def project(
     measured: tuple[RunResult | None, dict[str, Any], str] | None = None,
     current_gpu: str | None = None,
     prefix_hit: float | None = None,
+    speculation: Speculation | None = None,
 ) -> PlanResult:
     """Plan the tiers; with ``measured`` = (result, spec, run id) calibrate on that run first.
 
@@ -125,6 +127,7 @@ def project(
         engine=engine,
         current_gpu=catalog.get(current_gpu).name if current_gpu else None,
         prefix_hit=hit,
+        speculation=speculation,
     )
     result = plan(request, catalog)
     result.prefix_hit_source = source
@@ -133,6 +136,9 @@ def project(
     one_gpu = any(t.fits and t.num_gpus == 1 for t in result.tiers)
     notes.append(accuracy_note(stored_validation(), engine.profile.name, multi_gpu, latency, widen, one_gpu))
     notes.append(_prefix_note(hit, prefix_hit is not None, run, run_id))
+    if speculation is not None:
+        notes.append(f"{speculation.describe(arch)}; the acceptance length is yours (it depends on the data and "
+                     "the draft), the draft's memory is not reserved")
     result.notes.extend(note for note in notes if note)
     return result
 

@@ -6,7 +6,7 @@ per-request TTFT, TPOT, E2E, queueing and preemptions, throughput and KV usage o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,12 @@ class SimResult:
     def tpot(self) -> np.ndarray:
         many = self.output_tokens > 1
         return (self.finished[many] - self.first_token[many]) / (self.output_tokens[many] - 1)
+
+    def counting(self, output_tokens: np.ndarray) -> SimResult:
+        """The same run with each request's output counted as ``output_tokens`` real tokens: speculative
+        decoding is simulated one step per verify step (``Speculation.virtual_outputs``), so TPOT and
+        tokens/s must count what those steps emitted."""
+        return replace(self, output_tokens=np.asarray(output_tokens, dtype=np.int64))
 
     @property
     def queue(self) -> np.ndarray:

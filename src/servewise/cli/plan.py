@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from servewise.capacity import DEFAULT_ENGINE, DEFAULT_TIERS, EngineSettings, engine_profile, parse_prefix_hit
+from servewise.capacity import (
+    DEFAULT_ENGINE,
+    DEFAULT_TIERS,
+    EngineSettings,
+    engine_profile,
+    parse_prefix_hit,
+    parse_speculation,
+)
 from servewise.capacity.projection import slo_limits
 from servewise.cli.options import StoreOption
 from servewise.flows.plan import plan_tiers
@@ -57,6 +64,18 @@ def register(app: typer.Typer) -> None:
                 "counter, else cached tokens, else the workload's theoretical rate); given, it wins",
             ),
         ] = None,
+        speculative: Annotated[
+            str | None,
+            typer.Option(
+                metavar="ACCEPT[,tokens=N,steps=N,draft=SHARE]",
+                help="Speculative decoding (EAGLE, MTP, a draft model): ACCEPT is the mean tokens one verify "
+                "step emits per sequence, bonus token included (your engine's acceptance length, or a "
+                "benchmark's ITL / TPOT); tokens = positions verified a step (vLLM num_speculative_tokens + 1, "
+                "SGLang --speculative-num-draft-tokens; default 4), steps = draft passes a step (default "
+                "tokens - 1), draft = a pass's cost as a share of a target decode step (default: one layer "
+                "and the LM head). e.g. 2.9,tokens=16,steps=4",
+            ),
+        ] = None,
         current_gpu: Annotated[
             str | None, typer.Option(help="The GPU the run (or today's service) is on")
         ] = None,
@@ -82,6 +101,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Project GPU tiers for a model and workload: fit, throughput, latency, replicas and cost."""
         hit = parse_prefix_hit(prefix_hit) if prefix_hit is not None else None
+        speculation = parse_speculation(speculative) if speculative is not None else None
         result = plan_tiers(
             from_run=from_run,
             store_path=store,
@@ -105,6 +125,7 @@ def register(app: typer.Typer) -> None:
             ),
             current_gpu=current_gpu,
             prefix_hit=hit,
+            speculation=speculation,
         )
         if as_json:
             typer.echo(json.dumps(result.to_json(), indent=2))
