@@ -54,7 +54,7 @@ def cases_for(runs: list[dict[str, Any]]) -> list[Case]:
     ]
     v1 = [r["id"] for r in runs if r.get("labels") == {"release": "v1"}]  # not its repeats (repeat_of=...)
     v2 = [r["id"] for r in runs if r.get("labels") == {"release": "v2"}]
-    if v1 and v2:  # the gate reads both runs' records, and v1's stored repeat spread as its noise floor
+    if v1 and v2:  # the gate reads both runs' records and those of v1's repeat group
         gate = ("gate", "--baseline", v1[0], "--candidate", v2[0], "--max-regression", GATE_MAX_REGRESSION,
                 "--no-record")  # fmt: skip
         cases += [Case("gate-v1-v2.txt", gate), Case("gate-v1-v2.json", (*gate, "--json"))]

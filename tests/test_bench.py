@@ -448,6 +448,10 @@ def test_sweep_finds_the_knee(store_path):
     assert knee is not None and 8 <= knee <= 32, summary["sweep"]  # capacity 26.7 req/s, short noisy steps
     failing = [s["rate"] for s in summary["sweep"] if not s["slo_met"]]
     assert failing and min(failing) > knee
+    # every step drew its own requests: with one seed, later steps would meet earlier prompts in a prefix cache
+    with RunStore(store_path) as store:
+        seeds = [step.spec["workload"]["seed"] for step in store.list_runs(kind="sweep-step", include_children=True)]
+    assert len(set(seeds)) == len(seeds) == len(rates)
 
 
 def test_runs_repeat_records_the_spread(timing_url, store_path):

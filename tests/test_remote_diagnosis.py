@@ -4,25 +4,17 @@ exporter, never from the client's machine, and a healthy server under steady loa
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from fixtures.gateway import running_gateway
 from servewise.analysis.diagnosis.step import STEP_HEADROOM, STEP_SATURATED
 
 from cli_runner import servewise
 
 pytestmark = pytest.mark.engines
 
-GATEWAY = Path(__file__).parent / "fixtures" / "gateway.py"
 
 
 def bench(url: str, store, *extra: str) -> dict:
@@ -156,30 +148,6 @@ def decoding_at_once(records: list) -> float:
     return sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in spans) / (hi - lo)
 
 
-@contextlib.contextmanager
-def gateway(upstream: str, log: Path) -> Iterator[str]:
-    """tests/fixtures/gateway.py in front of ``upstream``: the API passes, /metrics does not. Its output goes
-    to ``log``, never to a pipe nobody reads (a full pipe would stall its event loop)."""
-    from prometheus_server import free_port
-
-    port = free_port()
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(GATEWAY), "--upstream", upstream, "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while "READY" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-
-
 def test_an_engine_behind_a_gateway_is_read_through_the_teams_prometheus(
     remote_host, remote_llama_server, store_path, tmp_path
 ):
@@ -191,7 +159,7 @@ def test_an_engine_behind_a_gateway_is_read_through_the_teams_prometheus(
     engine = f"{remote_host.address}:8080"
     with (
         running_prometheus(tmp_path, [engine], job="llama") as prometheus,
-        gateway(remote_llama_server.base_url, tmp_path / "gateway.log") as url,
+        running_gateway(remote_llama_server.base_url, tmp_path / "gateway.log") as url,
     ):
         run = bench(url, store_path, "--prometheus", prometheus, "--prometheus-selector", f'instance="{engine}"',
                     "--prometheus-window", "3s", "--load", "concurrency:8", "-d", "8s",

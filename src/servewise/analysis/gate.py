@@ -1,30 +1,40 @@
-"""Regression gate: is the candidate run as good as the baseline, or can we not tell yet?
+"""Regression gate: is the candidate as good as the baseline, or can we not tell yet?
 
-Every check ends in one of three verdicts, and the rules are built so that noise cannot pass:
+Each side is one run or several: interleaved repeats (A B A B), a ``runs repeat`` group, or the repeats the gate
+ran itself. Every check compares the log of a per-run statistic (a latency quantile, the mean throughput), so a
+change is a ratio, and it holds the change against two kinds of noise, both estimated:
 
-- FAIL: the worsening is statistically clear (one-sided test, Holm-adjusted across the gated checks so
-  that many checks do not multiply false alarms) AND its estimate is larger than the allowed regression.
-- PASS: the upper end of the one-sided confidence bound (widened by the run-to-run noise floor when
-  one is known) is within the allowed regression: a regression larger than allowed is ruled out.
-- INCONCLUSIVE: everything else: too few samples, or an interval wider than the allowed regression.
+- **Within a run**, latencies are correlated in time: a slow stretch of the host slows every request in it, so
+  requests are not independent draws. The run's statistic is also computed on ``blocks`` contiguous stretches
+  of its requests (throughput: its time slices), and its variance is the batch-means variance of those,
+  which a run with slow stretches makes wide by itself.
+- **Between runs**, two runs of the same thing differ by more than their own sampling (host load, caches,
+  clocks). With several runs a side, the spread of their statistics beyond the within-run variance estimates
+  it (pooled over both sides), moderated towards a prior (``GatePolicy.between_run`` with ``prior_df``
+  degrees of freedom, as limma moderates a variance), so that two lucky runs cannot claim a quiet host; with
+  one run a side the prior alone stands for it.
+
+The decision uses Student's t with the moderated degrees of freedom:
+
+- FAIL: the worsening is significant AND its estimate is larger than the allowed regression. Significant is
+  one-sided and adjusted across the gated checks: with four or more runs a side, by Westfall-Young maxT over
+  the ways to split the runs into two sides (the checks of one run move together, so this keeps the power
+  Holm's worst case would spend); with fewer, by Holm. However noisy the host, a gross regression clears
+  its interval.
+- PASS: the one-sided upper bound of the worsening is within the allowed regression.
+- INCONCLUSIVE: everything else (too little data, or an interval reaching past the allowance).
 
 Pass is an intersection-union test (every check must rule out a large regression), which needs no
-multiplicity correction; fail is a union test, which does, hence Holm on the fail side only.
-
-Statistics per kind of check:
-- ``*_p50`` of per-request latencies: one-sided Mann-Whitney U; Hodges-Lehmann shift with its
-  distribution-free interval, reported relative to the baseline median.
-- ``*_p95``/``*_p99`` (and ``itl_p50``): bootstrap of the quantile, replicates drawn exactly from the
-  order-statistic distribution (no n x B resample matrix), interval of the candidate/baseline ratio.
-  Pooled ITL gaps are not independent, so their bootstrap counts requests, not gaps.
-- ``throughput``: bootstrap of the mean over equal time slices of the steady window.
-- ``errors``: Fisher's exact test on counts; Newcombe score interval of the rate difference (points).
+multiplicity correction; fail is a union test, which does, hence the adjustment on the fail side only.
+Errors are counts, tested on their own: Fisher's exact test over every run's requests, with the Newcombe
+interval of the rate difference.
 
 Pure: plain numbers and numpy arrays in, plain results out.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +42,7 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+from scipy.special import stdtr, stdtrit
 
 from servewise.analysis.metrics import request_latencies
 from servewise.records import Phase, RequestRecord
@@ -46,60 +57,52 @@ QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 # p99 needs thousands of requests to be decided within 10%, so it is reported but gated only on request.
 DEFAULT_GATED = (*(f"{m}_{s}" for m in LATENCY_METRICS for s in ("p50", "p95")), "throughput", "errors")
 ALL_CHECKS = (*(f"{m}_{s}" for m in LATENCY_METRICS for s in QUANTILES), "throughput", "errors")
-# Keys of the repeat note (``servewise runs repeat``) that hold each check's run-to-run spread.
-SPREAD_KEYS = {
-    **{f"{m}_{s}": (f"{m}_ms_{s}", f"{m}_{s}") for m in LATENCY_METRICS for s in QUANTILES},
-    "throughput": ("output_tokens_per_s", "throughput"),
-    "errors": ("error_rate", "errors"),
-}
+#: Samples a block needs for its quantile to mean something: a p95 of 20 samples is its 19th, a p99 of 100 its
+#: 99th.
+BLOCK_SAMPLES = {"p50": 10, "p95": 20, "p99": 100}
 
 
 @dataclass(frozen=True)
 class RunSamples:
     """What the gate needs from one run, as plain data.
 
-    ``latencies_ms``: ttft/tpot/itl/e2e -> samples in ms (steady-state, successful requests only).
-    ``units``: metric -> independent units behind its samples when fewer than the samples
-    (pooled ITL gaps come from a smaller number of requests).
+    ``latencies_ms``: ttft/tpot/itl/e2e -> samples in ms (steady-state, successful requests only) in the
+    order the run sent them, so that neighbours are neighbours in time.
     ``throughput_slices``: output tokens/s in equal time slices of the steady window.
-    ``repeat_spread``: relative run-to-run spread per metric (from ``servewise runs repeat``).
     ``client_limited``: why the load generator fell behind, if it did: then the run measured the
     client, not the server, and cannot be evidence either way.
     """
 
     latencies_ms: Mapping[str, np.ndarray] = field(default_factory=dict)
-    units: Mapping[str, int] = field(default_factory=dict)
     requests_ok: int = 0
     requests_failed: int = 0
     throughput_slices: np.ndarray = field(default_factory=lambda: np.empty(0))
-    repeat_spread: Mapping[str, float] = field(default_factory=dict)
     client_limited: str | None = None
 
-    def sorted_samples(self, metric: str) -> np.ndarray:
+    def samples(self, metric: str) -> np.ndarray:
         values = np.asarray(self.latencies_ms.get(metric, np.empty(0)), dtype=float)
-        return np.sort(values[np.isfinite(values)])
-
-    def units_of(self, metric: str, samples: np.ndarray) -> int:
-        return min(int(self.units.get(metric, len(samples))), len(samples))
+        return values[np.isfinite(values)]
 
 
 @dataclass(frozen=True)
 class GatePolicy:
-    """How much worse is allowed, and how sure the gate must be.
+    """How much worse is allowed, how sure the gate must be, and what it assumes of run-to-run noise.
 
     ``allowed``: check name -> allowed worsening as a fraction (0.10 = 10% slower, or 10% less
     throughput); for ``errors`` an absolute rate increase (0.01 = one percentage point).
     Naming a check that is not gated by default (e.g. ``ttft_p99``) gates it.
+    ``between_run``: the prior standard deviation of a run's log statistic beyond its own sampling, and
+    ``prior_df`` how many degrees of freedom that prior is worth against the runs' own spread.
     """
 
     allowed: Mapping[str, float] = field(default_factory=dict)
     default_allowed: float = 0.10
     errors_allowed: float = 0.01
     alpha: float = 0.05
-    resamples: int = 2000
-    seed: int = 0
-    min_samples: int = 20
-    min_tail_samples: int = 5
+    between_run: float = 0.10
+    prior_df: float = 4.0
+    blocks: int = 10
+    min_blocks: int = 5
 
     def gated(self) -> tuple[str, ...]:
         return (
@@ -115,7 +118,8 @@ class GatePolicy:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One row of the gate. Changes and intervals are percent (errors: percentage points)."""
+    """One row of the gate. Changes and intervals are percent (errors: percentage points); ``noise_floor_pct``
+    the between-run standard deviation the check was held against, in percent."""
 
     name: str
     method: str
@@ -167,97 +171,317 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 4)
 
 
-@dataclass(frozen=True)
-class _Estimate:
-    """A check's raw statistics before the verdict: ``worse`` is the change signed so that up is worse."""
-
-    name: str
-    method: str
-    unit: str
-    baseline: float
-    candidate: float
-    change: float
-    interval: tuple[float, float]
-    worse: float
-    worse_upper: float
-    p_value: float
-    n_baseline: int
-    n_candidate: int
-
-
 # -- statistics ------------------------------------------------------------------------------------
 
 
-def sorted_quantile(sorted_values: np.ndarray, q: float) -> float:
-    """``np.quantile`` (linear) of an already sorted array, without sorting it again."""
-    position = (len(sorted_values) - 1) * q
-    k = math.floor(position)
-    upper = sorted_values[min(k + 1, len(sorted_values) - 1)]
-    return float(sorted_values[k] + (position - k) * (upper - sorted_values[k]))
+@dataclass(frozen=True)
+class RunValue:
+    """One run's statistic for a check: its value, its log, and the within-run variance of that log."""
+
+    value: float
+    variance: float
+    samples: int
+
+    @property
+    def log(self) -> float:
+        return math.log(self.value)
 
 
-def bootstrap_quantile(
-    sorted_values: np.ndarray, q: float, units: int, draws: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Bootstrap replicates of ``np.quantile(values, q)`` without materialising the resamples.
-
-    The k-th smallest of n indices drawn uniformly is ``floor(n * U_(k))`` with ``U_(k) ~ Beta(k, n-k+1)``,
-    and the next order statistic is ``U_(k) + (1 - U_(k)) * Beta(1, n-k-1)``; so each replicate costs two
-    beta draws instead of n. With ``units < len(values)`` the quantile moves as if only ``units``
-    independent draws had been made (pooled, correlated samples).
-    """
-    total = len(sorted_values)
-    n = units
-    position = (n - 1) * q
-    k = math.floor(position)
-    frac = position - k
-    lower = rng.beta(k + 1, n - k, size=draws)
-    upper = lower + (1 - lower) * rng.beta(1, n - k - 1, size=draws) if k + 1 < n else lower
-    lo_idx = np.minimum((lower * total).astype(np.int64), total - 1)
-    hi_idx = np.minimum((upper * total).astype(np.int64), total - 1)
-    return sorted_values[lo_idx] + frac * (sorted_values[hi_idx] - sorted_values[lo_idx])
+def block_value(values: np.ndarray, q: float, blocks: int) -> RunValue:
+    """The ``q`` quantile of a run's samples, with the batch-means variance of its log: the quantile of each
+    of ``blocks`` contiguous stretches varies as the run's stretches do, correlated requests included (the
+    delta method turns it into the log's, so blocks whose quantile is 0, as bunched ITL gaps are, count)."""
+    return block_values(values, (q,), blocks)[0]
 
 
-def kth_pairwise_differences(
-    base_sorted: np.ndarray, cand_sorted: np.ndarray, ranks: np.ndarray
-) -> np.ndarray:
-    """The ``ranks``-th smallest (1-based) of all ``cand[j] - base[i]``, by bisection on counts.
-
-    O((n1 + n2) log n) per step instead of forming n1 * n2 differences, so large runs stay cheap.
-    """
-    ranks = np.asarray(ranks, dtype=float)
-    low = np.full(ranks.shape, cand_sorted[0] - base_sorted[-1], dtype=float)
-    high = np.full(ranks.shape, cand_sorted[-1] - base_sorted[0], dtype=float)
-    for _ in range(100):
-        mid = (low + high) / 2
-        counts = np.searchsorted(cand_sorted, base_sorted[:, None] + mid[None, :], side="right").sum(axis=0)
-        enough = counts >= ranks
-        high = np.where(enough, mid, high)
-        low = np.where(enough, low, mid)
-        if np.all(high - low <= 1e-6 * max(1e-9, float(np.max(np.abs(high))))):
-            break
-    # snap to the largest actual difference at or below each bound: the exact rank statistic
-    probe = high + 1e-12 * max(1.0, float(np.abs(cand_sorted).max()), float(np.abs(base_sorted).max()))
-    below = np.searchsorted(cand_sorted, base_sorted[:, None] + probe[None, :], side="right") - 1
-    valid = below >= 0
-    differences = np.where(valid, cand_sorted[np.maximum(below, 0)] - base_sorted[:, None], -np.inf)
-    return differences.max(axis=0)
+def block_values(values: np.ndarray, qs: Sequence[float], blocks: int) -> list[RunValue]:
+    """:func:`block_value` for several quantiles at once (one pass over the samples)."""
+    whole = np.quantile(values, qs)
+    size = len(values) // blocks  # the last len % blocks samples count in the whole, not in a block
+    per_block = np.quantile(values[: blocks * size].reshape(blocks, size), qs, axis=1)
+    spread = per_block.var(axis=1, ddof=1) / blocks
+    return [RunValue(float(w), float(v) / float(w) ** 2 if w > 0 else math.inf, len(values))
+            for w, v in zip(whole, spread, strict=True)]
 
 
-def mann_whitney_greater(base_sorted: np.ndarray, cand_sorted: np.ndarray) -> float:
-    """One-sided Mann-Whitney U p-value (candidate stochastically greater): normal approximation with
-    tie and continuity corrections, as scipy's ``method="asymptotic"``, from two sorted-array searches."""
-    n1, n2 = len(base_sorted), len(cand_sorted)
-    below = np.searchsorted(base_sorted, cand_sorted, side="left")
-    ties = np.searchsorted(base_sorted, cand_sorted, side="right") - below
-    u = float(below.sum() + 0.5 * ties.sum())
-    _, counts = np.unique(np.concatenate([base_sorted, cand_sorted]), return_counts=True)
-    total = n1 + n2
-    tie_term = float((counts**3 - counts).sum()) / (total * (total - 1))
-    sd = math.sqrt(n1 * n2 / 12 * (total + 1 - tie_term))
-    if sd == 0:
-        return 1.0
-    return _STD_NORMAL.cdf(-(u - n1 * n2 / 2 - 0.5) / sd)
+def mean_value(slices: np.ndarray) -> RunValue:
+    """The mean of a run's throughput slices, with the variance of its log (slices are its time blocks)."""
+    whole = float(slices.mean())
+    return RunValue(whole, float(slices.var(ddof=1)) / len(slices) / whole**2, len(slices))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two sides' runs of one check on the log scale: ``change`` = mean log candidate - mean log baseline,
+    its standard error, degrees of freedom and the between-run standard deviation it used."""
+
+    change: float
+    se: float
+    df: float
+    between_run: float
+
+    def upper(self, alpha: float) -> float:
+        return self.change + float(stdtrit(self.df, 1 - alpha)) * self.se
+
+    def lower(self, alpha: float) -> float:
+        return self.change - float(stdtrit(self.df, 1 - alpha)) * self.se
+
+    def p_greater(self, sign: float) -> float:
+        """One-sided p-value that ``sign * change`` > 0 (sign -1: the candidate is lower, e.g. throughput)."""
+        return float(1 - stdtr(self.df, sign * self.change / self.se)) if self.se > 0 else float(sign * self.change <= 0)
+
+
+def compare(baseline: Sequence[RunValue], candidate: Sequence[RunValue], policy: GatePolicy) -> Comparison:
+    """The moderated comparison: within-run variance from each run's blocks, between-run variance from the
+    runs' spread beyond it (pooled over the sides), shrunk towards the prior with ``prior_df``."""
+    runs = [*baseline, *candidate]
+    on_candidate = np.zeros((1, len(runs)), dtype=bool)
+    on_candidate[0, len(baseline):] = True
+    change, se, df, between = _moderated(np.array([r.log for r in runs]), np.array([r.variance for r in runs]),
+                                         on_candidate, policy)
+    return Comparison(float(change[0]), float(se[0]), df, float(between[0]))
+
+
+def _moderated(logs: np.ndarray, variances: np.ndarray, on_candidate: np.ndarray,
+               policy: GatePolicy) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """:func:`compare` for many splits of the same runs at once (rows of ``on_candidate``): change, standard
+    error, degrees of freedom and between-run standard deviation per split."""
+    cand = on_candidate.astype(float)
+    base = 1.0 - cand
+    k_cand, k_base = cand.sum(axis=1), base.sum(axis=1)
+    mean_cand, mean_base = cand @ logs / k_cand, base @ logs / k_base
+    within = (base @ variances) / k_base**2 + (cand @ variances) / k_cand**2
+    df_runs = len(logs) - 2
+    if df_runs > 0:
+        squares = base @ logs**2 - k_base * mean_base**2 + cand @ logs**2 - k_cand * mean_cand**2
+        observed = np.maximum(0.0, squares / df_runs - variances.mean())
+    else:
+        observed = np.zeros(len(on_candidate))
+    df = df_runs + policy.prior_df
+    between = (df_runs * observed + policy.prior_df * policy.between_run**2) / df
+    se = np.sqrt(within + between * (1 / k_base + 1 / k_cand))
+    return mean_cand - mean_base, se, df, np.sqrt(between)
+
+
+#: Per run: metric -> quantile check -> its value, or why it has none.
+Latency = Sequence[Mapping[str, Mapping[str, RunValue | str]]]
+
+
+def _latency_values(run: RunSamples, metric: str, policy: GatePolicy) -> dict[str, RunValue | str]:
+    """A run's value of every quantile check of ``metric`` (or why it cannot be had), quantiles that share
+    a block count computed together."""
+    samples = run.samples(metric)
+    out: dict[str, RunValue | str] = {}
+    by_blocks: dict[int, list[str]] = {}
+    for stat, per_block in BLOCK_SAMPLES.items():
+        blocks = min(policy.blocks, len(samples) // per_block)
+        if blocks < policy.min_blocks:
+            out[stat] = f"too few samples (need {policy.min_blocks * per_block} a run)"
+        else:
+            by_blocks.setdefault(blocks, []).append(stat)
+    for blocks, stats in by_blocks.items():
+        for stat, value in zip(stats, block_values(samples, [QUANTILES[s] for s in stats], blocks), strict=True):
+            out[stat] = value if value.value > 0 else "the statistic is zero in a run; no relative change"
+    return out
+
+
+def _run_values(name: str, runs: Sequence[RunSamples], policy: GatePolicy, latency: Latency) -> list[RunValue] | str:
+    """Each run's value for the check, or why the check cannot be computed."""
+    if name == "throughput":
+        slices = [np.asarray(run.throughput_slices, float) for run in runs]
+        if any(len(s) < policy.min_blocks or s.mean() <= 0 for s in slices):
+            return f"fewer than {policy.min_blocks} time slices of steady-state output in a run"
+        return [mean_value(s) for s in slices]
+    metric, stat = name.split("_")
+    values = [per_run[metric][stat] for per_run in latency]
+    reasons = [v for v in values if isinstance(v, str)]
+    return reasons[0] if reasons else [v for v in values if isinstance(v, RunValue)]
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    """A check's statistics before the verdict; ``sign`` +1 when up is worse, -1 when down is (throughput)."""
+
+    name: str
+    unit: str
+    baseline: float
+    candidate: float
+    comparison: Comparison
+    sign: float
+    n_baseline: int
+    n_candidate: int
+    runs: tuple[Sequence[RunValue], Sequence[RunValue]]
+
+    @property
+    def t(self) -> float:
+        """The worsening in standard errors."""
+        return self.sign * self.comparison.change / self.comparison.se if self.comparison.se > 0 else 0.0
+
+    def limit(self, allowed: float) -> float:
+        """The allowance on the log scale of ``sign * change``."""
+        if self.sign > 0:
+            return math.log1p(allowed)
+        return -math.log1p(-allowed) if allowed < 1 else math.inf
+
+
+def _estimate(name: str, sides: tuple[Sequence[RunSamples], Sequence[RunSamples]], latency: tuple[Latency, Latency],
+              policy: GatePolicy) -> _Estimate | CheckResult:
+    """The check's statistics, or an INCONCLUSIVE row when there is too little data to compute them."""
+    unit = "tok/s" if name == "throughput" else "ms"
+    base = _run_values(name, sides[0], policy, latency[0])
+    cand = _run_values(name, sides[1], policy, latency[1])
+    if isinstance(base, str) or isinstance(cand, str):
+        reason = base if isinstance(base, str) else str(cand)
+        return _no_data(name, unit, reason)
+    comparison = compare(base, cand, policy)
+    return _Estimate(
+        name, unit, math.exp(np.mean([r.log for r in base])), math.exp(np.mean([r.log for r in cand])),
+        comparison, -1.0 if name == "throughput" else 1.0, sum(r.samples for r in base),
+        sum(r.samples for r in cand), (base, cand),
+    )  # fmt: skip
+
+
+def _no_data(name: str, unit: str, reason: str) -> CheckResult:
+    """An INCONCLUSIVE row for a check whose statistics cannot be computed."""
+    return CheckResult(name, "-", unit, None, None, None, None, None, None, None, GateVerdict.INCONCLUSIVE,
+                       False, reason)
+
+
+def _pct(log_change: float) -> float:
+    return 100 * math.expm1(log_change)
+
+
+def _decide(estimate: _Estimate, p_adjusted: float, allowed: float, alpha: float) -> tuple[GateVerdict, str]:
+    """The three-way rule from the module docstring, with the reason a reader needs."""
+    c, sign, limit = estimate.comparison, estimate.sign, estimate.limit(allowed)
+    worse = sign * c.change
+    reach = c.upper(alpha) if sign > 0 else -c.lower(alpha)
+    allowed_text = f"{100 * allowed:.1f}%"
+    if p_adjusted < alpha and worse > limit:
+        return GateVerdict.FAIL, f"worse by {abs(_pct(c.change)):.1f}% > allowed {allowed_text} (p={p_adjusted:.2g})"
+    if reach <= limit:
+        return GateVerdict.PASS, f"a regression over {allowed_text} is ruled out"
+    bound = _pct(c.upper(alpha)) if sign > 0 else -_pct(c.lower(alpha))
+    return GateVerdict.INCONCLUSIVE, (f"interval reaches {bound:.1f}% worse, above the allowed {allowed_text} "
+                                      f"(between-run noise {100 * c.between_run:.1f}%)")
+
+
+def _check_row(estimate: _Estimate, p_adjusted: float, policy: GatePolicy, gated: bool, method: str) -> CheckResult:
+    allowed, c = policy.allowed_for(estimate.name), estimate.comparison
+    verdict, reason = _decide(estimate, p_adjusted, allowed, policy.alpha)
+    return CheckResult(
+        estimate.name, f"block means over runs, {method}", estimate.unit, estimate.baseline, estimate.candidate,
+        _pct(c.change), (_pct(c.lower(policy.alpha)), _pct(c.upper(policy.alpha))), 100 * allowed,
+        100 * c.between_run, p_adjusted, verdict, gated, reason, estimate.n_baseline, estimate.n_candidate,
+    )  # fmt: skip
+
+
+def _pooled(runs: Sequence[RunSamples]) -> RunSamples:
+    """Every run of a side as one: for the SLO limits and the error counts."""
+    return RunSamples(
+        latencies_ms={m: np.concatenate([run.samples(m) for run in runs]) for m in LATENCY_METRICS},
+        requests_ok=sum(run.requests_ok for run in runs),
+        requests_failed=sum(run.requests_failed for run in runs),
+        throughput_slices=np.concatenate([np.asarray(run.throughput_slices, float) for run in runs]),
+    )
+
+
+def evaluate_gate(
+    baseline: RunSamples | Sequence[RunSamples], candidate: RunSamples | Sequence[RunSamples],
+    policy: GatePolicy | None = None, slo: SloSpec | None = None,
+) -> GateResult:  # fmt: skip
+    """Compare the candidate's runs to the baseline's check by check and decide pass / fail / inconclusive."""
+    policy = policy or GatePolicy()
+    base = [baseline] if isinstance(baseline, RunSamples) else list(baseline)
+    cand = [candidate] if isinstance(candidate, RunSamples) else list(candidate)
+    if not base or not cand:
+        raise ValueError("each side of a gate needs at least one run")
+    gated = set(policy.gated())
+    pooled = (_pooled(base), _pooled(cand))
+    per_run: list[Latency] = [[{m: _latency_values(run, m, policy) for m in LATENCY_METRICS} for run in side]
+                              for side in (base, cand)]
+    latency = (per_run[0], per_run[1])
+    computed: dict[str, _Estimate | CheckResult | _ErrorEstimate] = {
+        name: _errors(*pooled, policy) if name == "errors" else _estimate(name, (base, cand), latency, policy)
+        for name in ALL_CHECKS
+    }
+    family = {n: e for n, e in computed.items() if n in gated and isinstance(e, _Estimate)}
+    adjusted = max_t_adjusted(family, policy)
+    method = f"maxT over {adjusted[1]} run splits" if adjusted else "Holm"
+    adjusted_p = adjusted[0] if adjusted else dict(zip(family, holm_adjust([_p_value(e) for e in family.values()]),
+                                                        strict=True))
+    checks: list[CheckResult] = []
+    for name in ALL_CHECKS:
+        estimate = computed[name]
+        if isinstance(estimate, CheckResult):
+            checks.append(replace(estimate, gated=name in gated))
+        elif isinstance(estimate, _ErrorEstimate):  # counts, tested on their own
+            checks.append(_error_row(estimate, _p_value(estimate), policy, name in gated))
+        else:
+            checks.append(_check_row(estimate, adjusted_p.get(name, _p_value(estimate)), policy, name in gated,
+                                     method))
+    if slo:
+        checks.extend(slo_checks(slo, pooled[1]))
+    verdict, checks, reason = _overall(checks)
+    limited = [f"{side} run was client-limited ({run.client_limited})"
+               for side, runs in (("baseline", base), ("candidate", cand)) for run in runs
+               if run.client_limited]  # fmt: skip
+    if limited:
+        return GateResult(
+            GateVerdict.INCONCLUSIVE, checks, f"{'; '.join(limited)}; checks said {verdict.value}: {reason}"
+        )
+    return GateResult(verdict, checks, reason)
+
+
+def _p_value(estimate: _Estimate | _ErrorEstimate) -> float:
+    """One-sided p-value that the candidate is worse, before any adjustment across checks."""
+    if isinstance(estimate, _ErrorEstimate):
+        return estimate.p_value
+    return estimate.comparison.p_greater(estimate.sign)
+
+
+def _wilson(failures: int, total: int, z: float) -> tuple[float, float]:
+    denominator = total + z * z
+    centre = (failures + z * z / 2) / denominator
+    half = z * math.sqrt(failures * (total - failures) / total + z * z / 4) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+#: Fewer run splits than this (four runs a side give 70) and a permutation p-value cannot get small enough
+#: with room to spare: Holm instead.
+MIN_SPLITS = 40
+MAX_SPLITS = 1000
+
+
+def max_t_adjusted(family: Mapping[str, _Estimate], policy: GatePolicy) -> tuple[dict[str, float], int] | None:
+    """Westfall-Young single-step maxT p-values over the ways to split the runs into two sides, and how many
+    splits: the checks of one run move together (a slow run is slow in TTFT, E2E and throughput alike), so
+    Holm's worst case over independent checks costs power a permutation does not. Valid when the runs of
+    both sides are exchangeable under no change (interleaved repeats); None when there are too few splits
+    (fewer than four runs a side, or so) to reach a small p-value."""
+    if not family:
+        return None
+    first = next(iter(family.values()))
+    k_base, k_cand = (len(side) for side in first.runs)
+    n = k_base + k_cand
+    total = math.comb(n, k_cand)
+    if total < MIN_SPLITS:
+        return None
+    if total <= MAX_SPLITS:
+        splits = list(itertools.combinations(range(n), k_cand))
+    else:
+        rng = np.random.default_rng(0)
+        splits = [tuple(range(k_base, n))] + [tuple(rng.choice(n, k_cand, replace=False)) for _ in range(MAX_SPLITS - 1)]
+    on_candidate = np.zeros((len(splits), n), dtype=bool)
+    for row, split in enumerate(splits):
+        on_candidate[row, list(split)] = True
+    maxima = np.full(len(splits), -np.inf)
+    for e in family.values():
+        runs = [*e.runs[0], *e.runs[1]]
+        change, se, _, _ = _moderated(np.array([r.log for r in runs]), np.array([r.variance for r in runs]),
+                                      on_candidate, policy)
+        maxima = np.maximum(maxima, np.where(se > 0, e.sign * change / np.where(se > 0, se, 1.0), -np.inf))
+    return {name: float(np.mean(maxima >= e.t - 1e-9)) for name, e in family.items()}, len(splits)
 
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
@@ -272,83 +496,25 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def _wilson(failures: int, total: int, z: float) -> tuple[float, float]:
-    denominator = total + z * z
-    centre = (failures + z * z / 2) / denominator
-    half = z * math.sqrt(failures * (total - failures) / total + z * z / 4) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+
+@dataclass(frozen=True)
+class _ErrorEstimate:
+    """Error rates of the two sides (fractions), their difference's Newcombe interval and Fisher's p."""
+
+    baseline: float
+    candidate: float
+    interval: tuple[float, float]
+    p_value: float
+    n_baseline: int
+    n_candidate: int
 
 
-# -- checks ----------------------------------------------------------------------------------------
-
-
-def _median_shift(
-    name: str, base_sorted: np.ndarray, cand_sorted: np.ndarray, policy: GatePolicy, floor: float
-) -> _Estimate:
-    """Mann-Whitney U (one-sided: candidate slower) with the Hodges-Lehmann shift and its interval."""
-    n1, n2 = len(base_sorted), len(cand_sorted)
-    reference = sorted_quantile(base_sorted, 0.5)
-    z = _STD_NORMAL.inv_cdf(1 - policy.alpha)
-    pairs = n1 * n2
-    k_low = max(1, math.floor(pairs / 2 - z * math.sqrt(pairs * (n1 + n2 + 1) / 12)))
-    ranks = np.array([k_low, (pairs + 1) // 2, pairs // 2 + 1, pairs - k_low + 1])
-    low, mid_a, mid_b, high = kth_pairwise_differences(base_sorted, cand_sorted, ranks)
-    shift = (mid_a + mid_b) / 2
-    p_value = mann_whitney_greater(base_sorted, cand_sorted - floor * reference)
-    change = shift / reference
-    interval = (low / reference, high / reference)
-    return _Estimate(
-        name, "mann-whitney/hodges-lehmann", "ms", reference, sorted_quantile(cand_sorted, 0.5), change, interval,
-        worse=change, worse_upper=interval[1], p_value=p_value, n_baseline=n1, n_candidate=n2,
-    )  # fmt: skip
-
-
-def _quantile_ratio(
-    name: str, q: float, base_sorted: np.ndarray, cand_sorted: np.ndarray, units: tuple[int, int],
-    policy: GatePolicy, floor: float, rng: np.random.Generator,
-) -> _Estimate:  # fmt: skip
-    """Bootstrap interval of candidate/baseline - 1 for one quantile."""
-    base_q, cand_q = sorted_quantile(base_sorted, q), sorted_quantile(cand_sorted, q)
-    base_boot = bootstrap_quantile(base_sorted, q, units[0], policy.resamples, rng)
-    cand_boot = bootstrap_quantile(cand_sorted, q, units[1], policy.resamples, rng)
-    ratio = cand_boot / np.where(base_boot > 0, base_boot, np.nan) - 1
-    ratio = ratio[np.isfinite(ratio)]
-    change = cand_q / base_q - 1
-    interval = (float(np.quantile(ratio, policy.alpha)), float(np.quantile(ratio, 1 - policy.alpha)))
-    p_value = (1 + int(np.count_nonzero(ratio <= floor))) / (1 + len(ratio))
-    return _Estimate(
-        name, "bootstrap quantile", "ms", base_q, cand_q, change, interval, worse=change,
-        worse_upper=interval[1], p_value=p_value, n_baseline=units[0], n_candidate=units[1],
-    )  # fmt: skip
-
-
-def _throughput(base: np.ndarray, cand: np.ndarray, policy: GatePolicy, floor: float, rng) -> _Estimate:
-    """Bootstrap of the mean rate over time slices; a drop is the worsening.
-
-    With as many slices on both sides, slice i of one run is resampled with slice i of the other: runs
-    of one seeded schedule share their arrival bursts, and pairing keeps those out of the noise.
-    """
-    base_mean, cand_mean = float(base.mean()), float(cand.mean())
-    base_draws = rng.integers(0, len(base), (policy.resamples, len(base)))
-    cand_draws = (
-        base_draws if len(base) == len(cand) else rng.integers(0, len(cand), (policy.resamples, len(cand)))
-    )
-    base_boot, cand_boot = base[base_draws].mean(axis=1), cand[cand_draws].mean(axis=1)
-    ratio = cand_boot / np.where(base_boot > 0, base_boot, np.nan) - 1
-    ratio = ratio[np.isfinite(ratio)]
-    change = cand_mean / base_mean - 1
-    interval = (float(np.quantile(ratio, policy.alpha)), float(np.quantile(ratio, 1 - policy.alpha)))
-    p_value = (1 + int(np.count_nonzero(-ratio <= floor))) / (1 + len(ratio))
-    return _Estimate(
-        "throughput", "bootstrap mean of time slices", "tok/s", base_mean, cand_mean, change, interval,
-        worse=-change, worse_upper=-interval[0], p_value=p_value, n_baseline=len(base), n_candidate=len(cand),
-    )  # fmt: skip
-
-
-def _errors(baseline: RunSamples, candidate: RunSamples, policy: GatePolicy) -> _Estimate:
+def _errors(baseline: RunSamples, candidate: RunSamples, policy: GatePolicy) -> _ErrorEstimate | CheckResult:
     """Fisher's exact test (candidate fails more often) and the Newcombe interval of the rate difference."""
     b_fail, b_total = baseline.requests_failed, baseline.requests_failed + baseline.requests_ok
     c_fail, c_total = candidate.requests_failed, candidate.requests_failed + candidate.requests_ok
+    if min(b_total, c_total) == 0:
+        return _no_data("errors", "%", "no requests on one side")
     p_base, p_cand = b_fail / b_total, c_fail / c_total
     z = _STD_NORMAL.inv_cdf(1 - policy.alpha)
     base_low, base_high = _wilson(b_fail, b_total, z)
@@ -360,101 +526,29 @@ def _errors(baseline: RunSamples, candidate: RunSamples, policy: GatePolicy) -> 
     from scipy.stats import fisher_exact  # imported here: scipy.stats costs every CLI start 40 MB
 
     p_value = float(fisher_exact(np.array(table), alternative="greater").pvalue)
-    return _Estimate(
-        "errors", "fisher exact", "%", 100 * p_base, 100 * p_cand, diff, (low, high), worse=diff,
-        worse_upper=high, p_value=p_value, n_baseline=b_total, n_candidate=c_total,
+    return _ErrorEstimate(p_base, p_cand, (low, high), p_value, b_total, c_total)
+
+
+def _error_row(estimate: _ErrorEstimate, p_adjusted: float, policy: GatePolicy, gated: bool) -> CheckResult:
+    allowed = policy.allowed_for("errors")
+    diff = estimate.candidate - estimate.baseline
+    low, high = estimate.interval
+    if p_adjusted < policy.alpha and diff > allowed:
+        verdict = GateVerdict.FAIL
+        reason = f"worse by {100 * diff:.1f} points > allowed {100 * allowed:.1f} points (p={p_adjusted:.2g})"
+    elif high <= allowed:
+        verdict, reason = GateVerdict.PASS, f"a regression over {100 * allowed:.1f} points is ruled out"
+    else:
+        verdict = GateVerdict.INCONCLUSIVE
+        reason = f"interval reaches {100 * high:.1f} points worse, above the allowed {100 * allowed:.1f} points"
+    return CheckResult(
+        "errors", "fisher exact", "%", 100 * estimate.baseline, 100 * estimate.candidate, 100 * diff,
+        (100 * low, 100 * high), 100 * allowed, None, p_adjusted, verdict, gated, reason, estimate.n_baseline,
+        estimate.n_candidate,
     )  # fmt: skip
 
 
-def _noise_floor(name: str, baseline: RunSamples, candidate: RunSamples) -> float:
-    spreads = [
-        float(run.repeat_spread[key])
-        for run in (baseline, candidate)
-        for key in SPREAD_KEYS[name]
-        if key in run.repeat_spread and math.isfinite(float(run.repeat_spread[key]))
-    ]
-    return max([abs(s) for s in spreads], default=0.0)
-
-
-def _estimate(
-    name: str, baseline: RunSamples, candidate: RunSamples, sorted_samples: tuple[dict, dict],
-    policy: GatePolicy, floor: float, rng: np.random.Generator,
-) -> _Estimate | CheckResult:  # fmt: skip
-    """The check's statistics, or an INCONCLUSIVE row when there is too little data to compute them."""
-    if name == "errors":
-        totals = (
-            baseline.requests_ok + baseline.requests_failed,
-            candidate.requests_ok + candidate.requests_failed,
-        )
-        if min(totals) == 0:
-            return _no_data(name, "%", "no requests on one side", *totals)
-        return _errors(baseline, candidate, policy)
-    if name == "throughput":
-        base, cand = baseline.throughput_slices, candidate.throughput_slices
-        if min(len(base), len(cand)) < 5 or base.mean() <= 0:
-            return _no_data(
-                name, "tok/s", "fewer than 5 time slices of steady-state output", len(base), len(cand)
-            )
-        return _throughput(np.asarray(base, float), np.asarray(cand, float), policy, floor, rng)
-    metric, stat = name.split("_")
-    q = QUANTILES[stat]
-    base, cand = sorted_samples[0][metric], sorted_samples[1][metric]
-    units = (baseline.units_of(metric, base), candidate.units_of(metric, cand))
-    needed = max(policy.min_samples, math.ceil(policy.min_tail_samples / (1 - q)) if q > 0.5 else 0)
-    points = tuple(sorted_quantile(values, q) if len(values) else None for values in (base, cand))
-    if min(units) < needed:
-        return _no_data(name, "ms", f"too few samples (need {needed} per side)", *units, *points)
-    if points[0] is not None and points[0] <= 0:
-        return _no_data(name, "ms", "baseline is zero; no relative change", *units, *points)
-    if stat == "p50" and units == (len(base), len(cand)):
-        return _median_shift(name, base, cand, policy, floor)
-    return _quantile_ratio(name, q, base, cand, units, policy, floor, rng)
-
-
-def _no_data(
-    name: str, unit: str, reason: str, n_base: int, n_cand: int, base: float | None = None,
-    cand: float | None = None,
-) -> CheckResult:  # fmt: skip
-    """An INCONCLUSIVE row for a check whose statistics cannot be computed (point values kept if any)."""
-    return CheckResult(
-        name,
-        "-",
-        unit,
-        base,
-        cand,
-        None,
-        None,
-        None,
-        None,
-        None,
-        GateVerdict.INCONCLUSIVE,
-        False,
-        reason,
-        n_base,
-        n_cand,
-    )
-
-
-def _decide(
-    estimate: _Estimate, p_adjusted: float, allowed: float, floor: float, alpha: float
-) -> tuple[GateVerdict, str]:
-    """The three-way rule from the module docstring, with the reason a reader needs."""
-    unit = " points" if estimate.name == "errors" else "%"
-
-    def pct(fraction: float) -> str:
-        return f"{100 * fraction:.1f}{unit}"
-
-    if floor > allowed:
-        return GateVerdict.INCONCLUSIVE, f"run-to-run noise {pct(floor)} is wider than the allowed {pct(allowed)}"
-    if p_adjusted < alpha and estimate.worse > allowed:
-        return GateVerdict.FAIL, f"worse by {pct(estimate.worse)} > allowed {pct(allowed)} (p={p_adjusted:.2g})"
-    if estimate.worse_upper + floor <= allowed:
-        return GateVerdict.PASS, f"a regression over {pct(allowed)} is ruled out"
-    reach = estimate.worse_upper + floor
-    return GateVerdict.INCONCLUSIVE, f"interval reaches {pct(reach)} worse, above the allowed {pct(allowed)}"
-
-
-def _slo_checks(slo: SloSpec, candidate: RunSamples) -> list[CheckResult]:
+def slo_checks(slo: SloSpec, candidate: RunSamples) -> list[CheckResult]:
     """Absolute limits on the candidate alone: a breach fails at once, no statistics needed."""
     rows = []
     for target in slo.targets:
@@ -468,7 +562,7 @@ def _slo_checks(slo: SloSpec, candidate: RunSamples) -> list[CheckResult]:
             value = float(np.mean(slices)) if len(slices) else None
             limit, unit, met = target.limit, "tok/s", value is not None and value >= target.limit
         else:
-            samples = candidate.sorted_samples(target.metric)
+            samples = candidate.samples(target.metric)
             value = _statistic(samples, target.stat) if len(samples) else None
             limit, unit, met = target.limit, "ms", value is not None and value <= target.limit
         if value is None:
@@ -492,68 +586,6 @@ def _statistic(samples: np.ndarray, stat: str) -> float:
             return float(np.quantile(samples, float(stat[1:]) / 100))
 
 
-def _p(estimate: _Estimate | CheckResult) -> float:
-    """A testable estimate's p-value (one without a test never counts as evidence of a regression)."""
-    return 1.0 if estimate.p_value is None else estimate.p_value
-
-
-def evaluate_gate(
-    baseline: RunSamples, candidate: RunSamples, policy: GatePolicy | None = None, slo: SloSpec | None = None
-) -> GateResult:
-    """Compare candidate to baseline check by check and decide pass / fail / inconclusive."""
-    policy = policy or GatePolicy()
-    rng = np.random.default_rng(policy.seed)
-    gated = set(policy.gated())
-    floors = {name: _noise_floor(name, baseline, candidate) for name in ALL_CHECKS}
-    ordered = (
-        {m: baseline.sorted_samples(m) for m in LATENCY_METRICS},
-        {m: candidate.sorted_samples(m) for m in LATENCY_METRICS},
-    )
-    computed = {
-        name: _estimate(name, baseline, candidate, ordered, policy, floors[name], rng) for name in ALL_CHECKS
-    }
-    testable = [n for n in ALL_CHECKS if n in gated and isinstance(computed[n], _Estimate)]
-    adjusted = dict(zip(testable, holm_adjust([_p(computed[n]) for n in testable]), strict=True))
-    checks: list[CheckResult] = []
-    for name in ALL_CHECKS:
-        estimate = computed[name]
-        if isinstance(estimate, CheckResult):
-            checks.append(replace(estimate, gated=name in gated))
-            continue
-        allowed, floor = policy.allowed_for(name), floors[name]
-        verdict, reason = _decide(
-            estimate, adjusted.get(name, estimate.p_value), allowed, floor, policy.alpha
-        )
-        checks.append(
-            CheckResult(
-                name,
-                estimate.method,
-                estimate.unit,
-                estimate.baseline,
-                estimate.candidate,
-                100 * estimate.change,
-                (100 * estimate.interval[0], 100 * estimate.interval[1]),
-                100 * allowed,
-                100 * floor or None,
-                adjusted.get(name, estimate.p_value),
-                verdict,
-                name in gated,
-                reason,
-                estimate.n_baseline,
-                estimate.n_candidate,
-            )
-        )
-    if slo:
-        checks.extend(_slo_checks(slo, candidate))
-    verdict, checks, reason = _overall(checks)
-    limited = [f"{side} run was client-limited ({run.client_limited})"
-               for side, run in (("baseline", baseline), ("candidate", candidate)) if run.client_limited]  # fmt: skip
-    if limited:
-        return GateResult(
-            GateVerdict.INCONCLUSIVE, checks, f"{'; '.join(limited)}; checks said {verdict.value}: {reason}"
-        )
-    return GateResult(verdict, checks, reason)
-
 
 def _overall(checks: list[CheckResult]) -> tuple[GateVerdict, list[CheckResult], str]:
     gated = [c for c in checks if c.gated]
@@ -566,6 +598,7 @@ def _overall(checks: list[CheckResult]) -> tuple[GateVerdict, list[CheckResult],
     if unsure:
         return GateVerdict.INCONCLUSIVE, checks, f"cannot decide: {', '.join(unsure)}"
     return GateVerdict.PASS, checks, f"all {len(gated)} gated checks pass"
+
 
 
 # -- inputs from stored records --------------------------------------------------------------------
@@ -603,22 +636,16 @@ def throughput_slices(
     return delivered / ((end - start) / slices)
 
 
-def run_samples(
-    records: Iterable[RequestRecord], repeat_spread: Mapping[str, float] | None = None,
-    client_limited: str | None = None,
-) -> RunSamples:  # fmt: skip
+def run_samples(records: Iterable[RequestRecord], client_limited: str | None = None) -> RunSamples:
     """The gate's inputs from one run's records: steady-state latencies, error counts, throughput slices."""
     records = list(records)
     latencies = request_latencies(records)
     steady = [r for r in records if r.phase is Phase.STEADY]
     failed = sum(1 for r in steady if not r.ok)
-    itl_requests = sum(1 for r in steady if r.ok and len(r.chunk_times) >= 2)
     return RunSamples(
         latencies_ms={metric: latencies[f"{metric}_ms"] for metric in LATENCY_METRICS},
-        units={"itl": itl_requests},
         requests_ok=len(steady) - failed,
         requests_failed=failed,
         throughput_slices=throughput_slices(records),
-        repeat_spread=dict(repeat_spread or {}),
         client_limited=client_limited,
     )

@@ -16,6 +16,7 @@ from servewise.cli.options import StoreOption
 from servewise.errors import UsageError
 from servewise.flows.gate import GateRequest, build_policy, build_slo, make_server, run_gate
 from servewise.report.gate import render_gate
+from servewise.report.progress import TerminalProgress
 from servewise.results.gate import GateVerdict
 from servewise.store import RunStore
 
@@ -42,7 +43,23 @@ def gate(
         ),
     ] = None,
     confidence: Annotated[float, typer.Option(help="One-sided confidence of each decision")] = 0.95,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed (verdicts are repeatable)")] = 0,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            min=0, max=20,
+            help="First run each side N more times, interleaved (baseline, candidate, baseline, ...) against the "
+            "targets both were measured on, and gate on every run: what lets the gate tell a 30% regression "
+            "from a noisy host. The new runs join each run's repeat group, so later gates reuse them",
+        ),
+    ] = 0,
+    between_run: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SHARE",
+            help="What you expect two runs of one release to differ by beyond their own sampling (default "
+            "0.10); the repeats on each side refine it, one run a side relies on it",
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the JSON report instead of a table")
     ] = False,
@@ -60,15 +77,24 @@ def gate(
             help="Compare runs whose traffic differs (lengths, prefixes, sessions, trace, load); refused by default",
         ),
     ] = False,
+    first_run_is_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--first-run-is-baseline",
+            help="When the baseline selector (latest-pass, label:...) matches no run yet, as in a fresh CI "
+            "store, record the candidate as the first baseline (exit 0) instead of failing; an SLO it breaks "
+            "still fails it",
+        ),
+    ] = False,
     host: Annotated[str, typer.Option(help="--serve address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="--serve port")] = 8080,
 ) -> None:
     """Decide whether CANDIDATE is as good as BASELINE: exit 0 pass, 1 fail, 2 usage, 3 inconclusive."""
-    policy = build_policy(max_regression, confidence, seed)
+    policy = build_policy(max_regression, confidence, between_run)
     slo_spec = build_slo(slo)
     if serve:
         defaults = {"baseline": baseline, "candidate": candidate, "max_regression": max_regression, "slo": slo,
-                    "confidence": confidence, "record": record,
+                    "confidence": confidence, "record": record, "between_run": between_run,
                     "allow_different_workload": allow_different_workload}  # fmt: skip
         server = make_server(store_path, defaults, host, port)
         Console(stderr=True).print(
@@ -85,10 +111,11 @@ def gate(
         raise UsageError("--baseline is required (RUN | label:KEY=VALUE | latest-pass)")
     request = GateRequest(
         baseline=baseline, candidate=candidate, policy=policy, slo=slo_spec, record=record,
-        allow_different_workload=allow_different_workload,
+        allow_different_workload=allow_different_workload, repeats=repeats,
+        first_run_is_baseline=first_run_is_baseline,
     )  # fmt: skip
     with RunStore(store_path) as store:
-        report = run_gate(store, request)
+        report = run_gate(store, request, TerminalProgress(Console(stderr=True), quiet=json_output))
     if json_output:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

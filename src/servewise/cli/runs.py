@@ -89,7 +89,8 @@ def repeat(
 ) -> None:
     """Run a stored spec again N times and report each metric's run-to-run spread.
 
-    The spread is kept with every run of the group; `servewise gate` uses it as its noise floor.
+    The group and its spread are kept with every run of it; `servewise gate` gates on all the runs of a
+    group, which is how it measures what two runs of one release differ by.
     """
     console = Console(stderr=as_json)
     with RunStore(store) as run_store:

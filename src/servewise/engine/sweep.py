@@ -49,12 +49,16 @@ async def run_sweep(
     note = None
     while (rate := next_rate(history, sweep)) is not None and not context.interrupted:
         load = LoadSpec(kind="poisson", rate=rate, max_concurrency=spec.load.max_concurrency)
+        # each step draws its own requests: with the sweep's one seed, every step after the first would
+        # find the previous steps' prompts in the engine's prefix cache and measure a warm cache
+        step_spec = spec.model_copy(update={"workload": spec.workload.model_copy(
+            update={"seed": spec.workload.seed + len(steps)})})
         stats.in_flight = 0
         watcher = asyncio.create_task(_watch_saturation(context, stats, rate, sweep.step_duration_s))
         try:
             step = await execute_run(
                 context,
-                spec,
+                step_spec,
                 kind="sweep-step",
                 parent_id=parent_id,
                 load=load,

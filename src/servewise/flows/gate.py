@@ -7,18 +7,20 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from servewise.analysis.gate import ALL_CHECKS, GatePolicy, RunSamples, evaluate_gate, run_samples
+from servewise.analysis.gate import ALL_CHECKS, GatePolicy, RunSamples, evaluate_gate, run_samples, slo_checks
 from servewise.analysis.run_fingerprint import diff_fingerprints, run_fingerprint, workload_shape
-from servewise.errors import ServewiseError, UsageError
-from servewise.flows.refs import passed_gate, resolve_run
-from servewise.results import CheckRow, FingerprintDiff, GateMark, GateReport, RunPointer
+from servewise.errors import ServewiseError, StoreError, UsageError
+from servewise.flows.bench import ProgressView, SilentProgress
+from servewise.flows.refs import is_selector, passed_gate, resolve_run
+from servewise.flows.runs import note_group, repeat_group, repeatable, rerun
+from servewise.results import CheckRow, FingerprintDiff, GateMark, GateReport, RunPointer, RunResult
 from servewise.results.gate import GateVerdict, RollbackTarget
 from servewise.spec import SloSpec, parse_slo
 from servewise.store import RunRow, RunStore
@@ -34,6 +36,10 @@ class GateRequest:
     slo: SloSpec | None = None
     record: bool = True
     allow_different_workload: bool = False
+    #: runs of each side to add first, interleaved (baseline, candidate, baseline, ...) on their own targets
+    repeats: int = 0
+    #: when the baseline selector matches no run (a fresh CI store), record the candidate as the first baseline
+    first_run_is_baseline: bool = False
 
 
 def parse_max_regression(text: str | None) -> dict[str, float]:
@@ -59,10 +65,15 @@ def parse_max_regression(text: str | None) -> dict[str, float]:
     return allowed
 
 
-def build_policy(max_regression: str | None, confidence: float, seed: int) -> GatePolicy:
+def build_policy(max_regression: str | None, confidence: float, between_run: float | None = None) -> GatePolicy:
     if not 0.5 < confidence < 1:
         raise UsageError(f"--confidence must be between 0.5 and 1 (e.g. 0.95), got {confidence}")
-    return GatePolicy(allowed=parse_max_regression(max_regression), alpha=1 - confidence, seed=seed)
+    policy = GatePolicy(allowed=parse_max_regression(max_regression), alpha=1 - confidence)
+    if between_run is None:
+        return policy
+    if not 0 <= between_run <= 1:
+        raise UsageError(f"--between-run must be a share between 0 and 1 (e.g. 0.1), got {between_run}")
+    return replace(policy, between_run=between_run)
 
 
 def build_slo(text: str | None) -> SloSpec | None:
@@ -80,8 +91,32 @@ def rollback_target(store: RunStore, candidate_id: str) -> RollbackTarget | None
 def _samples(store: RunStore, run: RunRow) -> RunSamples:
     client = run.measured.client if run.measured else None
     limited = (client.reason or "load generator fell behind") if client and client.limited else None
-    spread = run.annotations.repeat.spread if run.annotations.repeat else None
-    return run_samples(store.iter_records(run.id), spread, limited)
+    return run_samples(store.iter_records(run.id), limited)
+
+
+def _sides(store: RunStore, baseline: RunRow, candidate: RunRow, repeats: int,
+           progress: ProgressView) -> tuple[list[RunRow], list[RunRow]]:
+    """Each side's runs: the named run and its repeat group, plus ``repeats`` new runs of each, interleaved
+    so that a host getting busier or quieter reaches both sides alike. New runs join their side's group, so
+    later gates of either release see them. Two named runs of one group gate as themselves alone."""
+    base, cand = repeat_group(store, baseline), repeat_group(store, candidate)
+    if {r.id for r in base} & {r.id for r in cand}:
+        base, cand = [baseline], [candidate]
+        if repeats:
+            raise UsageError(f"{baseline.id} and {candidate.id} are repeats of one another; --repeats needs two "
+                             "different runs")
+    if not repeats:
+        return base, cand
+    repeatable(store, baseline.id), repeatable(store, candidate.id)
+    added: tuple[list[RunResult], list[RunResult]] = ([], [])
+    for i in range(repeats):
+        for side, run in enumerate((baseline, candidate)):
+            progress.notice(f"repeat {i + 1}/{repeats} of the {('baseline', 'candidate')[side]} {run.id}")
+            added[side].append(rerun(store, run, progress))
+    for runs, new in zip((base, cand), added, strict=True):
+        note_group(store, [r.measured for r in runs if r.measured is not None] + new)
+    return ([*base, *(store.get_run(r.run_id) for r in added[0])],
+            [*cand, *(store.get_run(r.run_id) for r in added[1])])
 
 
 def _fingerprint(run: RunRow) -> dict[str, str]:
@@ -94,10 +129,16 @@ def _pointer(run: RunRow, asked: str) -> RunPointer:
     return RunPointer(run_id=run.id, asked=asked, labels=run.labels, created_at=run.created_at)
 
 
-def run_gate(store: RunStore, request: GateRequest) -> GateReport:
-    """Resolve both runs, compare them and return the report; notes the verdict on the candidate."""
+def run_gate(store: RunStore, request: GateRequest, progress: ProgressView | None = None) -> GateReport:
+    """Resolve both runs (and run the repeats asked for), compare the sides and return the report; notes the
+    verdict on the candidate."""
     candidate = resolve_run(store, request.candidate)
-    baseline = resolve_run(store, request.baseline, exclude=candidate.id)
+    try:
+        baseline = resolve_run(store, request.baseline, exclude=candidate.id)
+    except StoreError as missing:
+        if not request.first_run_is_baseline or not is_selector(request.baseline):
+            raise
+        return _first_baseline(store, candidate, request, str(missing))
     if baseline.id == candidate.id:
         raise UsageError(f"baseline and candidate are the same run {candidate.id}")
     shape = diff_fingerprints(workload_shape(baseline.spec), workload_shape(candidate.spec))
@@ -108,12 +149,16 @@ def run_gate(store: RunStore, request: GateRequest) -> GateReport:
             f"baseline {baseline.id} and candidate {candidate.id} sent different workloads ({named}{more}): "
             "gate like with like, or pass --allow-different-workload"
         )
-    result = evaluate_gate(_samples(store, baseline), _samples(store, candidate), request.policy, request.slo)
+    base_runs, cand_runs = _sides(store, baseline, candidate, request.repeats, progress or SilentProgress())
+    result = evaluate_gate([_samples(store, run) for run in base_runs], [_samples(store, run) for run in cand_runs],
+                           request.policy, request.slo)
     report = GateReport(
         verdict=result.verdict,
         reason=result.reason,
         baseline=_pointer(baseline, request.baseline),
         candidate=_pointer(candidate, request.candidate),
+        baseline_runs=[run.id for run in base_runs],
+        candidate_runs=[run.id for run in cand_runs],
         metrics=[CheckRow.model_validate(check.to_json()) for check in result.checks],
         fingerprint_diff=[
             FingerprintDiff.model_validate(d.to_json())
@@ -124,6 +169,20 @@ def run_gate(store: RunStore, request: GateRequest) -> GateReport:
     if request.record and candidate.result is not None:
         store.annotate(candidate.id, GateMark(verdict=result.verdict, baseline=baseline.id, at=time.time()))
     return report
+
+
+def _first_baseline(store: RunStore, candidate: RunRow, request: GateRequest, missing: str) -> GateReport:
+    """No baseline yet: the candidate becomes it, unless it breaks an absolute limit (an SLO) on its own."""
+    checks = slo_checks(request.slo, _samples(store, candidate)) if request.slo else []
+    broken = [c.name for c in checks if c.verdict is GateVerdict.FAIL]
+    verdict = GateVerdict.FAIL if broken else GateVerdict.PASS
+    reason = (f"failed: {', '.join(broken)} (no baseline yet: {missing})" if broken
+              else f"first run: recorded as the baseline ({missing})")
+    if request.record and candidate.result is not None:
+        store.annotate(candidate.id, GateMark(verdict=verdict, baseline=None, at=time.time()))
+    return GateReport(verdict=verdict, reason=reason, baseline=None, candidate=_pointer(candidate, request.candidate),
+                      candidate_runs=[candidate.id], metrics=[CheckRow.model_validate(c.to_json()) for c in checks],
+                      fingerprint_diff=[], rollback_to=None)
 
 
 def make_server(
@@ -153,7 +212,8 @@ def make_server(
                 request = GateRequest(
                     baseline=params["baseline"],
                     candidate=params.get("candidate") or "latest",
-                    policy=build_policy(params.get("max_regression"), float(params.get("confidence", 0.95)), 0),
+                    policy=build_policy(params.get("max_regression"), float(params.get("confidence", 0.95)),
+                                        float(params["between_run"]) if params.get("between_run") else None),
                     slo=build_slo(params.get("slo")),
                     record=defaults.get("record", True),
                     allow_different_workload=str(params.get("allow_different_workload", "")).lower()

@@ -23,11 +23,17 @@ def _labels(text: str) -> dict[str, str]:
     return labels
 
 
+def is_selector(ref: str) -> bool:
+    """``latest``, ``latest-pass`` or ``label:...``: a reference that may match no run yet, unlike an id."""
+    ref = ref.strip()
+    return ref in ("latest", "latest-pass") or ref.startswith("label:")
+
+
 def resolve_run(store: RunStore, ref: str, *, exclude: str | None = None) -> RunRow:
     """Selectors pick the newest finished run with metrics, never ``exclude`` (the other side of a gate);
     an id resolves to that run whatever it holds."""
     ref = ref.strip()
-    if ref not in ("latest", "latest-pass") and not ref.startswith("label:"):
+    if not is_selector(ref):
         return store.get_run(ref)
     labels = _labels(ref.removeprefix("label:")) if ref.startswith("label:") else None
     for run in store.list_runs(labels=labels):

@@ -23,12 +23,13 @@ def _change(check: CheckRow) -> tuple[str, str, str]:
     interval = "-" if low is None or high is None else f"[{low:+.1f}, {high:+.1f}]{points}"
     allowed = "-" if check.allowed_pct is None else f"{check.allowed_pct:.1f}{points}"
     if check.noise_floor_pct:
-        allowed += f" (noise {check.noise_floor_pct:.1f})"
+        allowed += f" (noise {check.noise_floor_pct:.0f}%)"
     return change, interval, allowed
 
 
 def render_gate(report: GateReport, console: Console) -> None:
-    table = Table(title=f"gate: {report.candidate.run_id} vs baseline {report.baseline.run_id}")
+    against = f"baseline {report.baseline.run_id}" if report.baseline else "no baseline (the first run)"
+    table = Table(title=f"gate: {report.candidate.run_id} vs {against}")
     for column in ("check", "baseline", "candidate", "change", "interval", "allowed", "verdict", "why"):
         table.add_column(column, justify="right" if column in ("baseline", "candidate", "change") else "left")
     for check in report.metrics:
@@ -40,6 +41,10 @@ def render_gate(report: GateReport, console: Console) -> None:
             change, interval, allowed, f"[{style}]{verdict}[/]", check.reason,
         )  # fmt: skip
     console.print(table)
+    sides = (len(report.baseline_runs), len(report.candidate_runs))
+    if max(sides) > 1:
+        console.print(f"runs: {sides[0]} baseline ({', '.join(report.baseline_runs)}), {sides[1]} candidate "
+                      f"({', '.join(report.candidate_runs)})", markup=False)
     if report.fingerprint_diff:
         console.print("[yellow]warning: the runs differ in what they measured; compare with care:[/]")
         for diff in report.fingerprint_diff:

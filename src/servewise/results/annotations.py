@@ -20,7 +20,8 @@ class GateMark(Result):
     """`servewise gate` decided this run against a baseline (feeds ``latest-pass`` and rollbacks)."""
 
     verdict: GateVerdict
-    baseline: str
+    #: None: no baseline existed yet and this run was recorded as the first one (``gate --first-run-is-baseline``)
+    baseline: str | None
     at: float
 
 

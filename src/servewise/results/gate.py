@@ -56,8 +56,12 @@ class RollbackTarget(Result):
 class GateReport(Result):
     verdict: GateVerdict
     reason: str
-    baseline: RunPointer
+    #: None when no baseline existed and the candidate was recorded as the first (``--first-run-is-baseline``)
+    baseline: RunPointer | None
     candidate: RunPointer
+    #: every run behind each side (the named run first, then its repeat group and the gate's own repeats)
+    baseline_runs: list[str] = []
+    candidate_runs: list[str] = []
     metrics: list[CheckRow]
     fingerprint_diff: list[FingerprintDiff]
     rollback_to: RollbackTarget | None
