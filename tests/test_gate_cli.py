@@ -14,6 +14,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from servewise.analysis import gate_options
 from servewise.analysis.metrics import MetricsAccumulator
 from servewise.cli import gate as gate_cli
 from servewise.cli.app import ServewiseGroup
@@ -245,7 +246,7 @@ def test_usage_errors_exit_2_with_one_line(app, store_path, args, message):
 
 
 def test_max_regression_parsing():
-    assert gate_flow.parse_max_regression(
+    assert gate_options.parse_max_regression(
         "ttft_p95=10%, throughput=-5%,errors=0.5%,ttft_p99=20"
     ) == pytest.approx({"ttft_p95": 0.10, "throughput": 0.05, "errors": 0.005, "ttft_p99": 0.20})
 

@@ -30,8 +30,12 @@ from engines.servers import LlamaServer
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 
 SERVEWISE = [sys.executable, "-c", "from servewise.cli.app import main; main()"]
-WORKLOAD = ["--load", "concurrency:4", "--requests", "120", "--input-tokens", "64", "--output-tokens", "64",
+WORKLOAD = ["--load", "concurrency:4", "--requests", "100", "--input-tokens", "64", "--output-tokens", "64",
             "--seed", "7", "--quiet"]  # fmt: skip
+#: Release B: every chunk at 1.8x its time. In a closed loop a slower delivery also unloads the engine, so
+#: the client sees less (1.45x gave +32% E2E p50 here, the 30% regression benchmarks/gate_noise.py measures;
+#: 1.8x is clearly past it, so the test does not ride on that figure's 93%).
+SLOWER = 1.8
 LATENCY = {"ttft_p50", "ttft_p95", "e2e_p50", "e2e_p95", "itl_p50", "itl_p95", "tpot_p50", "tpot_p95"}
 
 
@@ -65,22 +69,23 @@ def _summary(report: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str, str]]:
-    """A store, llama-server behind a pass-through gateway (release A) and behind a 1.3x one (release B)."""
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str, str, str]]:
+    """A store, llama-server behind a pass-through gateway (release A), a 1.8x one (B) and a 3x one (C)."""
     reason = LlamaServer.missing_reason()
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("gate-engines")
     with (
-        LlamaServer(slots=4, threads=2) as server,
+        LlamaServer(slots=4, threads=1) as server,  # the other core is the load generator's
         running_gateway(server.base_url, root / "a.log") as a,
-        running_gateway(server.base_url, root / "b.log", stretch=1.3) as b,
+        running_gateway(server.base_url, root / "b.log", stretch=SLOWER) as b,
+        running_gateway(server.base_url, root / "c.log", stretch=3.0) as c,
     ):
-        yield root / "runs.db", a, b, server.model
+        yield root / "runs.db", a, b, c, server.model
 
 
 def test_same_release_twice_never_fails_and_its_repeats_join_each_group(releases):
-    store, a, _, model = releases
+    store, a, _, _, model = releases
     first, second = bench(store, a, model, "a"), bench(store, a, model, "a-again")
     code, report = gate(store, first, second, "--repeats", "3")
     assert (code, report["verdict"]) in ((0, "pass"), (3, "inconclusive")), _summary(report)
@@ -90,23 +95,23 @@ def test_same_release_twice_never_fails_and_its_repeats_join_each_group(releases
         assert runs.get_run(first).annotations.repeat.group == report["baseline_runs"]
 
 
-def test_a_release_30_percent_slower_fails_with_interleaved_repeats(releases):
-    store, a, b, model = releases
+def test_a_clearly_slower_release_fails_with_interleaved_repeats(releases):
+    store, a, b, _, model = releases
     good, slow = bench(store, a, model, "good"), bench(store, b, model, "slow")
     code, report = gate(store, good, slow, "--repeats", "3")
     assert (code, report["verdict"]) == (1, "fail"), _summary(report)
-    failed = {m["name"] for m in report["metrics"] if m["verdict"] == "fail"}
+    failed = {m["name"] for m in report["metrics"] if m["gated"] and m["verdict"] == "fail"}
     assert failed and failed <= LATENCY | {"throughput"}, _summary(report)
     e2e = next(m for m in report["metrics"] if m["name"] == "e2e_p50")
-    assert e2e["change_pct"] == pytest.approx(30, abs=12), _summary(report)
+    assert e2e["change_pct"] > 25, _summary(report)
+    assert "maxT over 70 run splits" in e2e["method"]
 
 
-def test_a_gross_regression_fails_on_one_run_a_side(releases, tmp_path):
-    """A quarter of the slots and half the threads: four requests in flight queue behind one slot."""
-    store, a, _, model = releases
-    good = bench(store, a, model, "before")
-    with LlamaServer(slots=1, threads=1) as worse:
-        bad = bench(store, worse.base_url, model, "worse")
+def test_a_gross_regression_fails_on_one_run_a_side(releases):
+    """Every chunk at three times its time: no repeats needed, whatever the host's noise."""
+    store, a, _, c, model = releases
+    good, bad = bench(store, a, model, "before"), bench(store, c, model, "threefold")
     code, report = gate(store, good, bad)
     assert (code, report["verdict"]) == (1, "fail"), _summary(report)
-    assert {m["name"] for m in report["metrics"] if m["verdict"] == "fail"} & {"ttft_p50", "e2e_p50", "throughput"}
+    failed = {m["name"] for m in report["metrics"] if m["gated"] and m["verdict"] == "fail"}
+    assert failed & {"ttft_p50", "e2e_p50", "e2e_p95", "throughput"}, _summary(report)

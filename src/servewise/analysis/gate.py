@@ -348,7 +348,9 @@ def _no_data(name: str, unit: str, reason: str) -> CheckResult:
 
 
 def _pct(log_change: float) -> float:
-    return 100 * math.expm1(log_change)
+    """A change on the log scale in percent; an interval bound past any number (a run-to-run noise so wide
+    that its bound overflows) is infinite, which the JSON writes as null."""
+    return 100 * math.expm1(log_change) if log_change < 700 else math.inf
 
 
 def _decide(estimate: _Estimate, p_adjusted: float, allowed: float, alpha: float) -> tuple[GateVerdict, str]:

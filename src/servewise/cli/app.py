@@ -11,7 +11,20 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from servewise import __version__
-from servewise.cli import bench, coldstart, diagnose, doctor, gate, plan, report, runs, stage, trace, twin
+from servewise.cli import (
+    bench,
+    coldstart,
+    diagnose,
+    doctor,
+    gate,
+    plan,
+    release,
+    report,
+    runs,
+    stage,
+    trace,
+    twin,
+)
 from servewise.errors import ServewiseError
 
 
@@ -40,7 +53,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-for module in (bench, trace, runs, diagnose, gate, plan, twin, coldstart, stage, report, doctor):
+for module in (bench, trace, runs, diagnose, gate, release, plan, twin, coldstart, stage, report, doctor):
     module.register(app)
 
 

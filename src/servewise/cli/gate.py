@@ -12,9 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from servewise.analysis.gate_options import build_policy, build_slo
 from servewise.cli.options import StoreOption
 from servewise.errors import UsageError
-from servewise.flows.gate import GateRequest, build_policy, build_slo, make_server, run_gate
+from servewise.flows.gate import GateRequest, make_server, run_gate
 from servewise.report.gate import render_gate
 from servewise.report.progress import TerminalProgress
 from servewise.results.gate import GateVerdict

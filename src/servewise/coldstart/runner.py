@@ -53,10 +53,10 @@ from servewise.results.coldstart import (
     StartStatus,
     WarmRequests,
 )
+from servewise.signals import HELD, held_signals
 
 POLL_S = 0.05
 RETRY_S = 0.2
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -158,22 +158,6 @@ class _Watch:
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[list[int]]:
-    """A second Ctrl-C while the server is being stopped must not leave it running: SIGINT and SIGTERM
-    are only noted (in the list yielded) until the stop is done."""
-    pending: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield pending
-        return
-    previous = {sig: signal.signal(sig, lambda signum, _: pending.append(signum)) for sig in HELD_SIGNALS}
-    try:
-        yield pending
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
 def signals_as_interrupt() -> Iterator[None]:
     """Ctrl-C and SIGTERM raise KeyboardInterrupt wherever the main thread is, so the server is stopped.
 
@@ -189,7 +173,7 @@ def signals_as_interrupt() -> Iterator[None]:
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, _raise) for sig in HELD_SIGNALS}
+    previous = {sig: signal.signal(sig, _raise) for sig in HELD}
     try:
         yield
     finally:
@@ -430,7 +414,7 @@ def measure_start(
     except Exception as exc:  # our own failure: still stop the server and report what we have
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
-        with _signals_deferred() as pending:
+        with held_signals() as pending:  # a second Ctrl-C must not leave the server running
             if sampler is not None:
                 sampler.stop()
             if followed is not None:

@@ -4,17 +4,17 @@ name the run to roll back to; and the same verdict over HTTP for Argo Rollouts' 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from servewise.analysis.gate import ALL_CHECKS, GatePolicy, RunSamples, evaluate_gate, run_samples, slo_checks
+from servewise.analysis.gate import GatePolicy, RunSamples, evaluate_gate, run_samples, slo_checks
+from servewise.analysis.gate_options import build_policy, build_slo
 from servewise.analysis.run_fingerprint import diff_fingerprints, run_fingerprint, workload_shape
 from servewise.errors import ServewiseError, StoreError, UsageError
 from servewise.flows.bench import ProgressView, SilentProgress
@@ -22,7 +22,7 @@ from servewise.flows.refs import is_selector, passed_gate, resolve_run
 from servewise.flows.runs import note_group, repeat_group, repeatable, rerun
 from servewise.results import CheckRow, FingerprintDiff, GateMark, GateReport, RunPointer, RunResult
 from servewise.results.gate import GateVerdict, RollbackTarget
-from servewise.spec import SloSpec, parse_slo
+from servewise.spec import SloSpec
 from servewise.store import RunRow, RunStore
 
 
@@ -42,44 +42,6 @@ class GateRequest:
     first_run_is_baseline: bool = False
 
 
-def parse_max_regression(text: str | None) -> dict[str, float]:
-    """``ttft_p95=10%,tpot_p50=5%,throughput=-5%,errors=1%`` -> check -> allowed fraction.
-
-    A throughput allowance is a drop, so ``-5%`` and ``5%`` mean the same; errors are percentage points.
-    """
-    allowed: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or name not in ALL_CHECKS:
-            raise UsageError(
-                f"--max-regression: cannot read {item!r}; use CHECK=PERCENT with CHECK one of {', '.join(ALL_CHECKS)}"
-            )
-        try:
-            percent = abs(float(value.strip().rstrip("%")))
-        except ValueError:
-            raise UsageError(f"--max-regression: {item!r} needs a percentage like {name}=10%") from None
-        if not math.isfinite(percent) or percent > 1000:
-            raise UsageError(f"--max-regression: {item!r} is not a sensible percentage")
-        allowed[name] = percent / 100
-    return allowed
-
-
-def build_policy(max_regression: str | None, confidence: float, between_run: float | None = None) -> GatePolicy:
-    if not 0.5 < confidence < 1:
-        raise UsageError(f"--confidence must be between 0.5 and 1 (e.g. 0.95), got {confidence}")
-    policy = GatePolicy(allowed=parse_max_regression(max_regression), alpha=1 - confidence)
-    if between_run is None:
-        return policy
-    if not 0 <= between_run <= 1:
-        raise UsageError(f"--between-run must be a share between 0 and 1 (e.g. 0.1), got {between_run}")
-    return replace(policy, between_run=between_run)
-
-
-def build_slo(text: str | None) -> SloSpec | None:
-    return parse_slo(text) if text else None
-
-
 def rollback_target(store: RunStore, candidate_id: str) -> RollbackTarget | None:
     """The newest labelled run, other than the candidate, that passed a gate: where to roll back to."""
     for run in store.list_runs():
@@ -88,7 +50,8 @@ def rollback_target(store: RunStore, candidate_id: str) -> RollbackTarget | None
     return None
 
 
-def _samples(store: RunStore, run: RunRow) -> RunSamples:
+def stored_samples(store: RunStore, run: RunRow) -> RunSamples:
+    """The gate's view of a stored run: its records, and whether its load generator fell behind."""
     client = run.measured.client if run.measured else None
     limited = (client.reason or "load generator fell behind") if client and client.limited else None
     return run_samples(store.iter_records(run.id), limited)
@@ -150,7 +113,7 @@ def run_gate(store: RunStore, request: GateRequest, progress: ProgressView | Non
             "gate like with like, or pass --allow-different-workload"
         )
     base_runs, cand_runs = _sides(store, baseline, candidate, request.repeats, progress or SilentProgress())
-    result = evaluate_gate([_samples(store, run) for run in base_runs], [_samples(store, run) for run in cand_runs],
+    result = evaluate_gate([stored_samples(store, run) for run in base_runs], [stored_samples(store, run) for run in cand_runs],
                            request.policy, request.slo)
     report = GateReport(
         verdict=result.verdict,
@@ -173,7 +136,7 @@ def run_gate(store: RunStore, request: GateRequest, progress: ProgressView | Non
 
 def _first_baseline(store: RunStore, candidate: RunRow, request: GateRequest, missing: str) -> GateReport:
     """No baseline yet: the candidate becomes it, unless it breaks an absolute limit (an SLO) on its own."""
-    checks = slo_checks(request.slo, _samples(store, candidate)) if request.slo else []
+    checks = slo_checks(request.slo, stored_samples(store, candidate)) if request.slo else []
     broken = [c.name for c in checks if c.verdict is GateVerdict.FAIL]
     verdict = GateVerdict.FAIL if broken else GateVerdict.PASS
     reason = (f"failed: {', '.join(broken)} (no baseline yet: {missing})" if broken

@@ -31,6 +31,7 @@ from servewise.results.coldstart import (
 from servewise.results.diagnosis import DiagnosisResult, FindingResult
 from servewise.results.gate import CheckRow, FingerprintDiff, GateReport, RunPointer
 from servewise.results.plan import PlanRecord, TierRecord
+from servewise.results.release import ReleaseOutcome, ReleaseResult, ReleaseStep
 from servewise.results.run import (
     CacheOutcome,
     ClientCheck,
@@ -77,6 +78,9 @@ __all__ = [
     "PlanRecord",
     "ProbeRecord",
     "ReasoningOutcome",
+    "ReleaseOutcome",
+    "ReleaseResult",
+    "ReleaseStep",
     "RepeatNote",
     "ResourceStats",
     "RunPointer",

@@ -23,13 +23,13 @@ from typing import Any
 
 from servewise.errors import StoreError
 from servewise.records import ErrorClass, Phase, RequestRecord, Sample, TokenSource, record_to_row
-from servewise.results import Annotations, ColdstartResult, RunResult, SweepResult
+from servewise.results import Annotations, ColdstartResult, ReleaseResult, RunResult, SweepResult
 from servewise.results.annotations import NOTE_KINDS
 from servewise.results.base import Result
 from servewise.store.migrations import migrate
 
 RESULT_SCHEMA = 2  # the shape of summary_json: 1 = release 0.1.0 (notes inside), 2 = typed, notes apart
-StoredResult = RunResult | SweepResult | ColdstartResult
+StoredResult = RunResult | SweepResult | ColdstartResult | ReleaseResult
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -139,6 +139,8 @@ class RunRow:
 def _result_type(kind: str) -> type[StoredResult]:
     if kind == "sweep":
         return SweepResult
+    if kind == "release":
+        return ReleaseResult
     return ColdstartResult if kind == "coldstart" else RunResult
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from servewise.analysis.run_fingerprint import workload_key
 from servewise.results import Annotations, ColdstartResult, DiagnosisResult, RunResult, SweepResult
 from servewise.results.gate import GateVerdict
+from servewise.results.release import ReleaseResult
 
 DAY_S = 86400.0
 
@@ -88,7 +89,7 @@ class StoredRun(Protocol):
     @property
     def labels(self) -> Mapping[str, str]: ...
     @property
-    def result(self) -> RunResult | ColdstartResult | None: ...
+    def result(self) -> RunResult | ColdstartResult | ReleaseResult | None: ...
     @property
     def measured(self) -> RunResult | None: ...
     @property
