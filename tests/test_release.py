@@ -182,10 +182,15 @@ def test_a_timeout_or_ctrl_c_stops_the_commands_whole_process_group(tmp_path):
     assert (done.status, done.exit_code) == ("timeout", None)
     time.sleep(0.2)
     assert _gone(pid_file)
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    done = run_command(f"echo $$ > {pid_file}; exec sleep 30", 20, tmp_path / "b.log", grace_s=2)
-    timer.join()
+    # Ctrl-C as the CLI sees it (Python's own handler: KeyboardInterrupt), whatever an earlier test left installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        done = run_command(f"echo $$ > {pid_file}; exec sleep 30", 20, tmp_path / "b.log", grace_s=2)
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert done.status == "interrupted" and _gone(pid_file)
 
 
