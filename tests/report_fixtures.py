@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
-from servewise.analysis.stage import TrafficPattern, assess_stage, history_from_runs, parse_answers
+from servewise.analysis.stage import (
+    Capacity,
+    assess_stage,
+    history_from_runs,
+    parse_answers,
+    traffic_evidence,
+)
 from servewise.records import Phase, RequestRecord, Sample, TokenSource
 from servewise.results import (
     ColdstartResult,
@@ -114,11 +121,47 @@ def plan() -> PlanRecord:
     )
 
 
-def stage_record() -> StageRecord:
-    history = history_from_runs([], traffic=TrafficPattern(7, 86400, 0.2, 1.6, 3.0, 0.05, "prometheus"))
+DAY_S = 86400.0
+TRAFFIC_END = 1_790_000_000.0 - 1_790_000_000.0 % DAY_S  # a UTC midnight
+
+
+def _traffic_points(
+    days: int = 21, *, rps: float = 2.0, growth: float = 0.12, end: float = TRAFFIC_END
+) -> list[tuple[float, float]]:
+    """15-minute request rates over ``days`` ending at a UTC midnight: a daily cycle peaking at 15:00,
+    quieter weekends, ``growth`` a week, a little deterministic noise."""
+    rng = random.Random(7)
+    start, step = end - days * DAY_S, 900.0
+    points = []
+    for i in range(1, int(days * DAY_S / step) + 1):
+        t = start + i * step
+        weekend = 0.6 if int((t / DAY_S + 3) % 7) >= 5 else 1.0
+        cycle = 1 + 0.6 * math.cos(2 * math.pi * ((t % DAY_S) / 3600 - 15) / 24)
+        level = rps * (1 + growth) ** ((t - start) / DAY_S / 7) * weekend
+        points.append((t, level * cycle * rng.lognormvariate(0, 0.03)))
+    return points
+
+
+def stage_record(*, traffic: bool = False) -> StageRecord:
+    """The stage as stored: by default from the answers file alone (no traffic in Prometheus, said in
+    ``traffic_note``); with ``traffic``, three weeks of growing production traffic read from Prometheus
+    and a stated capacity, so the record carries the trend, the forecast and every day for the charts.
+
+    Hostile strings reach the report through a probe's evidence, and with traffic through the source
+    (in the "users depend" sign's evidence) and the capacity's source."""
     probes = [ProbeRecord(name="bad_json", status="fail", evidence=f"malformed JSON: 500: {HOSTILE}")]
-    answers = parse_answers("users_depend: yes\ntraffic_growing: yes\n")
-    return StageRecord.model_validate(assess_stage(probes, history, answers).to_dict())
+    if not traffic:
+        answers = parse_answers("users_depend: yes\ntraffic_growing: yes\n")
+        note = "no production traffic in Prometheus at http://127.0.0.1:9090: nothing is guessed from it"
+        return assess_stage(probes, history_from_runs([]), answers, traffic_note=note).record()
+    points = _traffic_points()
+    end = points[-1][0]
+    evidence = traffic_evidence(
+        points, step_s=900.0, start=end - 21 * DAY_S, end=end, source=f"prometheus {HOSTILE}"
+    )
+    peak = evidence.peak_rps or 1.0
+    capacity = Capacity(peak * 1.6, 1, f"--capacity {HOSTILE}", degrade_share=0.8)
+    return assess_stage(probes, history_from_runs([], traffic=evidence), capacity=capacity, now=end).record()
 
 
 def coldstart() -> ColdstartResult:

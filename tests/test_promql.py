@@ -1,5 +1,6 @@
-"""Traffic-pattern evidence read from a real Prometheus server (Debian's `prometheus` package) that scraped a
-target written here: volume triples and request size doubles halfway, and the stage evidence says so."""
+"""Traffic series read from a real Prometheus server (Debian's `prometheus` package) that scraped a target
+written here: volume triples and request size doubles halfway, and the series say so. (Weeks of history
+are backfilled in tests/test_stage_prometheus.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from prometheus_server import free_port, running_prometheus
-from servewise.analysis.stage import traffic_pattern_from_series
 from servewise.telemetry.promql import PromQLError, TrafficQueries, fetch_traffic, query_range
 
 PHASE_S = 8.0  # the target's traffic changes after this many seconds
@@ -59,28 +59,26 @@ def prometheus(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_traffic_pattern_from_a_real_prometheus(prometheus):
+def test_traffic_series_from_a_real_prometheus(prometheus):
     time.sleep(max(0.0, 2 * PHASE_S + 1.5 - (time.time() - _Target.started)))
-    # periods of PHASE_S/2 from t=3 s (rate() has two scrapes by then): [3,7) at 5 req/s ... [11,15) at 15
+    # from t=3 s (rate() has two scrapes by then) to t=17: 5 req/s of 100 tokens, then 15 req/s of 200
     start, end = _Target.started + 3, _Target.started + 2 * PHASE_S + 1
-    series = fetch_traffic(prometheus, span_s=end - start, step_s=1, window="3s", end=end)
+    series = fetch_traffic(prometheus, span_s=end - start, step_s=1, window_s=3, end=end)
     assert series is not None and series.queries.name == "vllm"
     assert len(series.volume) >= 10 and len(series.size) >= 10
-    pattern = traffic_pattern_from_series(
-        series.volume, series.size, period_s=PHASE_S / 2, source=series.source
-    )
-    assert pattern is not None
-    assert 2.0 < pattern.growth < 4.5, pattern
-    assert 10 < pattern.peak_rps < 20, pattern
-    assert 0.6 < pattern.size_drift < 1.4, pattern
-    assert pattern.volume_cv > 0.3
-    assert "Prometheus http://127.0.0.1" in pattern.source
+    early = [v for t, v in series.volume if t < _Target.started + PHASE_S - 1]
+    late = [v for t, v in series.volume if t > _Target.started + PHASE_S + 4]
+    assert 4 < sum(early) / len(early) < 6 and 13 < sum(late) / len(late) < 17, series.volume
+    sizes = [v for t, v in series.size if t > _Target.started + PHASE_S + 4]
+    assert sum(sizes) / len(sizes) == pytest.approx(200, rel=0.05)
+    assert series.errors == [] and series.histograms == []  # the target exposes neither
+    assert series.source.startswith("Prometheus http://127.0.0.1")
 
 
 @pytest.mark.slow
 def test_no_engine_series_and_bad_queries(prometheus):
     none = TrafficQueries("nothing", "sum(rate(no_such_metric_total[{window}]))")
-    assert fetch_traffic(prometheus, span_s=10, step_s=1, window="3s", queries=none) is None
+    assert fetch_traffic(prometheus, span_s=10, step_s=1, window_s=3, queries=none) is None
     with pytest.raises(PromQLError, match="refused"):
         query_range(prometheus, "sum(rate(", time.time() - 10, time.time(), 1)
 

@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         model_arch: str | None = typer.Option(None, help="Architecture for the plan, e.g. llama-3.1-8b."),
         current_gpu: str | None = typer.Option(None, help="The GPU the endpoint runs on, e.g. rtx4090."),
         answers: Path | None = typer.Option(None, help="YAML answers for what no probe can see."),
+        prometheus: str | None = typer.Option(
+            None, help="The team's Prometheus: production traffic for the stage and the outgrown forecast."
+        ),
+        replicas: int = typer.Option(1, min=1, help="Replicas serving the production traffic read."),
         output: Path = typer.Option(Path("servewise-report.html"), "--output", "-o", help="Report file."),
         store: StoreOption = None,
         quiet: QuietFlag = False,
@@ -46,8 +50,9 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         with RunStore(store) as run_store:
             outcome = doctor(url, store=run_store, spec=spec, model_arch=model_arch, current_gpu=current_gpu,
-                             answers=answers, output=output, progress=TerminalProgress(console, quiet=quiet))  # fmt: skip
-        console.print(render_assessment(outcome.stage.assessment))
+                             answers=answers, output=output, progress=TerminalProgress(console, quiet=quiet),
+                             prometheus_url=prometheus, replicas=replicas)  # fmt: skip
+        console.print(render_assessment(outcome.stage.assessment.record()))
         console.print(f"report: {outcome.report.resolve()}", markup=False)
 
     @app.command("demo", rich_help_panel="Advise")
@@ -78,7 +83,7 @@ def register(app: typer.Typer) -> None:
             with RunStore(store) as run_store:
                 outcome = doctor(url, store=run_store, spec=spec, model_arch=DEMO_MODEL, current_gpu=DEMO_GPU,
                                  answers=None, output=output, progress=TerminalProgress(console))  # fmt: skip
-            console.print(render_assessment(outcome.stage.assessment))
+            console.print(render_assessment(outcome.stage.assessment.record()))
         finally:
             proc.terminate()
             proc.wait(timeout=10)

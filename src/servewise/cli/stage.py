@@ -36,11 +36,31 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--init-answers", help="Write an answers file to fill in, then exit")
         ] = None,
         prometheus: Annotated[
-            str | None, typer.Option("--prometheus", help="Prometheus URL for the production traffic pattern")
+            str | None,
+            typer.Option(
+                "--prometheus",
+                help="The team's Prometheus URL: production request counters and latency histograms "
+                "(vLLM, SGLang, TGI names) give traffic, seasonality, trend, errors and SLO attainment",
+            ),
         ] = None,
         days: Annotated[
-            float, typer.Option("--days", min=1, help="Days of traffic to read from Prometheus")
-        ] = 14,
+            float,
+            typer.Option(
+                "--days", min=1, max=400, help="Days of traffic to read (a trend needs 7, a pattern 14)"
+            ),
+        ] = 28,
+        capacity: Annotated[
+            float | None,
+            typer.Option(
+                "--capacity",
+                min=0.001,
+                help="Requests/s one replica serves within the SLO, when known (default: the newest stored "
+                "sweep's knee for this target)",
+            ),
+        ] = None,
+        replicas: Annotated[
+            int, typer.Option("--replicas", min=1, max=10_000, help="Replicas serving the traffic read")
+        ] = 1,
         api_key_env: Annotated[
             str | None, typer.Option("--api-key-env", help="Env var holding the API key")
         ] = None,
@@ -59,7 +79,15 @@ def register(app: typer.Typer) -> None:
         store_path: StoreOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the assessment as JSON")] = False,
     ) -> None:
-        """Place the team at a stage (prototype → mature production) and rank the next production layers."""
+        """Place the team at a stage (prototype → mature production) from evidence, forecast when the tier is
+        outgrown, and rank the next production layers.
+
+        Evidence: production traffic from --prometheus (requests per day, active days, daily and weekly
+        cycle, growth of the daily peak, errors, SLO attainment from the engine's histograms), the run
+        store (sweeps, gates, releases, rollbacks, cold starts, diagnoses; twin runs never count), and
+        the probes when a URL is given. The answers file (--init-answers writes one) speaks only for what
+        nothing can observe: an SLA, on-call, cost tracking.
+        """
         err = Console(stderr=True)
         if init_answers is not None:
             if init_answers.exists():
@@ -74,7 +102,15 @@ def register(app: typer.Typer) -> None:
         config = probe_config(api_key_env, api_key_file, burst, timeout_s)
         with RunStore(store_path) as store:
             outcome = assess(
-                store, url=url, answers_path=answers, config=config, prometheus_url=prometheus, days=days, warn=warn
+                store,
+                url=url,
+                answers_path=answers,
+                config=config,
+                prometheus_url=prometheus,
+                days=days,
+                capacity_rps=capacity,
+                replicas=replicas,
+                warn=warn,
             )
             if outcome.unreachable:
                 raise UnreachableError(outcome.probes[0].evidence)
@@ -83,14 +119,15 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(
                 json.dumps(
-                    {**outcome.assessment.to_dict(), "probes": [p.to_dict() for p in outcome.probes]}, indent=2
+                    {**outcome.assessment.to_dict(), "probes": [p.to_dict() for p in outcome.probes]},
+                    indent=2,
                 )
             )
             return
         console = Console()
         if outcome.probes:
             console.print(probes_table(outcome.probes))
-        console.print(render_assessment(outcome.assessment))
+        console.print(render_assessment(outcome.assessment.record()))
 
     @app.command("probe")
     def probe_command(

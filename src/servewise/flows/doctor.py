@@ -83,8 +83,11 @@ def doctor(
     answers: Path | None,
     output: Path,
     progress: ProgressView,
+    prometheus_url: str | None = None,
+    replicas: int = 1,
 ) -> DoctorOutcome:
-    """Run every step; each one's result is kept with the sweep run."""
+    """Run every step; each one's result is kept with the sweep run. With the team's Prometheus the stage
+    reads production traffic and forecasts when the sweep's knee is outgrown."""
     progress.step("1/4 sweeping to the SLO knee")
     sweep = run_loop(run_bench(spec, store, progress=progress))
     assert isinstance(sweep, SweepResult), "doctor's spec is a sweep"
@@ -105,6 +108,8 @@ def doctor(
         url=url,
         answers_path=answers,
         config=probe_config(spec.target.api_key_env, spec.target.api_key_file, 32, 10.0, spec.target.model),
+        prometheus_url=prometheus_url,
+        replicas=replicas,
         warn=progress.notice,
     )
     attach(store, sweep.run_id, stage)

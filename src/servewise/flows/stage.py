@@ -9,13 +9,15 @@ from pathlib import Path
 
 from servewise.analysis.stage import (
     AnswersError,
+    Capacity,
     HistoryEvidence,
+    LatencyHistogram,
     StageAssessment,
-    TrafficPattern,
+    TrafficEvidence,
     assess_stage,
     history_from_runs,
     parse_answers,
-    traffic_pattern_from_series,
+    traffic_evidence,
 )
 from servewise.errors import UsageError
 from servewise.probes import ProbeConfig, ProbeResult, run_probes_sync
@@ -38,25 +40,41 @@ class StageOutcome:
 
     def note(self) -> StageNote:
         return StageNote(
-            stage=self.assessment.record(), probes=[ProbeRecord.model_validate(p.to_dict()) for p in self.probes]
+            stage=self.assessment.record(),
+            probes=[ProbeRecord.model_validate(p.to_dict()) for p in self.probes],
         )
 
 
 def _same_target(run: RunRow, url: str) -> bool:
+    """A run of this endpoint: its spec's target (a release file names it as a plain URL) or its target."""
     wanted = url.rstrip("/").removesuffix("/v1")
-    found = str((run.spec.get("target") or {}).get("url") or run.target.get("url") or "")
+    target = run.spec.get("target")
+    named = target.get("url") if isinstance(target, dict) else target
+    found = str(named or run.target.get("url") or "")
     return found.rstrip("/").removesuffix("/v1") == wanted
 
 
-def read_traffic(prometheus_url: str, days: float, period_s: float = DAY_S) -> TrafficPattern | None:
-    """Daily volume and request-size pattern over ``days`` from the team's Prometheus (hourly points)."""
-    series = fetch_traffic(prometheus_url, span_s=days * DAY_S, step_s=min(3600.0, period_s / 4), window="1h")
+def read_traffic(prometheus_url: str, days: float, end: float | None = None) -> TrafficEvidence | None:
+    """Production traffic over the last ``days`` from the team's Prometheus; None when it holds no known
+    engine's request counter."""
+    series = fetch_traffic(prometheus_url, span_s=days * DAY_S, end=end)
     if series is None:
         return None
-    return traffic_pattern_from_series(series.volume, series.size, period_s=period_s, source=series.source)
+    return traffic_evidence(
+        series.volume,
+        step_s=series.step_s,
+        start=series.start,
+        end=series.end,
+        errors=series.errors,
+        size=series.size,
+        latency=[LatencyHistogram(metric, tuple(buckets)) for metric, buckets in series.histograms],
+        source=series.source,
+    )
 
 
-def build_history(store: RunStore, target_url: str | None, traffic: TrafficPattern | None = None) -> HistoryEvidence:
+def build_history(
+    store: RunStore, target_url: str | None, traffic: TrafficEvidence | None = None
+) -> HistoryEvidence:
     """Evidence from every stored run (of this target, when one is given)."""
     runs = store.list_runs(include_children=False)
     if target_url:
@@ -104,23 +122,36 @@ def assess(
     answers_path: Path | None,
     config: ProbeConfig,
     prometheus_url: str | None = None,
-    days: float = 14.0,
+    days: float = 28.0,
+    capacity_rps: float | None = None,
+    replicas: int = 1,
+    now: float | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> StageOutcome:
-    """Everything `servewise stage` does before printing; doctor calls this too."""
+    """Everything `servewise stage` does before printing; doctor calls this too. ``capacity_rps`` (per
+    replica) replaces the stored sweep's knee; ``now`` (tests) dates the traffic window's end."""
     answers = load_answers(answers_path)
     probes = run_probes_sync(url, config) if url else []
-    traffic = None
+    traffic, note = None, None
     if prometheus_url:
         try:
-            traffic = read_traffic(prometheus_url, days)
+            traffic = read_traffic(prometheus_url, days, end=now)
         except PromQLError as exc:
-            if warn:
-                warn(f"{exc}; assessing without traffic")
-        if traffic is None and warn:
-            warn("no known request-volume series in Prometheus; assessing without traffic")
+            note = f"{exc}; assessed without production traffic"
+        else:
+            if traffic is None:
+                note = (
+                    f"no production traffic in Prometheus at {prometheus_url} over {days:g} days (no vLLM, SGLang, "
+                    "TGI or servewise request counter holds data): nothing is guessed from it"
+                )
+        if note and warn:
+            warn(note)
     history = build_history(store, url, traffic)
-    return StageOutcome(assess_stage(probes, history, answers), probes)
+    capacity = Capacity(capacity_rps, replicas, "--capacity") if capacity_rps else None
+    assessment = assess_stage(
+        probes, history, answers, capacity=capacity, replicas=replicas, now=now, traffic_note=note
+    )
+    return StageOutcome(assessment, probes)
 
 
 def attach(store: RunStore, run_id: str, outcome: StageOutcome) -> None:

@@ -14,17 +14,20 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from servewise.records import Sample
 from servewise.results import SloTargetOutcome, SweepStep, TierRecord, TurnRow
+from servewise.results.stage import ForecastRecord, TrafficRecord
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -306,4 +309,87 @@ def coldstart_runs(startup_s: Sequence[float]) -> str | None:
         ax.set_xlabel("start")
         ax.set_ylabel("seconds to first response")
         ax.legend(fontsize=7)
+        return _svg(fig)
+
+
+def _iso(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def traffic_forecast(record: TrafficRecord, forecast: ForecastRecord | None) -> str | None:
+    """Daily peaks over dates, the fitted trend carried on to the crossing date (or 13 weeks ahead, never past
+    a year), capacity and where p95 TTFT doubles as horizontal lines, the crossing as a vertical one."""
+    days = [(when, d.peak_rps) for d in record.days if (when := _iso(d.date)) is not None]
+    if not days:
+        return None
+    first, last = days[0][0], days[-1][0]
+    crossing = _iso(forecast.crossing_date) if forecast else None
+    with _figure(8.5, 3.2) as (fig, axes):
+        ax = axes[0, 0]
+        ax.plot(
+            [d for d, _ in days],
+            [p for _, p in days],
+            "o-",
+            color=PALETTE[0],
+            markersize=3,
+            linewidth=1,
+            label="daily peak",
+        )
+        level, slope, at = record.trend_level_rps, record.trend_slope_per_day, record.trend_at
+        if level is not None and slope is not None and at is not None:
+            end = crossing + timedelta(days=7) if crossing and crossing > last else last + timedelta(days=91)
+            end = min(end, last + timedelta(days=365))
+            span = [first + timedelta(days=k) for k in range((end - first).days + 1)]
+            epoch = date(1970, 1, 1)
+
+            def peak(day: date) -> float:
+                return level * math.exp(slope * ((day - epoch).days * 86400.0 - at) / 86400.0)
+
+            fitted = [d for d in span if d <= last]
+            ahead = [d for d in span if d >= last]
+            growth = f" ({math.exp(slope * 7) - 1:+.1%}/week)"
+            ax.plot(
+                fitted,
+                [peak(d) for d in fitted],
+                "-",
+                color=PALETTE[1],
+                linewidth=1.2,
+                label="trend" + growth,
+            )
+            ax.plot(ahead, [peak(d) for d in ahead], "--", color=PALETTE[1], linewidth=1.2, label="projected")
+        if forecast is not None:
+            ax.axhline(
+                forecast.capacity_rps,
+                color=SLO_COLOR,
+                linewidth=1.2,
+                label=f"capacity {forecast.capacity_rps:.3g} req/s ({forecast.replicas}×)",
+            )
+            if forecast.degrade_rps is not None:
+                ax.axhline(
+                    forecast.degrade_rps,
+                    color=PALETTE[3],
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"p95 TTFT doubles {forecast.degrade_rps:.3g} req/s",
+                )
+            if crossing is not None:
+                ax.axvline(
+                    crossing,
+                    color=KNEE_COLOR,
+                    linestyle=":",
+                    linewidth=1.5,
+                    label=f"reaches capacity {crossing.isoformat()}",
+                )
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("peak req/s")
+        ax.set_title("Daily peak, its trend and the capacity at the SLO", loc="left")
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.legend(
+            fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+        )  # beside: the peaks start top left
         return _svg(fig)

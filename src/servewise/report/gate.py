@@ -43,8 +43,11 @@ def render_gate(report: GateReport, console: Console) -> None:
     console.print(table)
     sides = (len(report.baseline_runs), len(report.candidate_runs))
     if max(sides) > 1:
-        console.print(f"runs: {sides[0]} baseline ({', '.join(report.baseline_runs)}), {sides[1]} candidate "
-                      f"({', '.join(report.candidate_runs)})", markup=False)
+        console.print(
+            f"runs: {sides[0]} baseline ({', '.join(report.baseline_runs)}), {sides[1]} candidate "
+            f"({', '.join(report.candidate_runs)})",
+            markup=False,
+        )
     if report.fingerprint_diff:
         console.print("[yellow]warning: the runs differ in what they measured; compare with care:[/]")
         for diff in report.fingerprint_diff:

@@ -27,6 +27,7 @@ from servewise.results import (
     PlanRecord,
     ProbeRecord,
     RunResult,
+    SignRecord,
     StageRecord,
     StartStats,
     SweepResult,
@@ -269,6 +270,46 @@ def _coldstart_view(coldstart: ColdstartResult | None) -> dict[str, Any] | None:
     }
 
 
+_TICKS = {"yes": "✓", "no": "✗", "unknown": "?"}
+
+
+def _signs_view(signs: Sequence[SignRecord], production: bool) -> list[dict[str, str]]:
+    """Each sign ticked; ``toward`` is pass where it points to production, fail where to prototype."""
+    out = []
+    for sign in signs:
+        known = sign.status in ("yes", "no")
+        toward = "unknown" if not known else "pass" if (sign.status == "yes") == production else "fail"
+        out.append(
+            {
+                "tick": _TICKS.get(sign.status, "?"),
+                "status": sign.status,
+                "toward": toward,
+                "text": sign.text,
+                "evidence": sign.evidence,
+            }
+        )
+    return out
+
+
+def _stage_view(stage: StageRecord | None) -> dict[str, Any] | None:
+    """The stage section's signs, traffic, forecast and chart, in the terminal's words."""
+    if stage is None:
+        return None
+    from servewise.report.stage import forecast_lines, traffic_summary
+
+    traffic, outlook = stage.traffic, stage.forecast
+    return {
+        "production": _signs_view(stage.moving_to_production_if, True),
+        "prototype": _signs_view(stage.closer_to_prototype_if, False),
+        "traffic": traffic_summary(traffic) if traffic else [],
+        "source": traffic.source if traffic else None,
+        "forecast": forecast_lines(outlook) if outlook else [],
+        "forecast_note": outlook.note if outlook else None,
+        "chart": _markup(_charts().traffic_forecast(traffic, outlook)) if traffic else None,
+        "traffic_note": stage.traffic_note,
+    }
+
+
 def _charts():
     """matplotlib loads only when a report is drawn: every other command starts without its 40 MB."""
     from servewise.report import charts
@@ -370,6 +411,7 @@ def render_report(bundle: ReportBundle) -> str:
             recommendation=bundle.plan.recommendation if bundle.plan else None,
             coldstart=coldstart,
             stage=bundle.stage,
+            stage_view=_stage_view(bundle.stage),
             checklist_by_area=checklist_by_area,
             probes=bundle.probes,
             missing=missing,

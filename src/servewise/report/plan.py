@@ -24,8 +24,10 @@ def _table(title: str, columns: tuple[str, ...]) -> Table:
 
 def render_plan(result: PlanResult, console: Console) -> None:
     """Two tables, so each reads at 80 columns: what each tier does at this load, then what it costs."""
-    speed = _table("Capacity plan: per replica",
-                   ("GPU", "fits", "max conc", "out tok/s", "TTFT p50", "TPOT p50", "req/s"))
+    speed = _table(
+        "Capacity plan: per replica",
+        ("GPU", "fits", "max conc", "out tok/s", "TTFT p50", "TPOT p50", "req/s"),
+    )
     cost = _table("Cost", ("GPU", "replicas", "$/hour", "$/1M out", "$/1k req", "headroom"))
     for t in result.tiers:
         gpu = f"{t.num_gpus}x {t.gpu}"
@@ -52,8 +54,10 @@ def render_plan(result: PlanResult, console: Console) -> None:
         console.print(f"  [bold]{t.num_gpus}x {t.gpu}[/]: {t.bound if t.fits else t.reason}")
     knee = [f"{t.num_gpus}x {t.gpu}" for t in result.tiers if t.fits and t.near_knee]
     if knee:
-        console.print(f"  ≥ TTFT on {', '.join(knee)}: the load is within {1 - KNEE:.0%} of saturation, where "
-                      "TTFT is mostly queueing: a lower bound, which small changes in load or lengths swing")
+        console.print(
+            f"  ≥ TTFT on {', '.join(knee)}: the load is within {1 - KNEE:.0%} of saturation, where "
+            "TTFT is mostly queueing: a lower bound, which small changes in load or lengths swing"
+        )
     console.print(f"[bold]Recommendation:[/] {result.recommendation}")
     for note in result.notes:
         console.print(f"[dim]{note}[/]")

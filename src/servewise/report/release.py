@@ -62,7 +62,16 @@ def render_release(result: ReleaseResult, console: Console) -> None:
 
 def history_table(releases: Sequence[ReleaseResult]) -> Table:
     table = Table(title=f"{len(releases)} release(s), newest first", title_justify="left")
-    for column in ("release", "started (UTC)", "outcome", "gate", "ready s", "rolled back to", "running", "run"):
+    for column in (
+        "release",
+        "started (UTC)",
+        "outcome",
+        "gate",
+        "ready s",
+        "rolled back to",
+        "running",
+        "run",
+    ):
         table.add_column(column, justify="right" if column == "ready s" else "left")
     for r in releases:
         style = _STYLE[r.status]

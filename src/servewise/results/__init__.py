@@ -48,7 +48,16 @@ from servewise.results.run import (
     TurnRow,
     WorkerCounts,
 )
-from servewise.results.stage import ChecklistRecord, LayerRecord, ProbeRecord, StageRecord
+from servewise.results.stage import (
+    ChecklistRecord,
+    DayRecord,
+    ForecastRecord,
+    LayerRecord,
+    ProbeRecord,
+    SignRecord,
+    StageRecord,
+    TrafficRecord,
+)
 from servewise.results.trace import TraceLengths, TraceRateBucket, TraceSessions, TraceSummary
 
 __all__ = [
@@ -63,11 +72,13 @@ __all__ = [
     "ColdstartAggregate",
     "ColdstartResult",
     "ColdstartVerdict",
+    "DayRecord",
     "DiagnosisResult",
     "Distribution",
     "FindingResult",
     "FingerprintDiff",
     "FirstRequest",
+    "ForecastRecord",
     "GateMark",
     "GateReport",
     "LagSummary",
@@ -85,6 +96,7 @@ __all__ = [
     "ResourceStats",
     "RunPointer",
     "RunResult",
+    "SignRecord",
     "SloOutcome",
     "SloTargetOutcome",
     "StageNote",
@@ -101,6 +113,7 @@ __all__ = [
     "TraceRateBucket",
     "TraceSessions",
     "TraceSummary",
+    "TrafficRecord",
     "TtftTrend",
     "TurnRow",
     "WarmRequests",

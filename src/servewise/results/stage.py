@@ -14,6 +14,38 @@ class ChecklistRecord(Result):
     status: str  # pass | fail | unknown
     evidence: str
     needed_from: str
+    local_only: bool = False
+
+
+class SignRecord(Result):
+    """One of the article's signs: "moving into production if…" or "still closer to prototype if…"."""
+
+    key: str
+    text: str
+    status: str  # yes | no | unknown
+    evidence: str
+
+
+class ForecastRecord(Result):
+    """When the projected peak reaches the capacity measured at the SLO (``stage``'s ``forecast``)."""
+
+    peak_rps: float
+    capacity_rps: float
+    capacity_source: str
+    replicas: int
+    headroom: float
+    growth_per_week: float | None
+    growth_interval: list[float] | None
+    crossing_date: str | None  # ISO date; None when not within a year
+    crossing_earliest: str | None
+    crossing_latest: str | None
+    crossing_days: float | None
+    degrade_rps: float | None
+    degrade_date: str | None
+    plan_date: str
+    plan_peak_rps: float | None
+    replicas_needed: int | None
+    note: str
 
 
 class LayerRecord(Result):
@@ -23,6 +55,35 @@ class LayerRecord(Result):
     why: list[str]
     score: float
     needed_from: str
+    not_yet: str = ""
+
+
+class DayRecord(Result):
+    date: str  # ISO, UTC
+    requests: float
+    peak_rps: float
+    errors: float = 0.0
+
+
+class TrafficRecord(Result):
+    """Production traffic as read from Prometheus: the summary the stage judged, and every day for charts."""
+
+    source: str
+    observed_days: int
+    active_days: int
+    requests_per_day: float | None
+    peak_rps: float | None
+    mean_rps: float | None
+    daily_cycle: float | None
+    weekend_ratio: float | None
+    growth_per_week: float | None
+    error_share: float | None
+    down_hours: float
+    size_drift: float | None
+    trend_at: float | None = None  # unix time the trend's level is for
+    trend_level_rps: float | None = None
+    trend_slope_per_day: float | None = None  # of log(peak)
+    days: list[DayRecord] = []
 
 
 class StageRecord(Result):
@@ -34,6 +95,11 @@ class StageRecord(Result):
     next_layers: list[LayerRecord]
     not_yet: list[LayerRecord] = []
     next_step: str | None = None
+    moving_to_production_if: list[SignRecord] = []
+    closer_to_prototype_if: list[SignRecord] = []
+    forecast: ForecastRecord | None = None
+    traffic: TrafficRecord | None = None
+    traffic_note: str | None = None
 
 
 class ProbeRecord(Result):

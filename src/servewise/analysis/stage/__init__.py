@@ -4,13 +4,17 @@ The framework is the article's (docs: prototype-to-production): a team enters pr
 on the system, the serving pattern repeats, its limits are measurable and infrastructure decisions must be
 stable. One idea per module:
 
-- ``answers``: the answers file, what no probe can see;
-- ``evidence``: stored runs and production traffic folded into numbers (the only reader of stored runs);
+- ``answers``: the answers file, what no probe or series can see (an SLA, on-call);
+- ``traffic``: production request rates, errors and latency histograms folded into numbers and a trend;
+- ``evidence``: stored runs folded into numbers (the only reader of stored runs);
+- ``forecast``: the trend of the peak against the capacity measured at the SLO, with dates;
+- ``signs``: the article's "moving into production if…" and "closer to prototype if…", ticked;
 - ``ladder``: the four stages and what each optimizes for;
 - ``checklist``: each item pass / fail / unknown with the evidence that decided it;
 - ``placement``: the stage, why, and the next layers ranked (later stages' layers named "not yet").
 
-Pure: probe results, history evidence built from stored runs, and answers in; a plain assessment out.
+Pure: probe results, traffic points, history evidence built from stored runs and answers in; a plain
+assessment out.
 """
 
 from servewise.analysis.stage.answers import (
@@ -22,35 +26,52 @@ from servewise.analysis.stage.answers import (
 )
 from servewise.analysis.stage.checklist import ChecklistItem, ProbeLike
 from servewise.analysis.stage.evidence import (
+    CapacityEvidence,
     ColdStartEvidence,
     HistoryEvidence,
     RepeatGroup,
     StoredRun,
-    TrafficPattern,
     history_from_runs,
-    traffic_pattern_from_series,
 )
+from servewise.analysis.stage.forecast import Capacity, Forecast, forecast
 from servewise.analysis.stage.ladder import STAGE_GUIDE, Stage
 from servewise.analysis.stage.placement import Layer, StageAssessment, assess_stage
+from servewise.analysis.stage.signals import Sign, Signs
+from servewise.analysis.stage.traffic import (
+    LatencyHistogram,
+    TrafficEvidence,
+    Trend,
+    fit_trend,
+    traffic_evidence,
+)
 
 __all__ = [
     "ANSWER_QUESTIONS",
     "STAGE_GUIDE",
     "Answer",
     "AnswersError",
+    "Capacity",
+    "CapacityEvidence",
     "ChecklistItem",
     "ColdStartEvidence",
+    "Forecast",
     "HistoryEvidence",
+    "LatencyHistogram",
     "Layer",
     "ProbeLike",
     "RepeatGroup",
+    "Sign",
+    "Signs",
     "Stage",
     "StageAssessment",
     "StoredRun",
-    "TrafficPattern",
+    "TrafficEvidence",
+    "Trend",
     "answers_template",
     "assess_stage",
+    "fit_trend",
+    "forecast",
     "history_from_runs",
     "parse_answers",
-    "traffic_pattern_from_series",
+    "traffic_evidence",
 ]

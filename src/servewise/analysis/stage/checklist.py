@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from servewise.analysis.stage.answers import answered
 from servewise.analysis.stage.evidence import HistoryEvidence
+from servewise.analysis.stage.forecast import PLAN_AHEAD_DAYS, Forecast
 from servewise.analysis.stage.ladder import Stage
+from servewise.analysis.stage.signals import Signs
 
 # Bands, each a judgement the evidence line states.
 REPEAT_CV_OK = 0.10  # throughput of repeat runs of one spec within 10% of each other
 COLDSTART_CV_OK = 0.25  # coldstart.verdicts calls more than this "not repeatable"
 COLDSTART_RATIO_BAD = 2.0  # slowest start at least twice the fastest
-TRAFFIC_CV_STEADY = 0.35  # daily volume varying less than this = the pattern repeats
-SIZE_DRIFT_OK = 0.25  # mean request size moving less than 25% = stable workload
 SLO_ATTAINMENT_OK = 0.90
-HEADROOM_PRESSURE = 0.5  # peak traffic above half the measured capacity at SLO = capacity is live
 MIN_REPEATS = 3
 MIN_SLO_RUNS = 3
+STAT_SHARE = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}  # a pXX target met = XX% within the limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class ChecklistItem:
     status: str  # pass | fail | unknown
     evidence: str
     needed_from: Stage  # the first stage at which this item matters
+    local_only: bool = False  # a fact that only matters once the server is reachable beyond this host
 
 
 class ProbeLike(Protocol):
@@ -46,11 +47,8 @@ class ProbeLike(Protocol):
     def status(self) -> str: ...
     @property
     def evidence(self) -> str: ...
-
-
-def _probe_map(probes: Iterable[ProbeLike]) -> dict[str, tuple[str, str]]:
-    """name → (status, evidence) from ProbeResult objects or ProbeRecords."""
-    return {str(probe.name): (str(probe.status), str(probe.evidence)) for probe in probes}
+    @property
+    def facts(self) -> dict[str, Any]: ...
 
 
 _PROBE_ITEMS: tuple[tuple[str, str, str, Stage], ...] = (
@@ -77,15 +75,77 @@ def _answer_item(
     return ChecklistItem(item_key or key, title, area, status, f"answers file: {key}: {value}", needed)
 
 
+def _production_slo(history: HistoryEvidence) -> ChecklistItem | None:
+    """The SLO the capacity was measured at, checked on production's own latency histograms."""
+    traffic, capacity = history.traffic, history.capacity
+    if traffic is None or not traffic.latency:
+        return None
+    checks: list[tuple[bool, str]] = []
+    for metric, stat, limit_ms in capacity.targets if capacity else ():
+        histogram = traffic.histogram(metric)
+        share = histogram.share_within(limit_ms / 1000) if histogram else None
+        if share is None or stat not in STAT_SHARE:
+            continue
+        wanted = STAT_SHARE[stat]
+        checks.append(
+            (share >= wanted, f"{share:.1%} of requests within {metric} {limit_ms:g} ms (needs {wanted:.0%})")
+        )
+    if not checks:
+        quantiles = [
+            f"{h.metric} p95 {q * 1000:.0f} ms"
+            for h in traffic.latency
+            if (q := h.quantile(0.95)) is not None
+        ]
+        evidence = "no SLO stored with a sweep to check production against"
+        evidence += f" (production: {', '.join(quantiles)})" if quantiles else ""
+        return ChecklistItem("production_slo", "SLO met in production", "capacity", "unknown", evidence,
+                             Stage.GROWTH_PRODUCTION)  # fmt: skip
+    status = "pass" if all(ok for ok, _ in checks) else "fail"
+    evidence = (
+        "; ".join(text for _, text in checks) + f" over {traffic.observed_days} days ({traffic.source})"
+    )
+    return ChecklistItem("production_slo", "SLO met in production", "capacity", status, evidence,
+                         Stage.GROWTH_PRODUCTION)  # fmt: skip
+
+
+def _headroom(forecast: Forecast) -> ChecklistItem:
+    """Fails when latency already climbs at today's peak, or the peak reaches capacity within a quarter."""
+    climbing = forecast.degrade_rps is not None and forecast.peak_rps >= forecast.degrade_rps
+    soon = forecast.crossing_days is not None and forecast.crossing_days <= PLAN_AHEAD_DAYS
+    evidence = (
+        f"peak {forecast.peak_rps:.3g} req/s is {forecast.peak_rps / forecast.capacity_rps:.0%} of the "
+        f"{forecast.capacity_rps:.3g} req/s capacity ({forecast.capacity_source}); {forecast.note}"
+    )
+    if forecast.degrade_rps is not None:
+        evidence += f"; p95 TTFT doubles from {forecast.degrade_rps:.3g} req/s"
+    return ChecklistItem("headroom", "Headroom above peak traffic", "capacity",
+                         "fail" if climbing or soon else "pass", evidence, Stage.GROWTH_PRODUCTION)  # fmt: skip
+
+
+def _probe_items(probes: Iterable[ProbeLike]) -> list[ChecklistItem]:
+    probed = {str(p.name): p for p in probes}
+    items = []
+    for name, title, area, needed in _PROBE_ITEMS:
+        found = probed.get(name)
+        if found is None:
+            items.append(
+                ChecklistItem(name, title, area, "unknown", "not probed (give a target URL)", needed)
+            )
+            continue
+        local = bool(found.facts.get("loopback")) and str(found.status) == "fail"
+        items.append(ChecklistItem(name, title, area, str(found.status), str(found.evidence), needed, local))
+    return items
+
+
 def build_checklist(
-    probes: Iterable[ProbeLike], history: HistoryEvidence, answers: Mapping[str, str]
+    probes: Iterable[ProbeLike],
+    history: HistoryEvidence,
+    answers: Mapping[str, str],
+    signs: Signs,
+    forecast: Forecast | None = None,
 ) -> list[ChecklistItem]:
     """Every item, in reading order: probes first, then repeatability, deployment, capacity, operations."""
-    probed = _probe_map(probes)
-    items: list[ChecklistItem] = []
-    for name, title, area, needed in _PROBE_ITEMS:
-        status, evidence = probed.get(name, ("unknown", "not probed (give a target URL)"))
-        items.append(ChecklistItem(name, title, area, status, evidence, needed))
+    items = _probe_items(probes)
 
     # repeatability
     groups = [g for g in history.repeat_groups if g.throughput_cv is not None]
@@ -108,9 +168,15 @@ def build_checklist(
             Stage.EARLY_PRODUCT,
         )
     )
-    items.append(
-        _answer_item(answers, "deploy_routine", "Deployment is a routine", "deployment", Stage.EARLY_PRODUCT)
-    )
+    if history.releases:
+        items.append(ChecklistItem("deploy_routine", "Deployment is a routine", "deployment", "pass",
+                                   f"{history.releases} releases run by servewise release", Stage.EARLY_PRODUCT))  # fmt: skip
+    else:
+        items.append(
+            _answer_item(
+                answers, "deploy_routine", "Deployment is a routine", "deployment", Stage.EARLY_PRODUCT
+            )
+        )
     rolled = history.rollbacks > 0 or answered(answers, "rollback_exercised") == "yes"
     rb_status = "pass" if rolled else {"no": "fail"}.get(answered(answers, "rollback_exercised"), "unknown")
     rb_evidence = (
@@ -135,10 +201,11 @@ def build_checklist(
     else:
         ratio = cold.ratio or 1.0
         bad = (cold.cv or 0.0) > COLDSTART_CV_OK or ratio >= COLDSTART_RATIO_BAD
+        loading = f", {cold.load_share:.0%} of it loading weights" if cold.load_share is not None else ""
         cs = (
             "fail" if bad else "pass" if cold.runs >= MIN_REPEATS else "unknown",
             f"{cold.runs} starts: {cold.min_s:.1f}–{cold.max_s:.1f} s ({ratio:.1f}x), "
-            f"CV {(cold.cv or 0):.0%}",
+            f"CV {(cold.cv or 0):.0%}{loading}",
         )
     items.append(
         ChecklistItem(
@@ -152,6 +219,7 @@ def build_checklist(
 
     # capacity logic
     named = history.bottleneck and history.bottleneck_confidence not in (None, "low")
+    simulated = f" ({history.simulated_runs} twin runs not counted)" if history.simulated_runs else ""
     items.append(
         ChecklistItem(
             "bottleneck",
@@ -160,7 +228,7 @@ def build_checklist(
             "pass" if named else "unknown" if not history.bench_runs else "fail",
             f"latest diagnosis: {history.bottleneck} ({history.bottleneck_confidence} confidence)"
             if history.bottleneck
-            else f"{history.bench_runs} bench runs, none diagnosed",
+            else f"{history.bench_runs} bench runs, none names a bottleneck{simulated}",
             Stage.GROWTH_PRODUCTION,
         )
     )
@@ -169,9 +237,10 @@ def build_checklist(
             "capacity",
             "Capacity at the SLO measured",
             "capacity",
-            "pass" if history.capacity_rps else "fail",
-            f"max rate meeting the SLO: {history.capacity_rps:g} req/s"
-            if history.capacity_rps
+            "pass" if history.capacity else "fail",
+            f"max rate meeting the SLO: {history.capacity.rps:g} req/s ({history.capacity.slo}, run "
+            f"{history.capacity.run_id})"
+            if history.capacity
             else "no sweep to the SLO knee stored (servewise bench --load sweep --slo ...)",
             Stage.GROWTH_PRODUCTION,
         )
@@ -206,44 +275,21 @@ def build_checklist(
         )
     )
 
-    traffic = history.traffic
-    if traffic and traffic.peak_rps is not None and history.capacity_rps:
-        use = traffic.peak_rps / history.capacity_rps
-        items.append(
-            ChecklistItem(
-                "headroom",
-                "Headroom above peak traffic",
-                "capacity",
-                "pass" if use < 0.7 else "fail",
-                f"peak {traffic.peak_rps:.2f} req/s is {use:.0%} of the "
-                f"{history.capacity_rps:g} req/s capacity at SLO",
-                Stage.GROWTH_PRODUCTION,
-            )
+    if (production := _production_slo(history)) is not None:
+        items.append(production)
+    if forecast is not None:
+        items.append(_headroom(forecast))
+    pattern = signs["pattern_repeats"]
+    items.append(
+        ChecklistItem(
+            "traffic_pattern",
+            "Serving pattern repeats",
+            "capacity",
+            {"yes": "pass", "no": "fail"}.get(pattern.status, "unknown"),
+            pattern.evidence,
+            Stage.GROWTH_PRODUCTION,
         )
-    if traffic and traffic.volume_cv is not None:
-        steady = traffic.volume_cv <= TRAFFIC_CV_STEADY and abs(traffic.size_drift or 0.0) <= SIZE_DRIFT_OK
-        drift = f", request size drift {traffic.size_drift:+.0%}" if traffic.size_drift is not None else ""
-        items.append(
-            ChecklistItem(
-                "traffic_pattern",
-                "Serving pattern repeats",
-                "capacity",
-                "pass" if steady else "fail",
-                f"volume CV {traffic.volume_cv:.0%} over {traffic.periods} periods{drift} ({traffic.source})",
-                Stage.GROWTH_PRODUCTION,
-            )
-        )
-    else:
-        items.append(
-            _answer_item(
-                answers,
-                "workload_stable",
-                "Serving pattern repeats",
-                "capacity",
-                Stage.GROWTH_PRODUCTION,
-                "traffic_pattern",
-            )
-        )
+    )
 
     # operations
     items.append(
