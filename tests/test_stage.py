@@ -366,7 +366,7 @@ def test_twin_runs_are_not_evidence_about_the_server():
     assert history.bench_runs == 0 and history.simulated_runs == 1
     assert history.capacity is None and history.bottleneck is None
     result = assess_stage(history=history)
-    assert "1 runs against the twin not counted" in result.signs["limits_measurable"].evidence
+    assert "1 run against the twin not counted" in result.signs["limits_measurable"].evidence
 
 
 def test_headroom_comes_from_where_latency_climbs_not_a_constant():

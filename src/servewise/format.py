@@ -42,3 +42,8 @@ def megabytes(value: float | None, *, missing: str = "-") -> str:
 
 def money(value: Any) -> str:
     return number(value, ",.2f", missing="–", prefix="$")
+
+
+def count(n: int, noun: str) -> str:
+    """``1 run``, ``3 runs``: evidence lines read as sentences."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -16,6 +16,7 @@ from servewise.analysis.stage.evidence import HistoryEvidence
 from servewise.analysis.stage.forecast import PLAN_AHEAD_DAYS, Forecast
 from servewise.analysis.stage.ladder import Stage
 from servewise.analysis.stage.signals import Signs
+from servewise.format import count
 
 # Bands, each a judgement the evidence line states.
 REPEAT_CV_OK = 0.10  # throughput of repeat runs of one spec within 10% of each other
@@ -219,7 +220,7 @@ def build_checklist(
 
     # capacity logic
     named = history.bottleneck and history.bottleneck_confidence not in (None, "low")
-    simulated = f" ({history.simulated_runs} twin runs not counted)" if history.simulated_runs else ""
+    simulated = f" ({count(history.simulated_runs, 'twin run')} not counted)" if history.simulated_runs else ""
     items.append(
         ChecklistItem(
             "bottleneck",
@@ -228,7 +229,7 @@ def build_checklist(
             "pass" if named else "unknown" if not history.bench_runs else "fail",
             f"latest diagnosis: {history.bottleneck} ({history.bottleneck_confidence} confidence)"
             if history.bottleneck
-            else f"{history.bench_runs} bench runs, none names a bottleneck{simulated}",
+            else f"{count(history.bench_runs, 'bench run')}, none names a bottleneck{simulated}",
             Stage.GROWTH_PRODUCTION,
         )
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from servewise.analysis.stage.answers import answered
 from servewise.analysis.stage.evidence import HistoryEvidence
 from servewise.analysis.stage.traffic import TrafficEvidence
+from servewise.format import count
 
 DEPEND_DAYS = 0.7  # traffic on at least 70% of the days read = users depend on it
 MIN_DAYS = 7  # fewer full days of traffic judge nothing
@@ -100,9 +101,9 @@ def _measurable(history: HistoryEvidence) -> Sign:
     if history.capacity:
         parts.append(f"SLO knee {history.capacity.rps:g} req/s ({history.capacity.slo})")
     if not parts:
-        parts.append(f"{history.bench_runs} bench runs, no bottleneck named and no SLO knee measured")
+        parts.append(f"{count(history.bench_runs, 'bench run')}, no bottleneck named and no SLO knee measured")
     if history.simulated_runs:
-        parts.append(f"{history.simulated_runs} runs against the twin not counted")
+        parts.append(f"{count(history.simulated_runs, 'run')} against the twin not counted")
     return Sign("limits_measurable", text, "yes" if named and history.capacity else "no", "; ".join(parts))
 
 
@@ -112,8 +113,8 @@ def _stable(history: HistoryEvidence, probes: Mapping[str, tuple[str, str]]) -> 
     text = "infrastructure decisions now need to be stable, not just fast"
     gated = history.gate_runs >= MIN_GATES
     evidence = (
-        f"{history.gate_runs} gates ({history.gate_failed} caught a regression), {history.releases} releases, "
-        f"{history.rollbacks} rollbacks exercised"
+        f"{count(history.gate_runs, 'gate')} ({history.gate_failed} caught a regression), "
+        f"{count(history.releases, 'release')}, {count(history.rollbacks, 'rollback')} exercised"
     )
     broken = [
         f"{name} probe fails: {found[1]}"
@@ -160,6 +161,6 @@ def read_signs(
     speed = Sign(
         "speed_over_discipline", "speed matters more than production discipline",
         "no" if history.gate_runs or history.releases else "yes",
-        f"{history.gate_runs} gates and {history.releases} releases stored",
+        f"{count(history.gate_runs, 'gate')} and {count(history.releases, 'release')} stored",
     )  # fmt: skip
     return Signs((depend, pattern, measurable, stable), (changing, learning, no_bottleneck, speed))
