@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from servewise.results.base import Result
+
+
+def _empty(value: object) -> bool:
+    """Fields added after 0.1.0 are left out of the stored JSON while empty (``exclude_if``), so a record
+    written before them exports exactly as it did."""
+    return value is None or value is False or value == "" or value == []
 
 
 class ChecklistRecord(Result):
@@ -14,7 +22,7 @@ class ChecklistRecord(Result):
     status: str  # pass | fail | unknown
     evidence: str
     needed_from: str
-    local_only: bool = False
+    local_only: bool = Field(default=False, exclude_if=_empty)
 
 
 class SignRecord(Result):
@@ -55,7 +63,7 @@ class LayerRecord(Result):
     why: list[str]
     score: float
     needed_from: str
-    not_yet: str = ""
+    not_yet: str = Field(default="", exclude_if=_empty)
 
 
 class DayRecord(Result):
@@ -95,11 +103,11 @@ class StageRecord(Result):
     next_layers: list[LayerRecord]
     not_yet: list[LayerRecord] = []
     next_step: str | None = None
-    moving_to_production_if: list[SignRecord] = []
-    closer_to_prototype_if: list[SignRecord] = []
-    forecast: ForecastRecord | None = None
-    traffic: TrafficRecord | None = None
-    traffic_note: str | None = None
+    moving_to_production_if: list[SignRecord] = Field(default=[], exclude_if=_empty)
+    closer_to_prototype_if: list[SignRecord] = Field(default=[], exclude_if=_empty)
+    forecast: ForecastRecord | None = Field(default=None, exclude_if=_empty)
+    traffic: TrafficRecord | None = Field(default=None, exclude_if=_empty)
+    traffic_note: str | None = Field(default=None, exclude_if=_empty)
 
 
 class ProbeRecord(Result):
