@@ -71,3 +71,33 @@ def remote_llama_server(remote_host):
     from engines.conftest_fixtures import _serve
 
     yield from _serve(RemoteLlamaServer, remote=remote_host)
+
+
+# -- a real PostgreSQL server (tests/fixtures/postgres.py) for the shared run store -------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session; skipped without the package or psycopg."""
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install -e '.[postgres]')")
+    from fixtures.postgres import postgres_bin, postgres_server
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL not installed (apt-get install -y postgresql)")
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres, monkeypatch) -> str:
+    """A fresh database on the session's server, its password in PGPASSWORD as a user's would be."""
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    return postgres.url(postgres.create_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path: Path) -> str:
+    """A new store on each backend in turn."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    return request.getfixturevalue("pg_url")

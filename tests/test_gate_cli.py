@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +11,12 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from gate_service import get_json, serve_gate
 from servewise.analysis import gate_options
 from servewise.analysis.metrics import MetricsAccumulator
 from servewise.cli import gate as gate_cli
 from servewise.cli.app import ServewiseGroup
 from servewise.errors import UsageError
-from servewise.flows import gate as gate_flow
 from servewise.flows.refs import resolve_run
 from servewise.records import ErrorClass, Phase, RequestRecord, TokenSource
 from servewise.results import ClientCheck, RepeatNote, RunResult
@@ -251,30 +248,16 @@ def test_max_regression_parsing():
     ) == pytest.approx({"ttft_p95": 0.10, "throughput": 0.05, "errors": 0.005, "ttft_p99": 0.20})
 
 
-def _serve(store_path: Path):
-    server = gate_flow.make_server(store_path, {"record": False}, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_web_provider_serves_the_json_verdict(store_path):
     with RunStore(store_path) as store:
         add_run(store, make_records(1), {"release": "stable"})
         add_run(store, make_records(2, ttft_scale=3.0), {"release": "canary"})  # gross: fails on one run a side
-    server, base = _serve(store_path)
+    server, base = serve_gate(store_path)
     try:
-        status, report = _get(f"{base}/gate?baseline=label:release=stable&candidate=label:release=canary")
+        status, report = get_json(f"{base}/gate?baseline=label:release=stable&candidate=label:release=canary")
         assert status == 200 and report["verdict"] == "fail"
-        assert _get(f"{base}/healthz") == (200, {"status": "ok"})
-        status, report = _get(f"{base}/gate?candidate=latest")
+        assert get_json(f"{base}/healthz") == (200, {"status": "ok"})
+        status, report = get_json(f"{base}/gate?candidate=latest")
         assert status == 400 and report["verdict"] == "error" and "baseline" in report["error"]
     finally:
         server.shutdown()
@@ -308,10 +291,10 @@ def test_argo_templates_match_what_the_gate_accepts(app, store_path):
     assert "pass" in web["successCondition"] and "fail" in web["failureCondition"]
     url = web["provider"]["web"]["url"].replace("{{args.baseline}}", "label:release=stable")
     url = url.replace("{{args.candidate}}", "label:release=canary")
-    server, base = _serve(store_path)
+    server, base = serve_gate(store_path)
     try:
         path = url.split("://", 1)[1].split("/", 1)[1]
-        status, report = _get(f"{base}/{path}")
+        status, report = get_json(f"{base}/{path}")
         assert status == 200 and report["verdict"] in ("pass", "inconclusive")
     finally:
         server.shutdown()

@@ -12,7 +12,7 @@ import pytest
 from servewise.errors import StoreError
 from servewise.results import GateMark, RepeatNote, RunResult
 from servewise.results.gate import GateVerdict
-from servewise.store import RunStore
+from servewise.store import RunStore, open_store
 from servewise.store.migrations import SCHEMA_VERSION
 
 from cli_runner import servewise
@@ -80,9 +80,9 @@ def test_a_file_that_is_not_a_store_is_refused_with_one_line(tmp_path):
     assert result.code == 2 and "cannot open the run store" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_sweep_step_finds_the_steps_before_it_oldest_first(tmp_path):
+def test_a_sweep_step_finds_the_steps_before_it_oldest_first(any_store):
     """What a sweep step's diagnosis reads beside its own samples: the steps before it, never after."""
-    with RunStore(tmp_path / "runs.db") as store:
+    with open_store(any_store) as store:
         sweep = store.create_run(kind="sweep", spec={}, labels={}, tool_version="t", target={}, environment={})
         steps = [
             store.create_run(

@@ -205,7 +205,8 @@ def _hwm_kib(pid: int) -> int | None:
         return None
 
 
-def trace(args: argparse.Namespace, workdir: Path) -> dict:
+def trace(args: argparse.Namespace, workdir: Path, store: str | None = None) -> dict:
+    """``store``: where the run goes (a path or URL; default a SQLite file in ``workdir``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = Path(args.trace_file) if args.trace_file else workdir / "trace.jsonl"
     if not path.exists():
@@ -213,7 +214,7 @@ def trace(args: argparse.Namespace, workdir: Path) -> dict:
     out_json = workdir / "trace-result.json"
     cmd = [*run.sched_prefix(args.sched, 0), "/usr/bin/time", "-v", *shlex.split(args.new), "bench",
            "--target", run.NGINX_URL, "--trace", str(path), *(["--time-scale", str(args.time_scale)] if args.time_scale else []),
-           "--no-telemetry", "-q", "--json", str(out_json), "--store", str(workdir / "trace.db")]  # fmt: skip
+           "--no-telemetry", "-q", "--json", str(out_json), "--store", store or str(workdir / "trace.db")]  # fmt: skip
     print("  " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen(

@@ -16,7 +16,7 @@ from servewise.report.export import write_json
 from servewise.report.progress import TerminalProgress
 from servewise.report.terminal import summary_view
 from servewise.spec import build_spec, parse_duration
-from servewise.store import RunStore
+from servewise.store import open_store
 
 EXIT_CODES = {"ok": 0, "slo_failed": 1, "failed": 3, "interrupted": 130}
 
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
             node_exporter_url=node_exporter, prometheus_url=prometheus, prometheus_selector=prometheus_selector,
             prometheus_window=prometheus_window,
         )
-        with RunStore(store) as run_store:
+        with open_store(store) as run_store:
             result = run_loop(
                 run_bench(
                     run_spec,
@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
         console.print(summary_view(result))
         if result.diagnosis is not None:
             render_diagnosis(result.diagnosis, console)
-        console.print(f"stored as run {result.run_id} in {run_store.path}", style="dim", markup=False)
+        console.print(f"stored as run {result.run_id} in {run_store.location}", style="dim", markup=False)
         if json_out is not None:
             write_json(result.to_json(), json_out)
         raise typer.Exit(EXIT_CODES.get(result.status, 1))

@@ -20,7 +20,7 @@ from servewise.report.coldstart import progress_text, run_table, summary_view
 from servewise.report.export import write_json
 from servewise.secrets import load_api_key
 from servewise.spec import SpecError, parse_duration, parse_labels
-from servewise.store import RunStore, default_store_path
+from servewise.store import open_store
 
 EXIT_NOT_READY = 3  # a start that never became ready
 
@@ -95,7 +95,9 @@ def coldstart(
     label: Annotated[
         list[str] | None, typer.Option(help="KEY=VALUE stored with the run (repeatable)")
     ] = None,
-    store: Annotated[Path | None, typer.Option(help="run store (default: $SERVEWISE_STORE)")] = None,
+    store: Annotated[
+        str | None, typer.Option(help="run store: a SQLite file or a postgresql:// URL (default: $SERVEWISE_STORE)")
+    ] = None,
     log_dir: Annotated[
         Path | None, typer.Option(help="where server logs go (default: beside the store)")
     ] = None,
@@ -115,7 +117,7 @@ def coldstart(
     endpoint = _endpoint(ready, url, api, model, prompt, max_tokens, api_key_env)
     user_phases = tuple(parse_user_phase(p) for p in phase or ())
     labels = parse_labels(label or [])
-    store_path = store or default_store_path()
+    run_store = open_store(store)
     config = ColdstartConfig(
         endpoint=endpoint,
         command=tuple(command or ()),
@@ -131,11 +133,10 @@ def coldstart(
         model_path=model_path,
         sample_interval_s=1.0 / sample_hz,
         grace_s=grace,
-        log_dir=log_dir or store_path.parent / "coldstart-logs",
+        log_dir=log_dir or run_store.local_dir / "coldstart-logs",
     )
     if attach is not None and runs > 1:
         console.print("[yellow]--attach measures the one start already under way; --runs is ignored[/]")
-    run_store = RunStore(store_path)
 
     with run_store, console.status("starting…") as status:
         result = run_coldstart(
@@ -147,7 +148,7 @@ def coldstart(
         )
     if result.runs_ok:
         console.print(summary_view(result))
-    console.print(f"stored as run {result.run_id} in {run_store.path}; server logs in {result.log_dir}")
+    console.print(f"stored as run {result.run_id} in {run_store.location}; server logs in {result.log_dir}")
     if json_out:
         write_json(result.to_json(), json_out)
     if result.status == "interrupted":

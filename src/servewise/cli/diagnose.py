@@ -11,7 +11,7 @@ from rich.console import Console
 from servewise.cli.options import StoreOption
 from servewise.flows.diagnose import diagnose_stored_run
 from servewise.report.diagnosis import render_diagnosis
-from servewise.store import RunStore
+from servewise.store import open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,
     ) -> None:
         """Name the run's bottleneck from its stored telemetry: every resource's verdict and the evidence."""
-        with RunStore(store_path) as store:
+        with open_store(store_path) as store:
             result = diagnose_stored_run(store, run_id)
         if as_json:
             typer.echo(json.dumps(result.to_json(), indent=2))

@@ -14,7 +14,7 @@ from servewise.flows.doctor import DEMO_GPU, DEMO_MODEL, doctor, free_port, star
 from servewise.report.progress import TerminalProgress
 from servewise.report.stage import render_assessment
 from servewise.spec import build_spec
-from servewise.store import RunStore
+from servewise.store import open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
             seed=None, slo=slo, warmup=None, cooldown=None, workers=None, labels=[], api_key_env=None,
             api_key_file=None, timeout=None, sweep_step=sweep_step,
         )  # fmt: skip
-        with RunStore(store) as run_store:
+        with open_store(store) as run_store:
             outcome = doctor(url, store=run_store, spec=spec, model_arch=model_arch, current_gpu=current_gpu,
                              answers=answers, output=output, progress=TerminalProgress(console, quiet=quiet),
                              prometheus_url=prometheus, replicas=replicas)  # fmt: skip
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
                 labels=["demo=twin"], api_key_env=None, api_key_file=None, timeout=None, sweep_step=sweep_step,
                 sweep_start=2.0,
             )  # fmt: skip
-            with RunStore(store) as run_store:
+            with open_store(store) as run_store:
                 outcome = doctor(url, store=run_store, spec=spec, model_arch=DEMO_MODEL, current_gpu=DEMO_GPU,
                                  answers=None, output=output, progress=TerminalProgress(console))  # fmt: skip
             console.print(render_assessment(outcome.stage.assessment.record()))

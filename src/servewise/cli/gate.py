@@ -19,7 +19,7 @@ from servewise.flows.gate import GateRequest, make_server, run_gate
 from servewise.report.gate import render_gate
 from servewise.report.progress import TerminalProgress
 from servewise.results.gate import GateVerdict
-from servewise.store import RunStore
+from servewise.store import open_store
 
 EXIT_CODES = {GateVerdict.PASS: 0, GateVerdict.FAIL: 1, GateVerdict.INCONCLUSIVE: 3}
 
@@ -115,7 +115,7 @@ def gate(
         allow_different_workload=allow_different_workload, repeats=repeats,
         first_run_is_baseline=first_run_is_baseline,
     )  # fmt: skip
-    with RunStore(store_path) as store:
+    with open_store(store_path) as store:
         report = run_gate(store, request, TerminalProgress(Console(stderr=True), quiet=json_output))
     if json_output:
         typer.echo(json.dumps(report.to_json(), indent=2))

@@ -5,16 +5,16 @@ A leaf of declarations: it imports nothing from the other command modules.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 StoreOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--store",
-        help="Run store (default: $SERVEWISE_STORE or ~/.local/share/servewise/runs.db).",
+        help="Run store: a SQLite file or a postgresql://user@host/db URL, its password in PGPASSWORD or "
+        "~/.pgpass (default: $SERVEWISE_STORE or ~/.local/share/servewise/runs.db).",
         show_default=False,
     ),
 ]

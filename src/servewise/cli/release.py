@@ -16,7 +16,7 @@ from servewise.release.config import EXAMPLE, check_version, load_release_file
 from servewise.report.progress import TerminalProgress
 from servewise.report.release import history_table, render_release
 from servewise.results import ReleaseOutcome
-from servewise.store import RunStore
+from servewise.store import open_store
 
 EXIT_CODES = {
     ReleaseOutcome.GOOD: 0, ReleaseOutcome.KEPT: 0, ReleaseOutcome.ROLLED_BACK: 1, ReleaseOutcome.NOT_DEPLOYED: 1,
@@ -58,7 +58,7 @@ def run(
     request = ReleaseRequest(release=release, version=check_version(version, "--version"),
                              previous=check_version(previous, "--previous") if previous else None)  # fmt: skip
     console = Console(stderr=json_output)
-    with RunStore(store) as run_store:
+    with open_store(store) as run_store:
         result = run_release(run_store, request, TerminalProgress(console, quiet=quiet or json_output))
     if json_output:
         typer.echo(json.dumps(result.to_json(), indent=2))
@@ -70,7 +70,7 @@ def run(
 @release_app.command("history")
 def history(store: StoreOption = None, json_output: JsonFlag = False) -> None:
     """Every release, newest first: outcome, gate verdict, time to ready, rollbacks, what was left running."""
-    with RunStore(store) as run_store:
+    with open_store(store) as run_store:
         releases = release_history(run_store)
     if json_output:
         typer.echo(json.dumps([r.to_json() for r in releases], indent=2))

@@ -12,7 +12,7 @@ import typer
 
 from servewise.cli.options import StoreOption
 from servewise.flows.report import build_report
-from servewise.store import RunStore
+from servewise.store import open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         store_path: StoreOption = None,
     ) -> None:
         """Write a self-contained HTML report (works offline) of a stored run."""
-        with RunStore(store_path) as store:
+        with open_store(store_path) as store:
             path = build_report(
                 store, run_ref, output, plan_path=plan, stage_path=stage, coldstart_ref=coldstart, title=title
             )

@@ -1,4 +1,4 @@
-"""`servewise runs list|show|export|repeat`: the run history."""
+"""`servewise runs list|show|export|repeat|push|pull`: the run history, and copying it between stores."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rich.console import Console
 
 from servewise.cli.options import LabelOption, QuietFlag, StoreOption
 from servewise.flows.runs import repeat_run
+from servewise.flows.sync import CopyProgress, sync_runs
 from servewise.report.coldstart import summary_view as coldstart_view
 from servewise.report.export import stdout_or, write_csv, write_run_json
 from servewise.report.progress import TerminalProgress
@@ -17,7 +18,7 @@ from servewise.report.runs import runs_json, runs_table, spread_table
 from servewise.report.terminal import summary_view
 from servewise.results import ColdstartResult
 from servewise.spec import SpecError, parse_labels
-from servewise.store import RunStore
+from servewise.store import Store, open_store
 
 runs_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=True)
 
@@ -31,7 +32,7 @@ def list_runs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """The newest runs, optionally filtered by label."""
-    with RunStore(store) as run_store:
+    with open_store(store) as run_store:
         rows = run_store.list_runs(kind=kind, labels=parse_labels(label), limit=limit)
     if as_json:
         print(json.dumps(runs_json(rows), indent=2))
@@ -46,7 +47,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print the stored summary as JSON."),
 ) -> None:
     """A stored run's summary, as `bench` or `coldstart` printed it."""
-    with RunStore(store) as run_store:
+    with open_store(store) as run_store:
         run = run_store.get_run(run_id)
     if run.measured is not None and not as_json:
         Console().print(summary_view(run.measured))
@@ -68,7 +69,7 @@ def export(
     """Every request of a run, for your own analysis. The API key is never part of a run."""
     if format not in ("json", "csv"):
         raise SpecError(f"--format must be json or csv, got {format!r}")
-    with RunStore(store) as run_store:
+    with open_store(store) as run_store:
         run = run_store.get_run(run_id)
         out = stdout_or(output)
         try:
@@ -93,12 +94,55 @@ def repeat(
     group, which is how it measures what two runs of one release differ by.
     """
     console = Console(stderr=as_json)
-    with RunStore(store) as run_store:
+    with open_store(store) as run_store:
         outcome = repeat_run(run_store, run_id, times, TerminalProgress(console, quiet=quiet))
     if as_json:
         print(json.dumps({"runs": outcome.group, "spread": outcome.spread}, indent=2))
         return
     console.print(spread_table(outcome.group, outcome.spread))
+
+
+def _sync(source: Store, target: Store, verb: str) -> None:
+    """Copy with a live line (stderr) for the run being copied; a one-line summary after (stdout)."""
+    with Console(stderr=True).status(f"{verb}…") as status:
+
+        def progress(p: CopyProgress) -> None:
+            status.update(f"{verb} run {p.run_number}/{p.runs} {p.run_id}: {p.records_done:,}/{p.records:,} records")
+
+        outcome = sync_runs(source, target, progress)
+    notes = f", {_count(outcome.notes, 'newer note')} brought over" if outcome.notes else ""
+    Console().print(
+        f"{verb} {_count(len(outcome.copied), 'run')} ({outcome.records:,} records) from {source.location} to "
+        f"{target.location}; {outcome.already_there} already there{notes}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,  # one line, however long the locations: scripts read it
+    )
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n:,} {thing}{'s' * (n != 1)}"
+
+
+@runs_app.command("push")
+def push(
+    to: str = typer.Option(..., "--to", help="The store to copy into, e.g. postgresql://ci@db.internal/servewise."),
+    store: StoreOption = None,
+) -> None:
+    """Copy this store's runs (records, samples, notes) into another; runs keep their ids, a second push
+    copies nothing. Passwords come from PGPASSWORD or ~/.pgpass, never the command line."""
+    with open_store(store) as source, open_store(to) as target:
+        _sync(source, target, "pushed")
+
+
+@runs_app.command("pull")
+def pull(
+    source_location: str = typer.Option(..., "--from", help="The store to copy from, e.g. a postgresql:// URL."),
+    store: StoreOption = None,
+) -> None:
+    """Copy another store's runs into this one (the gate's baseline from the team's store, say); idempotent."""
+    with open_store(source_location) as source, open_store(store) as target:
+        _sync(source, target, "pulled")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,11 +20,22 @@ from servewise.errors import UnreachableError, UsageError
 from servewise.flows.stage import assess, attach, probe, probe_config, probes_unreachable
 from servewise.probes import ProbeStatus
 from servewise.report.stage import probes_table, render_assessment
-from servewise.store import RunStore
+from servewise.store import open_store
+
+STAGE_HELP = (
+    "Place the team at a stage (prototype → mature production) from evidence, forecast when the tier is "
+    "outgrown, and rank the next production layers.\n\n"
+    "Evidence: production traffic from --prometheus (requests per day, active days, daily and weekly cycle, "
+    "growth of the daily peak, errors, SLO attainment from the engine's histograms), the run store (sweeps, "
+    "gates, releases, rollbacks, cold starts, diagnoses; twin runs never count), and the probes when a URL is "
+    "given. The answers file (--init-answers writes one) speaks only for what nothing can observe: an SLA, "
+    "on-call, cost tracking.\n\n"
+    "Example: servewise stage http://gpu-box:8000 --prometheus http://prometheus:9090 --replicas 2"
+)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("stage")
+    @app.command("stage", help=STAGE_HELP)
     def stage_command(
         url: Annotated[
             str | None, typer.Argument(help="Endpoint to probe (optional), e.g. http://127.0.0.1:8000")
@@ -80,14 +91,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the assessment as JSON")] = False,
     ) -> None:
         """Place the team at a stage (prototype → mature production) from evidence, forecast when the tier is
-        outgrown, and rank the next production layers.
-
-        Evidence: production traffic from --prometheus (requests per day, active days, daily and weekly
-        cycle, growth of the daily peak, errors, SLO attainment from the engine's histograms), the run
-        store (sweeps, gates, releases, rollbacks, cold starts, diagnoses; twin runs never count), and
-        the probes when a URL is given. The answers file (--init-answers writes one) speaks only for what
-        nothing can observe: an SLA, on-call, cost tracking.
-        """
+        outgrown, and rank the next production layers."""
         err = Console(stderr=True)
         if init_answers is not None:
             if init_answers.exists():
@@ -100,7 +104,7 @@ def register(app: typer.Typer) -> None:
             err.print(Text.assemble(("warning: ", "bold yellow"), text))
 
         config = probe_config(api_key_env, api_key_file, burst, timeout_s)
-        with RunStore(store_path) as store:
+        with open_store(store_path) as store:
             outcome = assess(
                 store,
                 url=url,

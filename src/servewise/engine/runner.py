@@ -33,7 +33,7 @@ from servewise.protocols.endpoint import metrics_url
 from servewise.records import Sample
 from servewise.results import CacheOutcome, RunResult, WorkerCounts
 from servewise.spec.models import LoadSpec, RunSpec
-from servewise.store import RunStore
+from servewise.store import Store
 from servewise.telemetry import TelemetrySession, local_port
 from servewise.telemetry.exposition import engine_from_metrics, engine_samples
 from servewise.telemetry.promql import PromQLError, engine_series, serving_host_series
@@ -197,7 +197,7 @@ class TelemetryOptions:
 class RunContext:
     """What every run of one invocation shares: the store, the target, the workers, the hooks."""
 
-    store: RunStore
+    store: Store
     target: TargetInfo
     api_key: str | None
     environment: dict[str, Any]
@@ -224,7 +224,7 @@ def install_interrupt_handler(context: RunContext) -> None:
     loop.add_signal_handler(signal.SIGINT, first)
 
 
-def _theoretical_hit_rate(spec: RunSpec, store: RunStore, run_id: str) -> float | None:
+def _theoretical_hit_rate(spec: RunSpec, store: Store, run_id: str) -> float | None:
     """The share of prompt tokens this workload could have served from a prefix cache. Synthetic single
     turns share nothing by construction; a dataset's reuse is unknown without its token counts."""
     workload = spec.workload

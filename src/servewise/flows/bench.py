@@ -27,8 +27,7 @@ from servewise.report.prometheus import LiveMetrics
 from servewise.results import RunResult
 from servewise.secrets import load_api_key
 from servewise.spec import RunSpec
-from servewise.store import RunStore
-from servewise.store.sqlite import new_run_id
+from servewise.store import Store, new_run_id
 from servewise.telemetry import local_port
 from servewise.telemetry.exporters import find_exporters
 from servewise.workload.trace import load_trace
@@ -62,7 +61,7 @@ class SilentProgress:
 
 async def run_bench(
     spec: RunSpec,
-    store: RunStore,
+    store: Store,
     *,
     progress: ProgressView | None = None,
     prometheus_port: int | None = None,

@@ -18,12 +18,12 @@ from servewise.coldstart.runner import (
 from servewise.engine.environment import environment_fingerprint
 from servewise.results import ColdStart, ColdstartResult
 from servewise.results.coldstart import ColdstartStatus
-from servewise.store import RunStore
+from servewise.store import Store
 
 
 def run_coldstart(
     config: ColdstartConfig,
-    store: RunStore,
+    store: Store,
     labels: dict[str, str] | None = None,
     on_progress: ProgressFn | None = None,
     on_result: Callable[[ColdStart], None] | None = None,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from servewise.analysis.diagnosis import diagnose
 from servewise.results import DiagnosisResult
-from servewise.store import RunStore
+from servewise.store import Store
 
 
-def diagnose_stored_run(store: RunStore, run_id: str) -> DiagnosisResult:
+def diagnose_stored_run(store: Store, run_id: str) -> DiagnosisResult:
     """Exactly what bench computed at the end of the run, from what it stored (a sweep step's earlier steps
     included, for the engine's step time against its batch)."""
     run = store.get_run(run_id)

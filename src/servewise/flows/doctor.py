@@ -22,7 +22,7 @@ from servewise.flows.stage import StageOutcome, assess, attach, probe_config
 from servewise.report.html import bundle_from_store, write_report
 from servewise.results import PlanNote, PlanRecord, StepDiagnosis, SweepResult, SweepStep
 from servewise.spec import RunSpec
-from servewise.store import RunStore
+from servewise.store import Store
 
 DEMO_MODEL = "llama-3.1-8b"
 DEMO_GPU = "rtx4090"
@@ -49,7 +49,7 @@ def _knee_step(sweep: list[SweepStep], knee: float | None) -> SweepStep | None:
 
 
 def _plan(
-    store: RunStore, spec: RunSpec, sweep: SweepResult, model_arch: str | None, current_gpu: str | None
+    store: Store, spec: RunSpec, sweep: SweepResult, model_arch: str | None, current_gpu: str | None
 ) -> PlanNote:
     best = _knee_step(sweep.sweep, sweep.max_rate_meeting_slo)
     if best is None or not model_arch or not current_gpu:
@@ -76,7 +76,7 @@ def _plan(
 def doctor(
     url: str,
     *,
-    store: RunStore,
+    store: Store,
     spec: RunSpec,
     model_arch: str | None,
     current_gpu: str | None,

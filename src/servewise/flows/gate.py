@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -23,7 +22,7 @@ from servewise.flows.runs import note_group, repeat_group, repeatable, rerun
 from servewise.results import CheckRow, FingerprintDiff, GateMark, GateReport, RunPointer, RunResult
 from servewise.results.gate import GateVerdict, RollbackTarget
 from servewise.spec import SloSpec
-from servewise.store import RunRow, RunStore
+from servewise.store import RunRow, Store, open_store
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class GateRequest:
     first_run_is_baseline: bool = False
 
 
-def rollback_target(store: RunStore, candidate_id: str) -> RollbackTarget | None:
+def rollback_target(store: Store, candidate_id: str) -> RollbackTarget | None:
     """The newest labelled run, other than the candidate, that passed a gate: where to roll back to."""
     for run in store.list_runs():
         if run.id != candidate_id and run.labels and passed_gate(run):
@@ -50,14 +49,14 @@ def rollback_target(store: RunStore, candidate_id: str) -> RollbackTarget | None
     return None
 
 
-def stored_samples(store: RunStore, run: RunRow) -> RunSamples:
+def stored_samples(store: Store, run: RunRow) -> RunSamples:
     """The gate's view of a stored run: its records, and whether its load generator fell behind."""
     client = run.measured.client if run.measured else None
     limited = (client.reason or "load generator fell behind") if client and client.limited else None
     return run_samples(store.iter_records(run.id), limited)
 
 
-def _sides(store: RunStore, baseline: RunRow, candidate: RunRow, repeats: int,
+def _sides(store: Store, baseline: RunRow, candidate: RunRow, repeats: int,
            progress: ProgressView) -> tuple[list[RunRow], list[RunRow]]:
     """Each side's runs: the named run and its repeat group, plus ``repeats`` new runs of each, interleaved
     so that a host getting busier or quieter reaches both sides alike. New runs join their side's group, so
@@ -92,7 +91,7 @@ def _pointer(run: RunRow, asked: str) -> RunPointer:
     return RunPointer(run_id=run.id, asked=asked, labels=run.labels, created_at=run.created_at)
 
 
-def run_gate(store: RunStore, request: GateRequest, progress: ProgressView | None = None) -> GateReport:
+def run_gate(store: Store, request: GateRequest, progress: ProgressView | None = None) -> GateReport:
     """Resolve both runs (and run the repeats asked for), compare the sides and return the report; notes the
     verdict on the candidate."""
     candidate = resolve_run(store, request.candidate)
@@ -134,7 +133,7 @@ def run_gate(store: RunStore, request: GateRequest, progress: ProgressView | Non
     return report
 
 
-def _first_baseline(store: RunStore, candidate: RunRow, request: GateRequest, missing: str) -> GateReport:
+def _first_baseline(store: Store, candidate: RunRow, request: GateRequest, missing: str) -> GateReport:
     """No baseline yet: the candidate becomes it, unless it breaks an absolute limit (an SLO) on its own."""
     checks = slo_checks(request.slo, stored_samples(store, candidate)) if request.slo else []
     broken = [c.name for c in checks if c.verdict is GateVerdict.FAIL]
@@ -149,7 +148,7 @@ def _first_baseline(store: RunStore, candidate: RunRow, request: GateRequest, mi
 
 
 def make_server(
-    store_path: Path | None, defaults: dict[str, Any], host: str = "127.0.0.1", port: int = 8080
+    store_path: str | None, defaults: dict[str, Any], host: str = "127.0.0.1", port: int = 8080
 ) -> ThreadingHTTPServer:
     """``GET /gate?baseline=&candidate=&max_regression=&slo=&confidence=`` -> the JSON report (200 for any
     verdict, 400 for bad input); ``GET /healthz`` -> ok. Each request opens the store afresh (SQLite
@@ -182,7 +181,7 @@ def make_server(
                     allow_different_workload=str(params.get("allow_different_workload", "")).lower()
                     in ("1", "true", "yes"),
                 )
-                with RunStore(store_path) as store:
+                with open_store(store_path) as store:
                     report = run_gate(store, request)
             except (ServewiseError, ValueError) as exc:
                 self._send(HTTPStatus.BAD_REQUEST, {"verdict": "error", "error": str(exc)})

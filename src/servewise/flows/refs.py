@@ -6,7 +6,7 @@ from __future__ import annotations
 from servewise.errors import StoreError, UsageError
 from servewise.results.gate import GateVerdict
 from servewise.spec import parse_labels
-from servewise.store import RunRow, RunStore
+from servewise.store import RunRow, Store
 
 SELECTOR_HELP = "RUN id | latest | latest-pass | label:KEY=VALUE[,KEY=VALUE]"
 
@@ -29,7 +29,7 @@ def is_selector(ref: str) -> bool:
     return ref in ("latest", "latest-pass") or ref.startswith("label:")
 
 
-def resolve_run(store: RunStore, ref: str, *, exclude: str | None = None) -> RunRow:
+def resolve_run(store: Store, ref: str, *, exclude: str | None = None) -> RunRow:
     """Selectors pick the newest finished run with metrics, never ``exclude`` (the other side of a gate);
     an id resolves to that run whatever it holds."""
     ref = ref.strip()
@@ -43,10 +43,10 @@ def resolve_run(store: RunStore, ref: str, *, exclude: str | None = None) -> Run
             continue
         return run
     wanted = {"latest": "finished run", "latest-pass": "run that passed a gate"}.get(ref, f"run with {ref}")
-    raise StoreError(f"no {wanted} in {store.path}" + (f" other than {exclude}" if exclude else ""))
+    raise StoreError(f"no {wanted} in {store.location}" + (f" other than {exclude}" if exclude else ""))
 
 
-def latest_of_kind(store: RunStore, ref: str, kind: str) -> RunRow:
+def latest_of_kind(store: Store, ref: str, kind: str) -> RunRow:
     """``latest`` (the newest run of ``kind``) or an id that must name a run of that kind."""
     run = store.latest_run(kind=kind) if ref == "latest" else store.get_run(ref)
     if run is None or run.kind != kind:

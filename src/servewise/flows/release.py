@@ -32,7 +32,7 @@ from servewise.results.release import ReleaseOutcome, ReleaseResult, ReleaseStep
 from servewise.secrets import load_api_key
 from servewise.signals import held_signals
 from servewise.spec import RunSpec
-from servewise.store import RunStore
+from servewise.store import Store
 
 T = TypeVar("T")
 #: held: once the previous release is being brought back, a Ctrl-C waits (at most these steps' timeouts)
@@ -48,18 +48,18 @@ class ReleaseRequest:
     log_dir: Path | None = None  # where each command's output goes (default: beside the store)
 
 
-def release_history(store: RunStore) -> list[ReleaseResult]:
+def release_history(store: Store) -> list[ReleaseResult]:
     """Every stored release, newest first."""
     return [run.result for run in store.list_runs(kind="release") if isinstance(run.result, ReleaseResult)]
 
 
-def last_good_release(store: RunStore, version: str | None = None) -> ReleaseResult | None:
+def last_good_release(store: Store, version: str | None = None) -> ReleaseResult | None:
     """The newest release kept as good (gated pass, kept when inconclusive, or the first one), of
     ``version`` when given: what a new release is gated against and rolled back to."""
     return next((r for r in release_history(store) if r.good and version in (None, r.version)), None)
 
 
-def _same_workload(store: RunStore, spec: RunSpec, good: ReleaseResult | None) -> None:
+def _same_workload(store: Store, spec: RunSpec, good: ReleaseResult | None) -> None:
     """Refused before anything is deployed: a bench the gate would refuse to compare."""
     if good is None or good.bench_run is None:
         return
@@ -79,7 +79,7 @@ async def _bounded(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
 class _Release:
     """One release under way: its plan, its steps so far, and how to run each next one."""
 
-    def __init__(self, store: RunStore, request: ReleaseRequest, progress: ProgressView) -> None:
+    def __init__(self, store: Store, request: ReleaseRequest, progress: ProgressView) -> None:
         release = request.release
         self.store, self.release, self.version, self.progress = store, release, request.version, progress
         baseline = last_good_release(store)
@@ -102,7 +102,7 @@ class _Release:
             labels={"release": self.version}, tool_version=servewise.__version__,
             target={"url": release.target, "ready_url": release.ready}, environment=environment_fingerprint(),
         )  # fmt: skip
-        self.log_dir = (request.log_dir or store.path.parent / "release-logs") / self.run_id
+        self.log_dir = (request.log_dir or store.local_dir / "release-logs") / self.run_id
         self.steps: list[ReleaseStep] = []
         self.t0 = time.perf_counter()  # the start of the newest deploy or rollback command
         self.interrupted = False
@@ -269,6 +269,6 @@ def _announce(name: StepName, version: str, previous: str | None) -> str:
     }[name]  # fmt: skip
 
 
-def run_release(store: RunStore, request: ReleaseRequest, progress: ProgressView | None = None) -> ReleaseResult:
+def run_release(store: Store, request: ReleaseRequest, progress: ProgressView | None = None) -> ReleaseResult:
     """Run the release to its end (kept, rolled back, or unknown) and return it, stored."""
     return _Release(store, request, progress or SilentProgress()).run()

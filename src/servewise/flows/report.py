@@ -13,7 +13,7 @@ from servewise.flows.refs import latest_of_kind
 from servewise.report.html import bundle_from_store, write_report
 from servewise.results import ColdstartResult, PlanRecord, StageRecord
 from servewise.results.base import Result
-from servewise.store import RunStore
+from servewise.store import Store
 
 T = TypeVar("T", bound=Result)
 
@@ -36,7 +36,7 @@ def _read(path: Path | None, model: type[T], what: str) -> T | None:
 
 
 def build_report(
-    store: RunStore,
+    store: Store,
     run_ref: str,
     output: Path | None,
     *,
@@ -48,7 +48,7 @@ def build_report(
     """Write the report of ``run_ref`` (an id or ``latest``); returns its path."""
     run = store.latest_run() if run_ref == "latest" else store.get_run(run_ref)
     if run is None:
-        raise UsageError(f"no runs in {store.path}")
+        raise UsageError(f"no runs in {store.location}")
     coldstart = latest_of_kind(store, coldstart_ref, "coldstart").result if coldstart_ref else None
     bundle = bundle_from_store(
         store,

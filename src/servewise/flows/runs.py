@@ -10,7 +10,7 @@ from servewise.errors import UsageError
 from servewise.flows.bench import ProgressView, run_bench
 from servewise.results import RepeatNote, RunResult
 from servewise.spec import RunSpec
-from servewise.store import RunRow, RunStore
+from servewise.store import RunRow, Store
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class RepeatOutcome:
     spread: dict[str, dict[str, float | None]]
 
 
-def repeatable(store: RunStore, run_ref: str) -> RunRow:
+def repeatable(store: Store, run_ref: str) -> RunRow:
     """A finished bench run whose spec can be sent again."""
     original = store.get_run(run_ref)
     if original.kind != "bench" or original.measured is None:
@@ -29,14 +29,14 @@ def repeatable(store: RunStore, run_ref: str) -> RunRow:
     return original
 
 
-def rerun(store: RunStore, original: RunRow, progress: ProgressView) -> RunResult:
+def rerun(store: Store, original: RunRow, progress: ProgressView) -> RunResult:
     """One more run of a stored bench's spec, labelled ``repeat_of`` the original."""
     spec = RunSpec.model_validate(original.spec)
     spec = spec.model_copy(update={"labels": spec.labels | {"repeat_of": original.id}})
     return run_loop(run_bench(spec, store, progress=progress))
 
 
-def note_group(store: RunStore, results: list[RunResult]) -> RepeatOutcome:
+def note_group(store: Store, results: list[RunResult]) -> RepeatOutcome:
     """Keep the group and its spread on every run of it: later gates gate on all of them."""
     spread = repeat_spread(results)
     group = [r.run_id for r in results]
@@ -46,7 +46,7 @@ def note_group(store: RunStore, results: list[RunResult]) -> RepeatOutcome:
     return RepeatOutcome(group=group, spread=spread)
 
 
-def repeat_group(store: RunStore, run: RunRow) -> list[RunRow]:
+def repeat_group(store: Store, run: RunRow) -> list[RunRow]:
     """The run and the finished runs of its repeat group (``runs repeat`` or a gate's ``--repeats``)."""
     ids = run.annotations.repeat.group if run.annotations.repeat else [run.id]
     others = [store.get_run(run_id) for run_id in ids if run_id != run.id]
@@ -54,7 +54,7 @@ def repeat_group(store: RunStore, run: RunRow) -> list[RunRow]:
 
 
 def repeat_run(
-    store: RunStore, run_ref: str, times: int, progress: ProgressView, *, announce: bool = True
+    store: Store, run_ref: str, times: int, progress: ProgressView, *, announce: bool = True
 ) -> RepeatOutcome:
     """Run a stored bench's spec ``times`` more; note the group on every run of it (the gate reads them all)."""
     original = repeatable(store, run_ref)

@@ -23,7 +23,7 @@ from servewise.errors import UsageError
 from servewise.probes import ProbeConfig, ProbeResult, run_probes_sync
 from servewise.results import ProbeRecord, StageNote
 from servewise.secrets import load_api_key
-from servewise.store import RunRow, RunStore
+from servewise.store import RunRow, Store
 from servewise.telemetry.promql import PromQLError, fetch_traffic
 
 DAY_S = 86400.0
@@ -73,7 +73,7 @@ def read_traffic(prometheus_url: str, days: float, end: float | None = None) -> 
 
 
 def build_history(
-    store: RunStore, target_url: str | None, traffic: TrafficEvidence | None = None
+    store: Store, target_url: str | None, traffic: TrafficEvidence | None = None
 ) -> HistoryEvidence:
     """Evidence from every stored run (of this target, when one is given)."""
     runs = store.list_runs(include_children=False)
@@ -116,7 +116,7 @@ def probe(url: str, config: ProbeConfig) -> list[ProbeResult]:
 
 
 def assess(
-    store: RunStore,
+    store: Store,
     *,
     url: str | None,
     answers_path: Path | None,
@@ -154,7 +154,7 @@ def assess(
     return StageOutcome(assessment, probes)
 
 
-def attach(store: RunStore, run_id: str, outcome: StageOutcome) -> None:
+def attach(store: Store, run_id: str, outcome: StageOutcome) -> None:
     """Keep the stage and probes with a run so `servewise report RUN` shows them."""
     store.annotate(store.get_run(run_id).id, outcome.note())
 

@@ -34,7 +34,7 @@ from servewise.results import (
     SweepStep,
     TurnRow,
 )
-from servewise.store import RunRow, RunStore
+from servewise.store import RunRow, Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -61,7 +61,7 @@ class ReportBundle:
 
 
 def bundle_from_store(
-    store: RunStore,
+    store: Store,
     run_id: str,
     *,
     plan: PlanRecord | None = None,

@@ -1,21 +1,24 @@
-"""Versioned store schema: a store from an older servewise is upgraded in place, in one transaction;
-one from a newer servewise is refused, so nothing is written in a shape this release cannot read.
+"""Versioned store schema, one chain for both backends: a store from an older servewise is upgraded in place,
+in one transaction under the schema lock; one from a newer servewise is refused, so nothing is written in a
+shape this release cannot read.
 
 Version 1 (release 0.1.0) kept later commands' notes inside the run's summary JSON; version 2 keeps
 them in ``annotations`` beside it, so the measured result is written once and never rewritten; version 3
 adds each request's cached prompt tokens, its conversation and turn, and a reasoning model's first
-answer time and reasoning tokens.
+answer time and reasoning tokens. PostgreSQL stores began at version 3; the steps are portable SQL, so a
+later step serves both backends.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from servewise.errors import StoreError
+from servewise.store.connection import Connection
+from servewise.store.schema import annotations_table, create_statements
 
 SCHEMA_VERSION = 3
 
@@ -29,49 +32,51 @@ _V1_NOTES: dict[str, tuple[str, ...]] = {
 _V1_FIELD_NAMES = {"repeat_spread": "spread", "repeat_group": "group", "plan_note": "note"}
 
 
-def _version(db: sqlite3.Connection) -> int | None:
-    has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
-    if not has_meta:
+def schema_version(db: Connection) -> int | None:
+    """The version a store was written in; None for a new (empty) one."""
+    if not db.execute(db.dialect.has_table, ("meta",)):
         return None
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row else None
+    rows = db.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+    return int(rows[0][0]) if rows else None
 
 
-def migrate(db: sqlite3.Connection, schema: str, path: Path) -> None:
-    """Create a new store, upgrade an old one, or refuse one from a newer release."""
-    version = _version(db)
+def _refuse_newer(version: int | None, where: str) -> None:
     if version is not None and version > SCHEMA_VERSION:
         raise StoreError(
-            f"the run store at {path} was written by a newer servewise (store schema {version}; this "
+            f"the run store at {where} was written by a newer servewise (store schema {version}; this "
             f"release reads up to {SCHEMA_VERSION}): upgrade servewise, or use another --store"
         )
+
+
+def migrate(db: Connection, where: str) -> None:
+    """Create a new store, upgrade an old one, or refuse one from a newer release (``where`` names it, with
+    no credentials, in the refusal)."""
+    version = schema_version(db)
+    _refuse_newer(version, where)
     if version == SCHEMA_VERSION:
         return
-    if version is None:  # a new store: every statement is idempotent, so concurrent openers agree
-        db.executescript(schema)
-        _set_version(db)
-        return
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        found = _version(db)  # another process may have upgraded it while this one waited
-        if found == 1:
-            _v1_to_v2(db)
-        if found in (1, 2):
-            _v2_to_v3(db)
-            _set_version(db)
+    with db.schema_lock():
+        found = schema_version(db)  # another process may have created or upgraded it while this one waited
+        _refuse_newer(found, where)
+        if found == SCHEMA_VERSION:
+            return
+        if found is None:
+            for statement in create_statements(db.dialect):
+                db.execute(statement)
+        else:
+            for step in _STEPS[found - 1 :]:
+                step(db)
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
 
 
-def _set_version(db: sqlite3.Connection) -> None:
-    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-
-
-def _v1_to_v2(db: sqlite3.Connection) -> None:
+def _v1_to_v2(db: Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN summary_schema INTEGER")
-    db.execute(
-        "CREATE TABLE annotations (run_id TEXT NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL,"
-        " value_json TEXT NOT NULL, PRIMARY KEY (run_id, kind))"
-    )
-    rows = db.execute("SELECT id, kind, summary_json FROM runs WHERE summary_json IS NOT NULL").fetchall()
+    db.execute(annotations_table(db.dialect))
+    rows = db.execute("SELECT id, kind, summary_json FROM runs WHERE summary_json IS NOT NULL")
     for run_id, kind, text in rows:
         summary, notes = split_v1_summary(json.loads(text), kind)
         for note_kind, value in notes:
@@ -84,10 +89,14 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
         )
 
 
-def _v2_to_v3(db: sqlite3.Connection) -> None:
+def _v2_to_v3(db: Connection) -> None:
     for column, kind in (("cached_tokens", "INTEGER"), ("session_id", "INTEGER"), ("turn", "INTEGER"),
-                         ("t_answer", "REAL"), ("reasoning_tokens", "INTEGER")):  # fmt: skip
+                         ("t_answer", db.dialect.real), ("reasoning_tokens", "INTEGER")):  # fmt: skip
         db.execute(f"ALTER TABLE records ADD COLUMN {column} {kind}")
+
+
+# _STEPS[v - 1] upgrades version v to v + 1
+_STEPS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3]
 
 
 def split_v1_summary(
