@@ -19,14 +19,13 @@ from servewise.analysis.stage import (
     parse_answers,
     traffic_evidence,
 )
+from servewise.analysis.stage.traffic import DAY_S
 from servewise.errors import UsageError
 from servewise.probes import ProbeConfig, ProbeResult, run_probes_sync
 from servewise.results import ProbeRecord, StageNote
 from servewise.secrets import load_api_key
 from servewise.store import RunRow, Store
 from servewise.telemetry.promql import PromQLError, fetch_traffic
-
-DAY_S = 86400.0
 
 
 @dataclass(frozen=True)

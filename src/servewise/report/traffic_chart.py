@@ -14,9 +14,8 @@ from datetime import date, timedelta
 
 from rich.text import Text
 
+from servewise.analysis.stage.traffic import DAY_S
 from servewise.results.stage import DayRecord, ForecastRecord, TrafficRecord
-
-DAY_S = 86400.0
 
 CHART_ROWS = 8
 CHART_DAYS = 60  # daily peaks shown, at most

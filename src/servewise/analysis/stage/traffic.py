@@ -135,14 +135,6 @@ class TrafficEvidence:
     size_drift: float | None  # mean prompt size, last week against the first
     latency: tuple[LatencyHistogram, ...] = ()
 
-    @property
-    def peak_to_mean(self) -> float | None:
-        return self.peak_rps / self.mean_rps if self.peak_rps and self.mean_rps else None
-
-    @property
-    def any_traffic(self) -> bool:
-        return self.active_days > 0 or bool(self.peak_rps)
-
     def histogram(self, metric: str) -> LatencyHistogram | None:
         return next((h for h in self.latency if h.metric == metric and h.count > 0), None)
 
