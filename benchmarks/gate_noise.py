@@ -10,7 +10,10 @@ three benches, A, A, B (the same seed every run, as a team's CI would), stores t
 
 - one run a side: each cycle's first A against its second (A/A) and its second A against its B (A/B);
 - four runs a side, interleaved (what ``servewise gate --repeats 3`` does): the first As of four consecutive
-  cycles against their second As (A/A), and the second As against the Bs (A/B), disjoint groups of cycles.
+  cycles against their second As (A/A), and the second As against the Bs (A/B), disjoint groups of cycles;
+- the same with make-up pairs (what ``--repeats 3`` does on a host other work shares): a group takes one more
+  cycle for each run that shared the host (``analysis/host_load.py``), up to three more, and the gate sets
+  those runs aside.
 
 Prints the false FAIL rate (A/A verdicts that are FAIL), the catch rate (A/B verdicts that are FAIL) and the
 other verdicts, with the default gate policy. Nothing is tuned here: the policy's prior is the module's.
@@ -39,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures.gateway import running_gateway  # noqa: E402
 from servewise.analysis.gate import GatePolicy, RunSamples, evaluate_gate  # noqa: E402
+from servewise.analysis.host_load import busy_reasons  # noqa: E402
 from servewise.flows.gate import stored_samples  # noqa: E402
 from servewise.store import RunStore  # noqa: E402
 
@@ -62,6 +66,26 @@ def bench(url: str, model: str, store: Path, requests: int, load: str, labels: d
 def verdicts(pairs: Sequence[tuple[Sequence[RunSamples], Sequence[RunSamples]]]) -> Counter[str]:
     policy = GatePolicy()
     return Counter(evaluate_gate(a, b, policy).verdict.value for a, b in pairs)
+
+
+def made_up_groups(runs: dict[tuple[int, str], RunSamples], cycles: list[int], sides: tuple[str, str],
+                   repeats: int = 3) -> list[tuple[list[RunSamples], list[RunSamples]]]:
+    """Disjoint groups of 1 + ``repeats`` cycles, each taking one more cycle per run that shared the host, up
+    to ``repeats`` more: the sides ``servewise gate --repeats`` would gate."""
+    groups, i = [], 0
+    while i + repeats < len(cycles):
+        size = repeats + 1
+        while True:
+            group = cycles[i:i + size]
+            a, b = [runs[c, sides[0]] for c in group], [runs[c, sides[1]] for c in group]
+            reasons = busy_reasons([r.host for r in (*a, *b)])
+            busy = max(sum(map(bool, reasons[:size])), sum(map(bool, reasons[size:])))
+            if busy <= size - repeats - 1 or size == 2 * repeats + 1 or i + size >= len(cycles):
+                break
+            size += 1
+        groups.append((a, b))
+        i += size
+    return groups
 
 
 def main() -> None:
@@ -100,12 +124,17 @@ def main() -> None:
     groups = [cycles[i:i + 4] for i in range(0, len(cycles) - 3, 4)]
     four_aa = verdicts([([runs[c, "a1"] for c in g], [runs[c, "a2"] for c in g]) for g in groups])
     four_ab = verdicts([([runs[c, "a2"] for c in g], [runs[c, "b"] for c in g]) for g in groups])
+    made_aa = verdicts(made_up_groups(runs, cycles, ("a1", "a2")))
+    made_ab = verdicts(made_up_groups(runs, cycles, ("a2", "b")))
+    busy = sum(map(bool, busy_reasons([runs[k].host for k in sorted(runs)])))
     report = {"engine": args.engine, "cycles": len(cycles), "requests": args.requests, "load": args.load,
-              "stretch": args.stretch,
+              "stretch": args.stretch, "runs sharing the host": busy,
               "one run a side": {"A/A": dict(single_aa), "A/B": dict(single_ab)},
-              "four runs a side": {"A/A": dict(four_aa), "A/B": dict(four_ab)}}  # fmt: skip
+              "four runs a side": {"A/A": dict(four_aa), "A/B": dict(four_ab)},
+              "four a side, make-up pairs": {"A/A": dict(made_aa), "A/B": dict(made_ab)}}  # fmt: skip
     print(json.dumps(report, indent=2))
-    for name, aa, ab in (("one run a side", single_aa, single_ab), ("four runs a side", four_aa, four_ab)):
+    for name, aa, ab in (("one run a side", single_aa, single_ab), ("four runs a side", four_aa, four_ab),
+                         ("four a side, make-up pairs", made_aa, made_ab)):
         n_aa, n_ab = sum(aa.values()), sum(ab.values())
         print(f"{name}: false FAIL {aa['fail']}/{n_aa} ({aa['fail'] / max(n_aa, 1):.0%}), "
               f"30% regression caught {ab['fail']}/{n_ab} ({ab['fail'] / max(n_ab, 1):.0%})")

@@ -3,6 +3,8 @@ inside a run, gross regressions failing however noisy, and never passing on too 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -17,6 +19,8 @@ from servewise.analysis.gate import (
     evaluate_gate,
     holm_adjust,
 )
+from servewise.analysis.host_load import HostLoad, busy_reasons, host_load
+from servewise.records import Sample
 from servewise.results.gate import GateVerdict as Verdict
 from servewise.spec import parse_slo
 
@@ -205,3 +209,63 @@ def test_a_client_limited_run_is_no_evidence_either_way():
     result = evaluate_gate(baseline, limited)
     assert result.verdict is Verdict.INCONCLUSIVE
     assert "candidate run was client-limited" in result.reason
+
+
+def _loads(rng: np.random.Generator, k: int, busy: dict[int, float] | None = None) -> list[HostLoad]:
+    """Host loads of ``k`` runs on a two-core host: a little unattributed work each, more where ``busy`` says."""
+    return [HostLoad(cores=2.0, others_cores=0.2 + 0.05 * rng.random() + (busy or {}).get(i, 0.0))
+            for i in range(k)]  # fmt: skip
+
+
+def test_a_run_another_job_shared_the_host_with_is_set_aside_when_the_side_can_spare_it():
+    """Five a side (four repeats and a make-up pair): the run a second job slowed threefold is left out, and
+    the gate decides on the rest exactly as if it had never run."""
+    rng = np.random.default_rng(11)
+    base = runs(rng, 5, drift=0.05)
+    cand = runs(rng, 5, drift=0.05)
+    cand[2] = synthetic_run(rng, ttft_scale=3.0, drift=0.05)
+    hosts = _loads(rng, 10, {7: 1.1})
+    base = [replace(r, host=h) for r, h in zip(base, hosts[:5], strict=True)]
+    cand = [replace(r, host=h) for r, h in zip(cand, hosts[5:], strict=True)]
+    result = evaluate_gate(base, cand)
+    assert [(a.side, a.index) for a in result.set_aside] == [(1, 2)]
+    assert "1.1 more of the host's 2 cores" in result.set_aside[0].reason
+    alone = evaluate_gate(base, [r for i, r in enumerate(cand) if i != 2])
+    assert (result.verdict, result.reason) == (alone.verdict, alone.reason)
+    assert check(result, "ttft_p50").candidate == check(alone, "ttft_p50").candidate
+
+
+def test_no_run_is_set_aside_when_that_would_cost_the_permutation_adjustment_or_a_whole_side():
+    rng = np.random.default_rng(12)
+    four = [replace(r, host=h) for r, h in zip(runs(rng, 8), _loads(rng, 8, {5: 1.0}), strict=True)]
+    assert evaluate_gate(four[:4], four[4:]).set_aside == ()  # 4 + 3 runs leave 35 splits, under maxT's 40
+    one = [replace(r, host=h) for r, h in zip(runs(rng, 2), _loads(rng, 2, {1: 1.0}), strict=True)]
+    assert evaluate_gate(one[0], one[1]).set_aside == ()
+    equally_busy = _loads(rng, 10, dict.fromkeys(range(10), 1.2))
+    assert busy_reasons(equally_busy) == [None] * 10  # interleaving spreads a busy host over both sides
+
+
+def test_a_verdict_a_busier_side_could_explain_is_not_given():
+    """One run a side: a threefold slower candidate fails, unless another job held the host during it and
+    not during the baseline; the gate then says so instead of blaming the release."""
+    rng = np.random.default_rng(13)
+    base, cand = synthetic_run(rng), synthetic_run(rng, ttft_scale=3.0, throughput_scale=0.4)
+    assert evaluate_gate(base, cand).verdict is Verdict.FAIL
+    quiet, busy = _loads(rng, 2, {1: 1.2})
+    shared = evaluate_gate(replace(base, host=quiet), replace(cand, host=busy))
+    assert shared.verdict is Verdict.INCONCLUSIVE
+    assert shared.reason.startswith("the candidate's runs shared the host with other work")
+    assert evaluate_gate(replace(base, host=busy), replace(cand, host=quiet)).verdict is Verdict.FAIL
+    assert evaluate_gate(replace(base, host=quiet), replace(cand, host=None)).verdict is Verdict.FAIL
+
+
+def test_host_load_is_what_the_host_did_beyond_the_server_and_the_load_generator():
+    samples = []
+    for t in (1.0, 2.0):
+        samples += [Sample(t, "host", "cpu_percent_total", 75.0), Sample(t, "host", "cpu_count", 2.0),
+                    Sample(t, "process", "cpu_percent", 60.0),
+                    Sample(t, "client", "cpu_percent", 20.0, (("worker", "0"),)),
+                    Sample(t, "client", "cpu_percent", 10.0, (("worker", "parent"),))]  # fmt: skip
+    load = host_load(samples)
+    assert load == HostLoad(cores=2.0, others_cores=pytest.approx(1.5 - 0.9))
+    assert host_load([s for s in samples if s.source != "host"]) is None  # not sampled: unknown, not quiet

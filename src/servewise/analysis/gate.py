@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from scipy.special import stdtr, stdtrit
 
+from servewise.analysis.host_load import BUSY_SHARE, HostLoad, busy_reasons
 from servewise.analysis.metrics import request_latencies
 from servewise.records import Phase, RequestRecord
 from servewise.results.gate import GateVerdict
@@ -71,6 +72,7 @@ class RunSamples:
     ``throughput_slices``: output tokens/s in equal time slices of the steady window.
     ``client_limited``: why the load generator fell behind, if it did: then the run measured the
     client, not the server, and cannot be evidence either way.
+    ``host``: how much of the host's CPU other work held during the run (None when not sampled).
     """
 
     latencies_ms: Mapping[str, np.ndarray] = field(default_factory=dict)
@@ -78,6 +80,7 @@ class RunSamples:
     requests_failed: int = 0
     throughput_slices: np.ndarray = field(default_factory=lambda: np.empty(0))
     client_limited: str | None = None
+    host: HostLoad | None = None
 
     def samples(self, metric: str) -> np.ndarray:
         values = np.asarray(self.latencies_ms.get(metric, np.empty(0)), dtype=float)
@@ -158,10 +161,20 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class SetAside:
+    """A run left out of the comparison: ``side`` 0 is the baseline, 1 the candidate; ``index`` its place there."""
+
+    side: int
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class GateResult:
     verdict: GateVerdict
     checks: list[CheckResult]
     reason: str
+    set_aside: tuple[SetAside, ...] = ()
 
     def failed(self) -> list[CheckResult]:
         return [c for c in self.checks if c.gated and c.verdict is GateVerdict.FAIL]
@@ -392,12 +405,55 @@ def evaluate_gate(
     baseline: RunSamples | Sequence[RunSamples], candidate: RunSamples | Sequence[RunSamples],
     policy: GatePolicy | None = None, slo: SloSpec | None = None,
 ) -> GateResult:  # fmt: skip
-    """Compare the candidate's runs to the baseline's check by check and decide pass / fail / inconclusive."""
+    """Compare the candidate's runs to the baseline's check by check and decide pass / fail / inconclusive.
+
+    Runs that shared the host with other work are set aside while each side keeps a quiet run; when a side
+    has none, a verdict the difference in host load could explain is not given (see ``host_load``)."""
     policy = policy or GatePolicy()
     base = [baseline] if isinstance(baseline, RunSamples) else list(baseline)
     cand = [candidate] if isinstance(candidate, RunSamples) else list(candidate)
     if not base or not cand:
         raise ValueError("each side of a gate needs at least one run")
+    aside = set_aside_busy([run.host for run in base], [run.host for run in cand])
+    if aside:
+        base = [run for i, run in enumerate(base) if not any(a.side == 0 and a.index == i for a in aside)]
+        cand = [run for i, run in enumerate(cand) if not any(a.side == 1 and a.index == i for a in aside)]
+    result = _evaluate(base, cand, policy, slo)
+    busier = _busier_side(base, cand)
+    if busier is not None and (result.verdict, busier) in ((GateVerdict.FAIL, 1), (GateVerdict.PASS, 0)):
+        result = GateResult(GateVerdict.INCONCLUSIVE, result.checks,
+                            f"the {('baseline', 'candidate')[busier]}'s runs shared the host with other work "
+                            "(every run of that side), which can explain the difference; rerun on a quiet host; "
+                            f"checks said {result.verdict.value}: {result.reason}")  # fmt: skip
+    return replace(result, set_aside=tuple(aside))
+
+
+def set_aside_busy(base: Sequence[HostLoad | None], cand: Sequence[HostLoad | None]) -> list[SetAside]:
+    """The runs that shared the host with other work, when the comparison can spare them: each side keeps a
+    quiet run, and sides with enough runs for the permutation adjustment keep enough for it (the make-up
+    pairs of ``gate --repeats`` are what lets a busy run go)."""
+    reasons = busy_reasons([*base, *cand])
+    kept = (len(base) - sum(map(bool, reasons[: len(base)])), len(cand) - sum(map(bool, reasons[len(base):])))
+    splits = math.comb(len(base) + len(cand), len(cand)), math.comb(sum(kept), kept[1])
+    if not any(reasons) or min(kept) == 0 or splits[0] >= MIN_SPLITS > splits[1]:
+        return []
+    return [SetAside(int(i >= len(base)), i if i < len(base) else i - len(base), why)
+            for i, why in enumerate(reasons) if why]  # fmt: skip
+
+
+def _busier_side(base: Sequence[RunSamples], cand: Sequence[RunSamples]) -> int | None:
+    """The side (0 baseline, 1 candidate) whose runs held on average a quarter of the host's cores more of
+    other work than the other side's, or None (also when a run was not sampled)."""
+    loads = ([run.host for run in base], [run.host for run in cand])
+    known = [[load for load in side if load is not None] for side in loads]
+    if len(known[0]) < len(base) or len(known[1]) < len(cand):
+        return None
+    means = [float(np.mean([load.others_cores for load in side])) for side in known]
+    cores = max(load.cores for side in known for load in side)
+    return None if abs(means[1] - means[0]) < BUSY_SHARE * cores else int(means[1] > means[0])
+
+
+def _evaluate(base: list[RunSamples], cand: list[RunSamples], policy: GatePolicy, slo: SloSpec | None) -> GateResult:
     gated = set(policy.gated())
     pooled = (_pooled(base), _pooled(cand))
     per_run: list[Latency] = [[{m: _latency_values(run, m, policy) for m in LATENCY_METRICS} for run in side]
@@ -638,7 +694,8 @@ def throughput_slices(
     return delivered / ((end - start) / slices)
 
 
-def run_samples(records: Iterable[RequestRecord], client_limited: str | None = None) -> RunSamples:
+def run_samples(records: Iterable[RequestRecord], client_limited: str | None = None,
+                host: HostLoad | None = None) -> RunSamples:
     """The gate's inputs from one run's records: steady-state latencies, error counts, throughput slices."""
     records = list(records)
     latencies = request_latencies(records)
@@ -650,4 +707,5 @@ def run_samples(records: Iterable[RequestRecord], client_limited: str | None = N
         requests_failed=failed,
         throughput_slices=throughput_slices(records),
         client_limited=client_limited,
+        host=host,
     )

@@ -50,7 +50,9 @@ def gate(
             min=0, max=20,
             help="First run each side N more times, interleaved (baseline, candidate, baseline, ...) against the "
             "targets both were measured on, and gate on every run: what lets the gate tell a 30% regression "
-            "from a noisy host. The new runs join each run's repeat group, so later gates reuse them",
+            "from a noisy host. A run during which other work held the host's CPU (another job on the runner) "
+            "is made up for by one more pair, up to N more, and set aside. The new runs join each run's "
+            "repeat group, so later gates reuse them",
         ),
     ] = 0,
     between_run: Annotated[

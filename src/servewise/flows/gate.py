@@ -12,15 +12,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from servewise.analysis.gate import GatePolicy, RunSamples, evaluate_gate, run_samples, slo_checks
+from servewise.analysis.gate import (
+    GatePolicy,
+    RunSamples,
+    evaluate_gate,
+    run_samples,
+    slo_checks,
+)
 from servewise.analysis.gate_options import build_policy, build_slo
+from servewise.analysis.host_load import HostLoad, busy_reasons, host_load
 from servewise.analysis.run_fingerprint import diff_fingerprints, run_fingerprint, workload_shape
 from servewise.errors import ServewiseError, StoreError, UsageError
 from servewise.flows.bench import ProgressView, SilentProgress
 from servewise.flows.refs import is_selector, passed_gate, resolve_run
 from servewise.flows.runs import note_group, repeat_group, repeatable, rerun
 from servewise.results import CheckRow, FingerprintDiff, GateMark, GateReport, RunPointer, RunResult
-from servewise.results.gate import GateVerdict, RollbackTarget
+from servewise.results.gate import GateVerdict, RollbackTarget, SetAsideRun
 from servewise.spec import SloSpec
 from servewise.store import RunRow, Store, open_store
 
@@ -50,16 +57,22 @@ def rollback_target(store: Store, candidate_id: str) -> RollbackTarget | None:
 
 
 def stored_samples(store: Store, run: RunRow) -> RunSamples:
-    """The gate's view of a stored run: its records, and whether its load generator fell behind."""
+    """The gate's view of a stored run: its records, whether its load generator fell behind, and how much of
+    the host other work held meanwhile."""
     client = run.measured.client if run.measured else None
     limited = (client.reason or "load generator fell behind") if client and client.limited else None
-    return run_samples(store.iter_records(run.id), limited)
+    return run_samples(store.iter_records(run.id), limited, _host(store, run))
+
+
+def _host(store: Store, run: RunRow) -> HostLoad | None:
+    return host_load(s for source in ("host", "process", "client") for s in store.samples(run.id, source))
 
 
 def _sides(store: Store, baseline: RunRow, candidate: RunRow, repeats: int,
            progress: ProgressView) -> tuple[list[RunRow], list[RunRow]]:
     """Each side's runs: the named run and its repeat group, plus ``repeats`` new runs of each, interleaved
-    so that a host getting busier or quieter reaches both sides alike. New runs join their side's group, so
+    so that a host getting busier or quieter reaches both sides alike. A new run that shared the host with
+    other work is made up for by one more pair, up to ``repeats`` more. New runs join their side's group, so
     later gates of either release see them. Two named runs of one group gate as themselves alone."""
     base, cand = repeat_group(store, baseline), repeat_group(store, candidate)
     if {r.id for r in base} & {r.id for r in cand}:
@@ -70,15 +83,27 @@ def _sides(store: Store, baseline: RunRow, candidate: RunRow, repeats: int,
     if not repeats:
         return base, cand
     repeatable(store, baseline.id), repeatable(store, candidate.id)
+    sides = ([*base], [*cand])
     added: tuple[list[RunResult], list[RunResult]] = ([], [])
-    for i in range(repeats):
+    pairs, extra = 0, 0
+    while pairs < repeats or (extra < repeats and _to_make_up(store, sides, extra)):
+        extra += pairs >= repeats
+        pairs += 1
+        label = f"repeat {pairs}/{repeats}" if pairs <= repeats else f"make-up pair {extra}/{repeats}"
         for side, run in enumerate((baseline, candidate)):
-            progress.notice(f"repeat {i + 1}/{repeats} of the {('baseline', 'candidate')[side]} {run.id}")
+            progress.notice(f"{label} of the {('baseline', 'candidate')[side]} {run.id}")
             added[side].append(rerun(store, run, progress))
+            sides[side].append(store.get_run(added[side][-1].run_id))
     for runs, new in zip((base, cand), added, strict=True):
         note_group(store, [r.measured for r in runs if r.measured is not None] + new)
-    return ([*base, *(store.get_run(r.run_id) for r in added[0])],
-            [*cand, *(store.get_run(r.run_id) for r in added[1])])
+    return sides
+
+
+def _to_make_up(store: Store, sides: tuple[list[RunRow], list[RunRow]], made_up: int) -> bool:
+    """Whether either side has more runs that shared the host with other work than make-up pairs run so far."""
+    reasons = busy_reasons([_host(store, run) for run in (*sides[0], *sides[1])])
+    n = len(sides[0])
+    return max(sum(map(bool, reasons[:n])), sum(map(bool, reasons[n:]))) > made_up
 
 
 def _fingerprint(run: RunRow) -> dict[str, str]:
@@ -114,6 +139,7 @@ def run_gate(store: Store, request: GateRequest, progress: ProgressView | None =
     base_runs, cand_runs = _sides(store, baseline, candidate, request.repeats, progress or SilentProgress())
     result = evaluate_gate([stored_samples(store, run) for run in base_runs], [stored_samples(store, run) for run in cand_runs],
                            request.policy, request.slo)
+    sides = (base_runs, cand_runs)
     report = GateReport(
         verdict=result.verdict,
         reason=result.reason,
@@ -121,6 +147,7 @@ def run_gate(store: Store, request: GateRequest, progress: ProgressView | None =
         candidate=_pointer(candidate, request.candidate),
         baseline_runs=[run.id for run in base_runs],
         candidate_runs=[run.id for run in cand_runs],
+        set_aside=[SetAsideRun(run_id=sides[a.side][a.index].id, reason=a.reason) for a in result.set_aside],
         metrics=[CheckRow.model_validate(check.to_json()) for check in result.checks],
         fingerprint_diff=[
             FingerprintDiff.model_validate(d.to_json())

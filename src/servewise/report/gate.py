@@ -48,6 +48,8 @@ def render_gate(report: GateReport, console: Console) -> None:
             f"({', '.join(report.candidate_runs)})",
             markup=False,
         )
+    for run in report.set_aside:
+        console.print(f"set aside {run.run_id}: {run.reason}", markup=False)
     if report.fingerprint_diff:
         console.print("[yellow]warning: the runs differ in what they measured; compare with care:[/]")
         for diff in report.fingerprint_diff:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from pydantic import Field
+
 from servewise.results.base import Result
 
 
@@ -53,6 +55,13 @@ class RollbackTarget(Result):
     labels: dict[str, str]
 
 
+class SetAsideRun(Result):
+    """A run the gate left out: it shared the host with other work while each side kept a quiet run."""
+
+    run_id: str
+    reason: str
+
+
 class GateReport(Result):
     verdict: GateVerdict
     reason: str
@@ -62,6 +71,7 @@ class GateReport(Result):
     #: every run behind each side (the named run first, then its repeat group and the gate's own repeats)
     baseline_runs: list[str] = []
     candidate_runs: list[str] = []
+    set_aside: list[SetAsideRun] = Field(default=[], exclude_if=lambda v: not v)
     metrics: list[CheckRow]
     fingerprint_diff: list[FingerprintDiff]
     rollback_to: RollbackTarget | None
