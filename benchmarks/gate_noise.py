@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures.gateway import running_gateway  # noqa: E402
 from servewise.analysis.gate import GatePolicy, RunSamples, evaluate_gate  # noqa: E402
-from servewise.analysis.host_load import busy_reasons  # noqa: E402
+from servewise.analysis.host_load import busy_per_side, busy_reasons  # noqa: E402
 from servewise.flows.gate import stored_samples  # noqa: E402
 from servewise.store import RunStore  # noqa: E402
 
@@ -78,8 +78,7 @@ def made_up_groups(runs: dict[tuple[int, str], RunSamples], cycles: list[int], s
         while True:
             group = cycles[i:i + size]
             a, b = [runs[c, sides[0]] for c in group], [runs[c, sides[1]] for c in group]
-            reasons = busy_reasons([r.host for r in (*a, *b)])
-            busy = max(sum(map(bool, reasons[:size])), sum(map(bool, reasons[size:])))
+            busy = max(busy_per_side([r.host for r in a], [r.host for r in b]))
             if busy <= size - repeats - 1 or size == 2 * repeats + 1 or i + size >= len(cycles):
                 break
             size += 1

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from scipy.special import stdtr, stdtrit
 
-from servewise.analysis.host_load import BUSY_SHARE, HostLoad, busy_reasons
+from servewise.analysis.host_load import BUSY_SHARE, HostLoad, busy_per_side, busy_reasons
 from servewise.analysis.metrics import request_latencies
 from servewise.records import Phase, RequestRecord
 from servewise.results.gate import GateVerdict
@@ -415,9 +415,9 @@ def evaluate_gate(
     if not base or not cand:
         raise ValueError("each side of a gate needs at least one run")
     aside = set_aside_busy([run.host for run in base], [run.host for run in cand])
-    if aside:
-        base = [run for i, run in enumerate(base) if not any(a.side == 0 and a.index == i for a in aside)]
-        cand = [run for i, run in enumerate(cand) if not any(a.side == 1 and a.index == i for a in aside)]
+    left_out = {(a.side, a.index) for a in aside}
+    base = [run for i, run in enumerate(base) if (0, i) not in left_out]
+    cand = [run for i, run in enumerate(cand) if (1, i) not in left_out]
     result = _evaluate(base, cand, policy, slo)
     busier = _busier_side(base, cand)
     if busier is not None and (result.verdict, busier) in ((GateVerdict.FAIL, 1), (GateVerdict.PASS, 0)):
@@ -432,13 +432,13 @@ def set_aside_busy(base: Sequence[HostLoad | None], cand: Sequence[HostLoad | No
     """The runs that shared the host with other work, when the comparison can spare them: each side keeps a
     quiet run, and sides with enough runs for the permutation adjustment keep enough for it (the make-up
     pairs of ``gate --repeats`` are what lets a busy run go)."""
-    reasons = busy_reasons([*base, *cand])
-    kept = (len(base) - sum(map(bool, reasons[: len(base)])), len(cand) - sum(map(bool, reasons[len(base):])))
+    busy = busy_per_side(base, cand)
+    kept = len(base) - busy[0], len(cand) - busy[1]
     splits = math.comb(len(base) + len(cand), len(cand)), math.comb(sum(kept), kept[1])
-    if not any(reasons) or min(kept) == 0 or splits[0] >= MIN_SPLITS > splits[1]:
+    if not any(busy) or min(kept) == 0 or splits[0] >= MIN_SPLITS > splits[1]:
         return []
     return [SetAside(int(i >= len(base)), i if i < len(base) else i - len(base), why)
-            for i, why in enumerate(reasons) if why]  # fmt: skip
+            for i, why in enumerate(busy_reasons([*base, *cand])) if why]  # fmt: skip
 
 
 def _busier_side(base: Sequence[RunSamples], cand: Sequence[RunSamples]) -> int | None:

@@ -70,3 +70,9 @@ def busy_reasons(loads: Sequence[HostLoad | None], share: float = BUSY_SHARE) ->
         "in the median run"
         for load in loads
     ]
+
+
+def busy_per_side(base: Sequence[HostLoad | None], cand: Sequence[HostLoad | None]) -> tuple[int, int]:
+    """How many runs of each side shared the host, judged against the median of both sides together."""
+    reasons = busy_reasons([*base, *cand])
+    return sum(map(bool, reasons[: len(base)])), sum(map(bool, reasons[len(base):]))

@@ -12,15 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from servewise.analysis.gate import (
-    GatePolicy,
-    RunSamples,
-    evaluate_gate,
-    run_samples,
-    slo_checks,
-)
+from servewise.analysis.gate import GatePolicy, RunSamples, evaluate_gate, run_samples, slo_checks
 from servewise.analysis.gate_options import build_policy, build_slo
-from servewise.analysis.host_load import HostLoad, busy_reasons, host_load
+from servewise.analysis.host_load import HostLoad, busy_per_side, host_load
 from servewise.analysis.run_fingerprint import diff_fingerprints, run_fingerprint, workload_shape
 from servewise.errors import ServewiseError, StoreError, UsageError
 from servewise.flows.bench import ProgressView, SilentProgress
@@ -84,9 +78,11 @@ def _sides(store: Store, baseline: RunRow, candidate: RunRow, repeats: int,
         return base, cand
     repeatable(store, baseline.id), repeatable(store, candidate.id)
     sides = ([*base], [*cand])
+    loads = ([_host(store, run) for run in base], [_host(store, run) for run in cand])
     added: tuple[list[RunResult], list[RunResult]] = ([], [])
     pairs, extra = 0, 0
-    while pairs < repeats or (extra < repeats and _to_make_up(store, sides, extra)):
+    # a make-up pair while either side has more runs that shared the host than make-up pairs run so far
+    while pairs < repeats or (extra < repeats and max(busy_per_side(*loads)) > extra):
         extra += pairs >= repeats
         pairs += 1
         label = f"repeat {pairs}/{repeats}" if pairs <= repeats else f"make-up pair {extra}/{repeats}"
@@ -94,16 +90,10 @@ def _sides(store: Store, baseline: RunRow, candidate: RunRow, repeats: int,
             progress.notice(f"{label} of the {('baseline', 'candidate')[side]} {run.id}")
             added[side].append(rerun(store, run, progress))
             sides[side].append(store.get_run(added[side][-1].run_id))
+            loads[side].append(_host(store, sides[side][-1]))
     for runs, new in zip((base, cand), added, strict=True):
         note_group(store, [r.measured for r in runs if r.measured is not None] + new)
     return sides
-
-
-def _to_make_up(store: Store, sides: tuple[list[RunRow], list[RunRow]], made_up: int) -> bool:
-    """Whether either side has more runs that shared the host with other work than make-up pairs run so far."""
-    reasons = busy_reasons([_host(store, run) for run in (*sides[0], *sides[1])])
-    n = len(sides[0])
-    return max(sum(map(bool, reasons[:n])), sum(map(bool, reasons[n:]))) > made_up
 
 
 def _fingerprint(run: RunRow) -> dict[str, str]:
@@ -136,10 +126,10 @@ def run_gate(store: Store, request: GateRequest, progress: ProgressView | None =
             f"baseline {baseline.id} and candidate {candidate.id} sent different workloads ({named}{more}): "
             "gate like with like, or pass --allow-different-workload"
         )
-    base_runs, cand_runs = _sides(store, baseline, candidate, request.repeats, progress or SilentProgress())
+    sides = _sides(store, baseline, candidate, request.repeats, progress or SilentProgress())
+    base_runs, cand_runs = sides
     result = evaluate_gate([stored_samples(store, run) for run in base_runs], [stored_samples(store, run) for run in cand_runs],
                            request.policy, request.slo)
-    sides = (base_runs, cand_runs)
     report = GateReport(
         verdict=result.verdict,
         reason=result.reason,
