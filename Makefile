@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,tokenizer,postgres]'
+	$(BIN)/pip install -q -e '.[dev,tokenizer,postgres,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

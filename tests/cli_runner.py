@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,18 @@ def servewise(
         timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def wait_for_records(store_path: Path, count: int, timeout_s: float = 60.0) -> None:
+    """Until the running bench has stored ``count`` records (start-up is slow on a loaded machine)."""
+    from servewise.store import RunStore
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if store_path.exists():
+            with RunStore(store_path) as store:
+                runs = store.list_runs(limit=1)
+                if runs and store.count_records(runs[0].id) >= count:
+                    return
+        time.sleep(0.2)
+    raise AssertionError(f"the run stored fewer than {count} records in {timeout_s}s")

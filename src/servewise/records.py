@@ -19,6 +19,7 @@ class ErrorClass(StrEnum):
     HTTP_STATUS = "http_status"
     PROTOCOL = "protocol"
     CANCELLED = "cancelled"
+    LOST = "lost"  # in flight on a load worker whose machine or actor went away (runs on Ray)
 
 
 class TokenSource(StrEnum):
@@ -114,6 +115,14 @@ def record_to_row(record: RequestRecord) -> tuple:
         record.t_answer,
         record.reasoning_tokens,
     )
+
+
+def shift_row(row: tuple, delta: float) -> tuple:
+    """A row with its times moved onto another clock (a remote worker's onto the driver's run clock)."""
+    (index, t_sched, t_send, t_first, t_end, chunk_times, *middle, t_answer, reasoning) = row
+    return (index, t_sched + delta, t_send + delta, None if t_first is None else t_first + delta,
+            None if t_end is None else t_end + delta, [t + delta for t in chunk_times], *middle,
+            None if t_answer is None else t_answer + delta, reasoning)  # fmt: skip
 
 
 def record_from_row(row: tuple) -> RequestRecord:

@@ -84,3 +84,12 @@ def timing_server(
         yield RunningServer(url=url, pid=proc.pid, port=port)
     finally:
         stop(proc)
+
+
+def assert_default_timing(metrics: dict) -> None:
+    """A run of 20 output tokens against the default timing server: 100 ms to the first token, 10 ms between
+    tokens, within what the client's own measurement adds."""
+    assert 100 <= metrics["ttft_ms"]["p50"] < 106, metrics["ttft_ms"]
+    assert 9.5 <= metrics["tpot_ms"]["p50"] < 11, metrics["tpot_ms"]
+    assert 9 <= metrics["itl_ms"]["p50"] < 11.5, metrics["itl_ms"]
+    assert 290 <= metrics["e2e_ms"]["p50"] < 310, metrics["e2e_ms"]

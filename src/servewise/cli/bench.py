@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from servewise.cli.options import QuietFlag, StoreOption
+from servewise.engine.cluster.group import RayOptions
 from servewise.engine.loop import run as run_loop
 from servewise.engine.runner import TelemetryOptions
 from servewise.flows.bench import run_bench
@@ -15,10 +16,11 @@ from servewise.report.diagnosis import render_diagnosis
 from servewise.report.export import write_json
 from servewise.report.progress import TerminalProgress
 from servewise.report.terminal import summary_view
+from servewise.results import RunResult
 from servewise.spec import build_spec, parse_duration
 from servewise.store import open_store
 
-EXIT_CODES = {"ok": 0, "slo_failed": 1, "failed": 3, "interrupted": 130}
+EXIT_CODES = {"ok": 0, "slo_failed": 1, "failed": 3, "partial": 4, "interrupted": 130}
 
 EPILOG = """\
 [bold]Examples[/]
@@ -35,6 +37,8 @@ EPILOG = """\
 
   servewise bench --spec run.yaml --label release=v1.4 --json result.json
 
+  servewise bench --target http://vllm.svc:8000 --load poisson:20000 --ray auto    [dim]# workers on a Ray cluster[/]
+
 [bold]Load[/]: poisson:RATE | constant:RATE | gamma:RATE,BURSTINESS | concurrency:N | sweep
   | sessions:users=N,turns=T,think=DURATION (closed) | sessions:rate=R,turns=T,think=DURATION (open)
   (open-loop kinds take ;max-concurrency=N; turns may be a length distribution, e.g. uniform:2,6).
@@ -45,7 +49,8 @@ EPILOG = """\
 [bold]Lengths[/]: N | uniform:LO,HI | normal:MEAN,STD | lognormal:MEAN,STD | empirical:A,B,C (;min=N;max=N clips).
 [bold]SLO[/]: ttft|tpot|itl|e2e _ p50|p90|p95|p99|p99.9|mean|max = VALUE (ms default; s, us ok), errors=PCT%.
 [bold]Exit codes[/]: 0 SLO met or none given, 1 SLO missed, 2 bad usage or spec, 3 target unreachable
-or every request failed, 130 interrupted (finished requests are kept).
+or every request failed, 4 partial (a Ray node or worker was lost mid-run; what it measured is kept),
+130 interrupted (finished requests are kept).
 """
 
 
@@ -69,7 +74,12 @@ def register(app: typer.Typer) -> None:
         slo: str | None = typer.Option(None, help="e.g. ttft_p95=500ms,tpot_p95=50ms,errors=1%"),
         warmup: str | None = typer.Option(None, help="Warm-up window kept out of steady-state metrics."),
         cooldown: str | None = typer.Option(None, help="Cool-down window kept out of steady-state metrics."),
-        workers: int | None = typer.Option(None, help="Load-generating processes (default 1)."),
+        workers: int | None = typer.Option(
+            None, help="Load-generating processes (default 1; with --ray, one per free CPU of the cluster)."
+        ),
+        ray: str | None = typer.Option(
+            None, "--ray", help="auto | HOST:PORT: run the load workers as actors on this Ray cluster."
+        ),
         label: list[str] = typer.Option([], "--label", help="KEY=VALUE tag, repeatable."),
         api_key_env: str | None = typer.Option(
             None, help="Env var holding the API key (default OPENAI_API_KEY)."
@@ -144,12 +154,36 @@ def register(app: typer.Typer) -> None:
                     progress=TerminalProgress(console, quiet=quiet),
                     prometheus_port=prometheus_port,
                     telemetry=options,
+                    ray=RayOptions(ray, workers) if ray else None,
                 )
             )
         console.print(summary_view(result))
+        for line in cluster_lines(result):
+            console.print(line, markup=False)
         if result.diagnosis is not None:
             render_diagnosis(result.diagnosis, console)
         console.print(f"stored as run {result.run_id} in {run_store.location}", style="dim", markup=False)
         if json_out is not None:
             write_json(result.to_json(), json_out)
         raise typer.Exit(EXIT_CODES.get(result.status, 1))
+
+
+def cluster_lines(result: RunResult) -> list[str]:
+    """A run on Ray: each node's clock and client check, and what a lost worker took with it."""
+    lines = []
+    for node in result.nodes or []:
+        limited = f"  CLIENT-LIMITED: {node.client.reason}" if node.client.limited else ""
+        lag = node.client.schedule_lag_ms.p99
+        lines.append(
+            f"node {node.address} ({node.node}): workers {node.workers}, clock offset {node.clock_offset_ms:+.2f} ms"
+            f" (±{node.clock_rtt_ms / 2:.2f}), schedule lag p99 {'-' if lag is None else f'{lag:.1f}'} ms,"
+            f" CPU {node.client.cpu_percent:.0f}%{' LOST' if node.lost else ''}{limited}"
+        )
+    if result.partial is not None:
+        for worker in result.partial.workers:
+            unsent = "" if worker.unsent is None else f", {worker.unsent} never sent"
+            lines.append(
+                f"PARTIAL: worker {worker.worker} on {worker.node} lost {worker.at_s:.1f}s in ({worker.reason}):"
+                f" {worker.lost_requests} requests lost{unsent}"
+            )
+    return lines

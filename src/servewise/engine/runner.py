@@ -8,16 +8,11 @@ Ctrl-C or a crash loses at most the batch in hand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import multiprocessing
 import signal
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from time import perf_counter
 from typing import Any
 
@@ -26,9 +21,11 @@ from servewise.analysis.cache import PrefixReuse, engine_hit_rate
 from servewise.analysis.diagnosis import diagnose
 from servewise.analysis.metrics import MetricsAccumulator
 from servewise.analysis.summary import build_summary
+from servewise.engine.cluster.accounting import WorkerLags, store_losses, with_nodes
+from servewise.engine.cluster.group import RayWorkerGroup
 from servewise.engine.target import TargetInfo
-from servewise.engine.worker import Job, WorkerStats, worker_main
-from servewise.errors import InternalFailure
+from servewise.engine.worker import Job, WorkerStats
+from servewise.engine.workers import Workers
 from servewise.protocols.endpoint import metrics_url
 from servewise.records import Sample
 from servewise.results import CacheOutcome, RunResult, WorkerCounts
@@ -39,143 +36,7 @@ from servewise.telemetry.exposition import engine_from_metrics, engine_samples
 from servewise.telemetry.promql import PromQLError, engine_series, serving_host_series
 from servewise.workload.plan import WorkloadPlan
 
-START_DELAY_S = 0.3
 log = logging.getLogger("servewise.telemetry")
-
-
-class WorkerFailure(InternalFailure):
-    """A worker process raised; the message says what it was."""
-
-
-@contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Spawned workers re-import the parent's main module unless it looks anonymous; the CLI's main
-    module pulls in Typer, Rich and the report's plotting, none of which a worker needs."""
-    main = sys.modules["__main__"]
-    saved: dict[str, Any] = {
-        name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__
-    }
-    main.__dict__.pop("__file__", None)
-    main.__spec__ = None
-    try:
-        yield
-    finally:
-        main.__dict__.update(saved)
-
-
-class WorkerGroup:
-    """Load-generating processes, started once and reused for every step of a sweep.
-
-    Each worker has a command pipe (parent to worker) and a data pipe (worker to parent). A thread per
-    worker reads the data pipe with plain blocking reads and hands each message to the event loop, so a
-    batch of any size arrives whole however busy the loop is.
-    """
-
-    def __init__(self, count: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._commands: list[Connection] = []
-        self._procs = []
-        self._handler: Callable[[int, tuple], None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        for i in range(count):
-            command_in, command_out = context.Pipe(duplex=False)
-            data_in, data_out = context.Pipe(duplex=False)
-            proc = context.Process(
-                target=worker_main, args=(command_in, data_out), daemon=True, name="servewise-worker"
-            )
-            with _main_module_hidden():
-                proc.start()
-            command_in.close()
-            data_out.close()
-            self._commands.append(command_out)
-            self._procs.append(proc)
-            threading.Thread(
-                target=self._read, args=(i, data_in), daemon=True, name=f"worker-{i}-reader"
-            ).start()
-
-    def _read(self, index: int, data: Connection) -> None:
-        while True:
-            try:
-                message = data.recv()
-            except (EOFError, OSError):
-                message = ("died", None)
-            loop, handler = self._loop, self._handler
-            if loop is not None and handler is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(handler, index, message)
-            if message[0] == "died":
-                return
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p.pid is not None]
-
-    def __len__(self) -> int:
-        return len(self._procs)
-
-    async def run(
-        self,
-        jobs: list[Job],
-        on_records: Callable[[list[tuple]], None],
-        on_samples: Callable[[list[tuple]], None],
-        on_start: Callable[[float], None] | None = None,
-    ) -> list[WorkerStats]:
-        """Hand out the jobs, wait until every worker is ready, fix a common start, collect results."""
-        loop = asyncio.get_running_loop()
-        ready: list[asyncio.Future[None]] = [loop.create_future() for _ in jobs]
-        results: list[asyncio.Future[WorkerStats]] = [loop.create_future() for _ in jobs]
-
-        def settle(future: asyncio.Future, value: object = None, error: BaseException | None = None) -> None:
-            if not future.done():
-                future.set_exception(error) if error else future.set_result(value)
-
-        def dispatch(i: int, message: tuple) -> None:
-            kind, payload = message
-            if kind == "records":
-                on_records(payload)
-            elif kind == "samples":
-                on_samples(payload)
-            elif kind == "ready":
-                settle(ready[i])
-            elif kind == "done":
-                settle(ready[i])
-                settle(results[i], payload)
-            elif kind in ("failed", "died"):
-                failure = WorkerFailure(payload or "a worker process died")
-                settle(ready[i], error=failure)
-                settle(results[i], error=failure)
-
-        self._loop, self._handler = loop, dispatch
-        try:
-            for command, job in zip(self._commands, jobs, strict=True):
-                command.send(job)
-            await asyncio.gather(*ready)
-            t0 = perf_counter() + START_DELAY_S
-            if on_start is not None:
-                on_start(t0)
-            for command in self._commands:
-                command.send(("go", t0))
-            return list(await asyncio.gather(*results))
-        finally:
-            self._handler = None
-
-    def stop(self) -> None:
-        for command in self._commands:
-            try:
-                command.send("stop")
-            except (BrokenPipeError, OSError):
-                continue
-
-    def close(self) -> None:
-        """Ask every worker to exit and wait for it; closing twice is harmless."""
-        for command in self._commands:
-            try:
-                command.send(None)
-            except (BrokenPipeError, OSError):
-                continue
-        for proc in self._procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
 
 
 @dataclass(frozen=True)
@@ -201,7 +62,7 @@ class RunContext:
     target: TargetInfo
     api_key: str | None
     environment: dict[str, Any]
-    workers: WorkerGroup
+    workers: Workers
     telemetry: TelemetryOptions = TelemetryOptions()
     on_rows: Callable[[list[tuple]], None] | None = None
     on_samples: Callable[[list[Sample]], None] | None = None
@@ -357,10 +218,14 @@ async def execute_run(
                 options, started[0], perf_counter(), engine_read=engine_read
             )
             store.append_samples(run_id, from_prometheus)
+        effective = spec.model_copy(update={"load": load, "duration_s": duration})
+        ray_group = context.workers if isinstance(context.workers, RayWorkerGroup) else None
+        partial = store_losses(ray_group, store, run_id, effective, started[0]) if ray_group and started else None
         if last:
             context.workers.close()
-        accumulator.add_all(store.iter_records(run_id))
-        effective = spec.model_copy(update={"load": load, "duration_s": duration})
+        lags = WorkerLags() if ray_group else None
+        records = store.iter_records(run_id)
+        accumulator.add_all(lags.observe(records) if lags else records)
         samples = store.samples(run_id)  # read once: the cache's engine rate and the diagnosis both need them
         cache = CacheOutcome(
             theoretical_hit_rate=_theoretical_hit_rate(effective, store, run_id),
@@ -385,6 +250,8 @@ async def execute_run(
             cap_waits=sum(s.cap_waits for s in stats),
         )
         summary = summary.model_copy(update={"workers": workers})
+        if ray_group and lags:
+            summary = with_nodes(summary, ray_group, stats, lags, partial, open_loop=load.kind != "concurrency")
         if session is not None:
             steps = store.earlier_steps(store.get_run(run_id))  # a sweep's: the batch at other loads
             earlier = [store.samples(step, source="metrics") for step in steps]

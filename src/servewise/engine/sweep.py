@@ -84,6 +84,9 @@ async def run_sweep(
             )
         )
         last = step
+        if step.partial is not None:  # a lost Ray worker does not come back for the next step
+            note = f"stopped at {rate:.2f} req/s: {step.partial.lost_requests} requests lost with a Ray worker"
+            break
         if step.client.limited:
             note = (
                 f"stopped at {rate:.2f} req/s: the load generator fell behind ({step.client.reason}):"
@@ -95,6 +98,8 @@ async def run_sweep(
     curve, knee = sweep_result(steps)
     base = best or last
     status: RunStatus = "interrupted" if context.interrupted else ("ok" if knee else "slo_failed")
+    if last is not None and last.partial is not None:
+        status = "partial"
     result = SweepResult(
         run_id=parent_id,
         status=status,

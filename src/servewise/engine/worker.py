@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from time import perf_counter
+from typing import Protocol
 
 import numpy as np
 
@@ -35,6 +36,12 @@ FLUSH_INTERVAL_S = 0.025
 SAMPLE_INTERVAL_S = 0.5
 LOOP_PROBE_S = 0.05
 MAX_SENDS_WITHOUT_YIELD = 32
+
+
+class Sink(Protocol):
+    """Where a worker's messages go: a pipe to the parent process, or a Ray actor's queue."""
+
+    def send(self, obj: object) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class WorkerStats:
 
 class _Worker:
     def __init__(
-        self, job: Job, t0: float, commands: Connection, data: Connection, plan: WorkloadPlan
+        self, job: Job, t0: float, commands: Connection, data: Sink, plan: WorkloadPlan
     ) -> None:
         self.job = job
         self.t0 = t0
@@ -193,15 +200,7 @@ class _Worker:
             in_a_row += 1
 
     def offsets(self) -> np.ndarray:
-        """Send offsets from the run's start: a trace's own times, else the seeded arrival process."""
-        job = self.job
-        if self.load.kind == "trace":
-            offsets = self.plan.trace_offsets()
-            if job.duration_s is not None:
-                offsets = offsets[offsets < job.duration_s]
-            return offsets[: job.max_requests] if job.max_requests is not None else offsets
-        rng = np.random.default_rng([self.spec.workload.seed, 1])
-        return arrival_times(self.load, rng, duration_s=job.duration_s, max_requests=job.max_requests)
+        return send_offsets(self.job, self.spec, self.load, self.plan)
 
     async def _closed_loop(self) -> None:
         """Each of this worker's users sends its next request the moment its last one completes."""
@@ -269,6 +268,18 @@ class _Worker:
         if self.samples:
             samples, self.samples = self.samples, []
             self.data.send(("samples", samples))
+
+
+def send_offsets(job: Job, spec: RunSpec, load: LoadSpec, plan: WorkloadPlan) -> np.ndarray:
+    """Send offsets from the run's start: a trace's own times, else the seeded arrival process. The parent
+    recomputes them too, to account for the requests of a worker it lost."""
+    if load.kind == "trace":
+        offsets = plan.trace_offsets()
+        if job.duration_s is not None:
+            offsets = offsets[offsets < job.duration_s]
+        return offsets[: job.max_requests] if job.max_requests is not None else offsets
+    rng = np.random.default_rng([spec.workload.seed, 1])
+    return arrival_times(load, rng, duration_s=job.duration_s, max_requests=job.max_requests)
 
 
 @dataclass
@@ -383,14 +394,19 @@ class _Sessions:
 
 
 def worker_main(commands: Connection, data: Connection) -> None:
-    """Entry point of a worker process: run jobs until the parent sends None or goes away.
+    """Entry point of a worker process: the parent decides what Ctrl-C means."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve_jobs(commands, data)
+
+
+def serve_jobs(commands: Connection, data: Sink) -> None:
+    """Run jobs until the parent sends None or goes away (a worker process, or a Ray actor's thread).
 
     Two one-way pipes: commands in (small, read whole), records and samples out (the parent reads them on
     a thread of its own, so a large batch never meets a non-blocking descriptor half-way). Each job is
     two-phase: the worker builds its plan and adapter, answers ``ready``, and only then gets the shared
     start time, so no worker starts late because another was still importing.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     plans: dict[str, WorkloadPlan] = {}
     while True:
         try:

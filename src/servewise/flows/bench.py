@@ -10,17 +10,13 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, Protocol
 
+from servewise.engine.cluster.group import RayOptions, RayWorkerGroup
 from servewise.engine.environment import environment_fingerprint
 from servewise.engine.progress import LiveStats
-from servewise.engine.runner import (
-    RunContext,
-    TelemetryOptions,
-    WorkerGroup,
-    execute_run,
-    install_interrupt_handler,
-)
+from servewise.engine.runner import RunContext, TelemetryOptions, execute_run, install_interrupt_handler
 from servewise.engine.sweep import run_sweep
 from servewise.engine.target import discover
+from servewise.engine.workers import WorkerGroup, Workers
 from servewise.errors import UsageError
 from servewise.records import Sample, record_from_row
 from servewise.report.prometheus import LiveMetrics
@@ -66,8 +62,10 @@ async def run_bench(
     progress: ProgressView | None = None,
     prometheus_port: int | None = None,
     telemetry: TelemetryOptions | None = None,
+    ray: RayOptions | None = None,
 ) -> RunResult:
-    """Discover the target, start workers, run (or sweep), and return the stored result."""
+    """Discover the target, start workers (local processes, or actors on ``ray``), run (or sweep), and
+    return the stored result."""
     view = progress or SilentProgress()
     if spec.workload.trace is not None:  # a bad line is refused before anything is stored or started
         trace = spec.workload.trace
@@ -91,7 +89,8 @@ async def run_bench(
     options = telemetry or TelemetryOptions(interval_s=spec.sample_interval_s)
     if options.enabled:
         options = await _with_serving_host_exporters(options, spec.target.url, view)
-    workers = WorkerGroup(spec.workers)
+    workers = _start_workers(spec, ray, view)
+    spec = spec.model_copy(update={"workers": len(workers)})  # the stored spec says what ran
     context = RunContext(
         store=store,
         target=info,
@@ -127,6 +126,15 @@ async def run_bench(
         workers.close()
         if live_metrics is not None:
             live_metrics.close()
+
+
+def _start_workers(spec: RunSpec, ray: RayOptions | None, view: ProgressView) -> Workers:
+    if ray is None:
+        return WorkerGroup(spec.workers)
+    group = RayWorkerGroup(ray.address, ray.workers)
+    nodes = len({place.node_id for place in group.places})
+    view.notice(f"{len(group)} load workers on Ray ({ray.address}), over {nodes} node{'s' if nodes > 1 else ''}")
+    return group
 
 
 async def _with_serving_host_exporters(

@@ -9,7 +9,7 @@ from pydantic import Field
 from servewise.results.base import Result
 from servewise.results.diagnosis import DiagnosisResult
 
-RunStatus = Literal["ok", "slo_failed", "failed", "interrupted", "running"]
+RunStatus = Literal["ok", "slo_failed", "failed", "interrupted", "running", "partial"]
 
 
 class Distribution(Result):
@@ -151,6 +151,37 @@ class WorkerCounts(Result):
     cap_waits: int
 
 
+class NodeCheck(Result):
+    """One Ray node's share of the load: its clock against the driver's and its own client check, so a
+    run is client-limited when any node is, and says which."""
+
+    node: str  # the Ray node id, shortened
+    address: str
+    workers: list[int]
+    clock_offset_ms: float  # the node's wall clock minus the driver's, estimated over the fastest round trip
+    clock_rtt_ms: float  # that round trip: the estimate is good to half of it
+    client: ClientCheck
+    lost: bool = False
+
+
+class LostWorker(Result):
+    """A worker whose node or actor went away mid-run."""
+
+    worker: int
+    node: str
+    reason: str
+    at_s: float  # after the run's start, when the driver noticed
+    lost_requests: int  # due or in flight by then, without a record: error class "lost"
+    unsent: int | None  # of its schedule after that, never sent (open-loop loads; None: closed loop)
+
+
+class PartialRun(Result):
+    """What a run that lost workers is missing; everything else it measured is kept."""
+
+    lost_requests: int
+    workers: list[LostWorker]
+
+
 class RunResult(Result):
     """One measured run (a bench, or one step of a sweep), exactly as stored."""
 
@@ -165,6 +196,8 @@ class RunResult(Result):
     workers: WorkerCounts | None = Field(default=None, exclude_if=lambda v: v is None)
     diagnosis: DiagnosisResult | None = Field(default=None, exclude_if=lambda v: v is None)
     early_stop: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    nodes: list[NodeCheck] | None = Field(default=None, exclude_if=lambda v: v is None)  # runs on Ray
+    partial: PartialRun | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class SweepStep(Result):
