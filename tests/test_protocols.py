@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from servewise.protocols.openai import BodyReader, StreamReader, api_base_path
+from servewise.protocols.endpoint import api_base_path
+from servewise.protocols.openai import BodyReader, StreamReader
 from servewise.records import ErrorClass, RequestRecord, TokenSource
 from servewise.spec.models import Api
 

@@ -38,9 +38,10 @@ def llama_server() -> Iterator[LlamaServer]:
 
 @pytest.fixture(scope="session")
 def vllm_server() -> Iterator[VllmServer]:
-    """vLLM CPU with --enforce-eager, 1 GiB KV cache, max-model-len 2048, its prefix cache on and cached
-    tokens reported in usage; model id "tiny-llama"."""
-    yield from _serve(VllmServer, extra_args=["--enable-prefix-caching", "--enable-prompt-tokens-details"])
+    """vLLM CPU with --enforce-eager, 1 GiB KV cache, max-model-len 2048, its prefix cache on, cached
+    tokens reported in usage and its Responses store on (previous_response_id); model id "tiny-llama"."""
+    yield from _serve(VllmServer, extra_args=["--enable-prefix-caching", "--enable-prompt-tokens-details"],
+                      env={"VLLM_ENABLE_RESPONSES_API_STORE": "1"})
 
 
 @pytest.fixture(scope="session")

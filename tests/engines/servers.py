@@ -38,6 +38,8 @@ INFINITY_VERSION = "0.0.78"
 TINY_MODEL_VERSION = "v1"
 TINY_MODEL_NAME = "tiny-llama"
 EMBED_MODEL_NAME = "all-MiniLM-L6-v2"
+TINY_RERANKER_VERSION = "v1"
+TINY_RERANKER_NAME = "tiny-reranker"
 
 _ENGINE_SKIP_VARS = {
     "llama": "SERVEWISE_SKIP_LLAMA",
@@ -53,6 +55,20 @@ def cache_root() -> Path:
 
 def tiny_model_dir() -> Path:
     return cache_root() / f"tiny-llama-{TINY_MODEL_VERSION}"
+
+
+def tiny_reranker_dir() -> Path:
+    """build_tiny_reranker.py's output: ``hf/`` (infinity) and ``tiny-reranker.gguf`` (llama-server)."""
+    return cache_root() / f"tiny-reranker-{TINY_RERANKER_VERSION}"
+
+
+def reranker_missing_reason() -> str | None:
+    """None when the tiny reranker is built, else why not (the engine serving it has its own reason)."""
+    if os.environ.get("SERVEWISE_SKIP_RERANKER", "0") not in ("", "0"):
+        return "reranker: skipped by SERVEWISE_SKIP_RERANKER"
+    if not _stamp_ok(tiny_reranker_dir()):
+        return f"reranker: tiny reranker not built at {tiny_reranker_dir()} (run `bash tests/engines/install.sh`)"
+    return None
 
 
 def llama_server_bin() -> Path:
@@ -103,9 +119,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 5.0, api_key: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -133,6 +150,7 @@ class EngineServer:
     stop_grace = 15.0
     health_path = "/health"
     models_path = "/v1/models"
+    api_key: str | None = None  # a server started with a key: readiness asks for the models with it
 
     def __init__(self, env: Mapping[str, str] | None = None, ready_timeout: float | None = None):
         self.port = free_port()
@@ -220,7 +238,7 @@ class EngineServer:
             st, _ = http_get(self.base_url + self.health_path, timeout=2)
             if st != 200:
                 return False
-            st, body = http_get(self.base_url + self.models_path, timeout=2)
+            st, body = http_get(self.base_url + self.models_path, timeout=2, api_key=self.api_key)
             if st != 200:
                 return False
             ids = [m.get("id") for m in json.loads(body).get("data", [])]
@@ -299,12 +317,19 @@ class LlamaServer(EngineServer):
         extra_args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
         ready_timeout: float | None = None,
+        api_key: str | None = None,
+        reranker: bool = False,
     ):
         super().__init__(env=env, ready_timeout=ready_timeout)
         self.slots, self.threads, self.ctx = slots, threads, ctx
-        self.extra_args = list(extra_args)
+        self.api_key = api_key
+        self.extra_args = list(extra_args) + (["--api-key", api_key] if api_key else [])
         self.model = TINY_MODEL_NAME
         self.model_path = tiny_model_dir() / f"{TINY_MODEL_NAME}.gguf"
+        if reranker:  # the tiny BERT cross-encoder behind /v1/rerank
+            self.model = TINY_RERANKER_NAME
+            self.model_path = tiny_reranker_dir() / f"{TINY_RERANKER_NAME}.gguf"
+            self.extra_args.append("--reranking")
 
     def command(self) -> list[str]:
         return [
@@ -384,21 +409,22 @@ class InfinityServer(EngineServer):
         extra_args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
         ready_timeout: float | None = None,
+        reranker: bool = False,
     ):
         super().__init__(env=env, ready_timeout=ready_timeout)
         self.batch_size = batch_size
         self.extra_args = list(extra_args)
-        self.model = EMBED_MODEL_NAME
+        self.reranker = reranker  # the tiny BERT cross-encoder behind /v1/rerank, instead of MiniLM
+        self.model = TINY_RERANKER_NAME if reranker else EMBED_MODEL_NAME
 
-    @staticmethod
-    def model_path() -> Path:
-        return minilm_dir()
+    def model_path(self) -> Path:
+        return tiny_reranker_dir() / "hf" if self.reranker else minilm_dir()
 
     def command(self) -> list[str]:
         return [
             str(infinity_venv() / "bin" / "infinity_emb"),
             "v2",
-            "--model-id", str(minilm_dir()),
+            "--model-id", str(self.model_path()),
             "--served-model-name", self.model,
             "--engine", "torch",
             "--device", "cpu",

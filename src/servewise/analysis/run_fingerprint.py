@@ -14,6 +14,8 @@ from typing import Any
 
 # Spec fields that name or locate the run rather than decide what it sends.
 _SPEC_IGNORED = ("labels", "target")
+# what else decides an API's traffic: the documents a rerank carries, the images asked for, the body sent
+_SHAPE_OF_API = {"rerank": ("documents",), "images": ("image",), "http": ("http", "route")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +79,18 @@ def run_fingerprint(
 
 def workload_shape(spec: Mapping[str, Any]) -> dict[str, str]:
     """What decides the traffic a run sent, flat: the workload (lengths, shared prefixes, sessions, trace,
-    dataset) and the load (kind, rate, concurrency, users, turns, think time), the API and streaming.
+    dataset) and the load (kind, rate, concurrency, users, turns, think time), the API and streaming (and
+    a rerank's documents per request, an image request's size, count and steps, a JSON API's template).
     The seed is left out: another seed draws other requests of the same shape."""
     flat: dict[str, str] = {}
     workload = {k: v for k, v in (spec.get("workload") or {}).items() if k != "seed"}
     _flatten("workload", workload, flat)
     _flatten("load", dict(spec.get("load") or {}), flat)
     target = spec.get("target") or {}
-    _flatten("target", {k: target.get(k) for k in ("api", "stream")}, flat)
+    keys = ("api", "stream", *_SHAPE_OF_API.get(str(target.get("api")), ()))
+    _flatten("target", {k: target.get(k) for k in keys}, flat)
     return flat
+
 
 
 def diff_fingerprints(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from servewise.analysis.client import client_verdict
 from servewise.analysis.metrics import MetricsAccumulator, evaluate_slo
-from servewise.results import CacheOutcome, Metrics, RunResult, SloOutcome
+from servewise.results import CacheOutcome, Metrics, RunResult, SloOutcome, UnitOutcome
 from servewise.results.run import RunStatus
-from servewise.spec.models import RunSpec
+from servewise.spec.models import RunSpec, TargetSpec
 
 
 def run_status(metrics: Metrics, slo: SloOutcome, interrupted: bool) -> RunStatus:
@@ -17,6 +17,17 @@ def run_status(metrics: Metrics, slo: SloOutcome, interrupted: bool) -> RunStatu
     if slo.met is False:
         return "slo_failed"
     return "ok"
+
+
+def unit_outcome(target: TargetSpec, metrics: Metrics) -> UnitOutcome | None:
+    """Documents/s for a reranker, images/s and the time per image for an image server; None for token APIs."""
+    outcome = target.outcome()
+    if outcome is None:
+        return None
+    unit, each = outcome
+    e2e = metrics.e2e_ms.p50
+    return UnitOutcome(unit=unit, per_request=each, per_s=metrics.requests_per_s * each,
+                       ms_each_p50=None if e2e is None else e2e / each)  # fmt: skip
 
 
 def build_summary(
@@ -50,4 +61,5 @@ def build_summary(
         metrics=metrics,
         slo=slo,
         client=client,
+        outcome=unit_outcome(spec.target, metrics),
     )

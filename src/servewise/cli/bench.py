@@ -58,7 +58,11 @@ def register(app: typer.Typer) -> None:
     @app.command(epilog=EPILOG, rich_help_panel="Measure")
     def bench(
         target: str | None = typer.Option(None, "--target", "-t", help="Base URL of the endpoint."),
-        api: str | None = typer.Option(None, help="chat | completions | embeddings (default chat)."),
+        api: str | None = typer.Option(
+            None,
+            help="chat | completions | embeddings | responses | anthropic | rerank | images | http (default chat;"
+            " http: a JSON body template and JSON paths in the spec's target).",
+        ),
         model: str | None = typer.Option(None, help="Model name (default: first from /v1/models)."),
         stream: bool | None = typer.Option(
             None, "--stream/--no-stream", help="Stream responses (default on)."

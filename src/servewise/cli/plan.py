@@ -19,8 +19,9 @@ from servewise.capacity import (
 )
 from servewise.capacity.projection import slo_limits
 from servewise.cli.options import StoreOption
-from servewise.flows.plan import plan_tiers
-from servewise.report.plan import render_plan
+from servewise.errors import UsageError
+from servewise.flows.plan import plan_tiers, plan_units
+from servewise.report.plan import render_plan, render_unit_plan
 from servewise.spec import parse_slo
 
 
@@ -28,8 +29,18 @@ def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan_command(
         model: Annotated[
-            str, typer.Option(help="Catalog name (llama-3.1-8b, qwen2.5-72b, ...) or a config.json")
-        ],
+            str | None, typer.Option(help="Catalog name (llama-3.1-8b, qwen2.5-72b, ...) or a config.json")
+        ] = None,
+        image_model: Annotated[
+            str | None,
+            typer.Option(
+                help="Plan an image server instead (sd-1.5, sdxl, flux-dev): cost per 1,000 images; with"
+                " --from-run an images run, calibrated on it. A rerank run's --from-run plans cost per 1M"
+                " documents",
+            ),
+        ] = None,
+        image_size: Annotated[str, typer.Option(help="Image size, WIDTHxHEIGHT")] = "1024x1024",
+        steps: Annotated[int | None, typer.Option(min=1, help="Denoising steps (default: the model's)")] = None,
         precision: Annotated[
             str, typer.Option(help="Weight precision: fp16, bf16, fp8, fp4 (Blackwell tensor cores), int8, int4")
         ] = "bf16",
@@ -44,7 +55,10 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[
             float | None, typer.Option(help="Request rate (req/s) offered to one replica")
         ] = None,
-        demand: Annotated[float | None, typer.Option(help="Total request rate (req/s) to serve")] = None,
+        demand: Annotated[
+            float | None,
+            typer.Option(help="Total request rate (req/s) to serve; images/s or documents/s for those plans"),
+        ] = None,
         slo: Annotated[str | None, typer.Option(help="e.g. ttft_p95=500ms,tpot_p95=50ms")] = None,
         gpus: Annotated[str, typer.Option(help="Tiers: GPU or GPU:N, comma-separated")] = ",".join(
             DEFAULT_TIERS
@@ -100,6 +114,17 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     ) -> None:
         """Project GPU tiers for a model and workload: fit, throughput, latency, replicas and cost."""
+        units = plan_units(from_run=from_run, store_path=store, image_model=image_model, size=image_size,
+                           steps=steps, gpus=gpus, prices=price or [], hardware_file=hardware_file,
+                           current_gpu=current_gpu, demand=demand)  # fmt: skip
+        if units is not None:
+            if as_json:
+                typer.echo(json.dumps(units.to_json(), indent=2))
+            else:
+                render_unit_plan(units, Console())
+            return
+        if model is None:
+            raise UsageError("plan needs --model (a language model) or --image-model (an image server)")
         hit = parse_prefix_hit(prefix_hit) if prefix_hit is not None else None
         speculation = parse_speculation(speculative) if speculative is not None else None
         result = plan_tiers(

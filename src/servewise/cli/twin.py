@@ -34,8 +34,23 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="Cache prompt blocks across requests (vLLM's automatic prefix caching)")
         ] = True,
         block_size: Annotated[int, typer.Option(min=1, help="KV-cache block size in tokens")] = 16,
+        image_model: Annotated[
+            str | None,
+            typer.Option(help="Be an image engine instead (sd-1.5, sdxl, flux-dev): /v1/images/generations"),
+        ] = None,
     ) -> None:
-        """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and vLLM-named /metrics."""
+        """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and vLLM-named /metrics (with
+        --image-model: /v1/images/generations, one image after another on the simulated GPU)."""
+        if image_model is not None:
+            from servewise.twin.images import create_image_app, serve_forever
+
+            app = create_image_app(image_model, gpu, time_scale)  # refuses an unknown model or GPU first
+            typer.echo(f"servewise twin: {image_model} images on {gpu} on http://{host}:{port}", err=True)
+            try:
+                serve_forever(app, host, port)
+            except OSError as exc:
+                raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            return
         from servewise.twin import build_config, run_twin
 
         options: dict[str, Any] = dict(

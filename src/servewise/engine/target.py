@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 
 from servewise.errors import UnreachableError
+from servewise.protocols import api_notes
 from servewise.protocols.endpoint import auth_headers, listed_models, model_ids, models_url, server_root
 from servewise.spec.errors import SpecError
 from servewise.spec.models import TargetSpec
@@ -24,6 +25,7 @@ class TargetInfo:
     model: str
     models: list[str] = field(default_factory=list)
     server: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # a non-OpenAI API's timing definitions (api_notes)
 
     @property
     def simulated(self) -> bool:
@@ -38,7 +40,7 @@ class TargetInfo:
             "models": self.models,
             "server": self.server,
             "simulated": self.simulated,
-        }
+        } | self.notes
 
 
 async def discover(target: TargetSpec, api_key: str | None, timeout_s: float = 10.0) -> TargetInfo:
@@ -82,7 +84,8 @@ async def discover(target: TargetSpec, api_key: str | None, timeout_s: float = 1
         raise SpecError(
             f"target.model: the server at {target.url} lists no models at /v1/models; name one with --model"
         )
-    return TargetInfo(url=target.url, api=target.api.value, model=model, models=models, server=server)
+    return TargetInfo(url=target.url, api=target.api.value, model=model, models=models, server=server,
+                      notes=api_notes(target))  # fmt: skip
 
 
 def _small(body: Any) -> Any:

@@ -23,7 +23,7 @@ import numpy as np
 
 from servewise.engine.loop import run as run_loop
 from servewise.engine.transport import ConnectionPool
-from servewise.protocols.openai import OpenAIAdapter, ResponseReader
+from servewise.protocols import ResponseReader, adapter_for
 from servewise.records import Phase, RequestRecord, record_to_row
 from servewise.spec.models import LoadSpec, RunSpec
 from servewise.workload.arrivals import arrival_times
@@ -82,7 +82,7 @@ class _Worker:
         self.spec = RunSpec.model_validate(job.spec)
         self.load = LoadSpec.model_validate(job.load)
         self.plan = plan
-        self.adapter = OpenAIAdapter(self.spec.target, job.model, job.api_key)
+        self.adapter = adapter_for(self.spec.target, job.model, job.api_key)
         self.out: list[tuple] = []
         self.samples: list[tuple] = []
         self.stats = WorkerStats(job.worker_id)
@@ -341,7 +341,7 @@ class _Sessions:
         turn = w.plan.turn(conversation.id, conversation.sent)
         messages = [*w.plan.opening(conversation.id), *conversation.history, {"role": "user", "content": turn.text}]
         planned = PlannedRequest(index=index, prompt=None, messages=messages, input_tokens=None,
-                                 max_tokens=turn.max_tokens)  # fmt: skip
+                                 max_tokens=turn.max_tokens, session=conversation.id)  # fmt: skip
         record = w.record(index, t_sched, turn.max_tokens)
         record.session, record.turn = conversation.id, conversation.sent
         reader = w.adapter.reader(collect_text=True)

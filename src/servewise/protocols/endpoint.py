@@ -12,9 +12,27 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from servewise.spec.models import Api
+from servewise.spec.models import Api, TargetSpec
 
-ROUTES = {Api.CHAT: "chat/completions", Api.COMPLETIONS: "completions", Api.EMBEDDINGS: "embeddings"}
+ROUTES = {
+    Api.CHAT: "chat/completions",
+    Api.COMPLETIONS: "completions",
+    Api.EMBEDDINGS: "embeddings",
+    Api.RESPONSES: "responses",
+    Api.ANTHROPIC: "messages",
+    Api.RERANK: "rerank",
+    Api.IMAGES: "images/generations",
+}
+
+
+def request_path(target: TargetSpec) -> str:
+    """Where an API's requests go: ``target.route`` when given; a generic JSON API's own URL path; else
+    the API's route under ``/v1/``."""
+    if target.route:
+        return target.route
+    if target.api is Api.HTTP:
+        return urlsplit(target.url).path or "/"
+    return api_base_path(target.url) + ROUTES[target.api]
 
 
 def api_base_path(url: str) -> str:
@@ -60,6 +78,11 @@ def host_port(url: str) -> tuple[str, int]:
 def auth_headers(api_key: str | None) -> dict[str, str]:
     """The key travels as a header only, never in a URL."""
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def anthropic_headers(api_key: str | None, version: str) -> dict[str, str]:
+    """Anthropic's own: the key as ``x-api-key`` and the API version every request must name."""
+    return ({"x-api-key": api_key} if api_key else {}) | {"anthropic-version": version}
 
 
 def listed_models(body: Any) -> list[dict[str, Any]]:

@@ -11,10 +11,20 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
-from servewise.protocols.endpoint import ROUTES, api_base_path, auth_headers, host_port
-from servewise.protocols.sse import MalformedEvent, event_data, split_events
+from servewise.protocols.base import (
+    Failure,
+    Framing,
+    ResponseReader,
+    StreamedReader,
+    mismatch,
+    other_api,
+    request_messages,
+    request_text,
+)
+from servewise.protocols.endpoint import auth_headers
+from servewise.protocols.events import JsonBodyReader
+from servewise.protocols.sse import split_payloads
 from servewise.records import ErrorClass, RequestRecord, TokenSource
 from servewise.spec.models import Api, TargetSpec
 from servewise.workload.plan import PlannedRequest
@@ -28,39 +38,8 @@ _CHARS_PER_TOKEN = 4.0
 _LENGTH_MARKER = 987_654_321
 
 
-class ResponseReader:
-    """Turns one response body into the record's content timings, token counts and errors."""
-
-    __slots__ = ("error",)
-
-    def __init__(self) -> None:
-        self.error: tuple[ErrorClass, str] | None = None
-
-    def feed(self, data: bytes, now: float) -> None:
-        raise NotImplementedError
-
-    def finish(self, record: RequestRecord) -> None:
-        raise NotImplementedError
-
-    @property
-    def text(self) -> str | None:
-        """The answer's text, when it was collected (a conversation's next turn carries it)."""
-        return None
-
-
-class StreamReader(ResponseReader):
-    __slots__ = (
-        "_done",
-        "_rest",
-        "_texts",
-        "_usage",
-        "_usage_tokens",
-        "chunk_times",
-        "chunk_tokens",
-        "finish_reason",
-        "reasoning_chunks",
-        "t_answer",
-    )
+class StreamReader(StreamedReader):
+    __slots__ = ("_done", "_rest", "_texts", "_usage", "_usage_tokens", "chunk_tokens")
 
     def __init__(self, collect_text: bool = False) -> None:
         super().__init__()
@@ -69,11 +48,7 @@ class StreamReader(ResponseReader):
         self._usage: dict[str, Any] | None = None
         self._usage_tokens = 0
         self._done = False
-        self.chunk_times: list[float] = []
         self.chunk_tokens: list[int] | None = None
-        self.finish_reason: str | None = None
-        self.t_answer: float | None = None
-        self.reasoning_chunks = 0
 
     def feed(self, data: bytes, now: float) -> None:
         if self.error is not None:
@@ -90,17 +65,11 @@ class StreamReader(ResponseReader):
         if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
             self._rest = buffer
             return
-        events, self._rest = split_events(buffer)
-        for event in events:
-            try:
-                payload = event_data(event)
-            except MalformedEvent as exc:
-                self.error = (ErrorClass.PROTOCOL, str(exc))
+        payloads, self._rest, self.error = split_payloads(buffer)
+        for payload in payloads:
+            self._payload(payload, now)
+            if self.error is not None:
                 return
-            if payload is not None:
-                self._payload(payload, now)
-                if self.error is not None:
-                    return
 
     def _payload(self, payload: bytes, now: float) -> None:
         if payload == b"[DONE]":
@@ -144,6 +113,11 @@ class StreamReader(ResponseReader):
         if event.get("error") and not event.get("choices"):
             self.error = (ErrorClass.PROTOCOL, f"server error inside the stream: {str(event['error'])[:300]}")
             return
+        if "choices" not in event and "usage" not in event:
+            # another API's event is named, once; an event of no API servewise knows is let pass, as before
+            self.error = other_api("OpenAI chat or completions events", event)
+            if self.error is not None:
+                return
         usage = event.get("usage")
         if isinstance(usage, dict):
             tokens = usage.get("completion_tokens")
@@ -181,74 +155,45 @@ class StreamReader(ResponseReader):
             self.feed(b"\n\n", record.t_end or 0.0)
         if self.error is None and not (self.chunk_times or self._usage or self._done or self.finish_reason):
             self.error = (ErrorClass.PROTOCOL, "the stream ended without a single event")
-        if self.error is not None:
-            record.error, record.error_detail = self.error
-        record.chunk_times = self.chunk_times
-        record.t_first = self.chunk_times[0] if self.chunk_times else None
-        record.finish_reason = self.finish_reason
-        record.t_answer = self.t_answer
+        self.write_timings(record)
         if self.chunk_tokens is not None and len(self.chunk_tokens) == len(self.chunk_times):
             record.chunk_tokens = self.chunk_tokens
         _apply_usage(record, self._usage, len(self.chunk_times), None)
-        if record.reasoning_tokens is None and self.reasoning_chunks:
-            record.reasoning_tokens = self.reasoning_chunks
+        self.write_reasoning(record)
 
 
-class BodyReader(ResponseReader):
+class BodyReader(JsonBodyReader):
     """Non-streamed responses: the whole body is the one chunk."""
 
-    __slots__ = ("_answer", "_api", "_body", "_first")
+    expected = "OpenAI"
+    __slots__ = ("_api",)
 
     def __init__(self, api: Api) -> None:
         super().__init__()
         self._api = api
-        self._body = bytearray()
-        self._first: float | None = None
-        self._answer: str | None = None
 
-    @property
-    def text(self) -> str | None:
-        return self._answer
-
-    def feed(self, data: bytes, now: float) -> None:
-        if self._first is None:
-            self._first = now
-        self._body += data
-
-    def finish(self, record: RequestRecord) -> None:
-        try:
-            body = json.loads(self._body)
-        except ValueError:
-            record.error = ErrorClass.PROTOCOL
-            record.error_detail = f"response is not JSON: {bytes(self._body[:120])!r}"
-            return
-        if not isinstance(body, dict):
-            record.error, record.error_detail = ErrorClass.PROTOCOL, "response is not a JSON object"
-            return
-        record.t_first = record.t_answer = self._first
-        record.chunk_times = [self._first] if self._first is not None else []
+    def read(self, body: dict[str, Any], raw: bytearray, record: RequestRecord) -> Failure | None:
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
         if self._api is Api.EMBEDDINGS:
             data = body.get("data")
-            if not isinstance(data, list) or not data:
-                record.error, record.error_detail = ErrorClass.PROTOCOL, "embeddings response has no data"
-                return
+            if not isinstance(data, list) or not data or not isinstance(data[0], dict) or "embedding" not in data[0]:
+                return mismatch("OpenAI embeddings", body, raw)
             record.output_tokens = 0
             record.output_tokens_source = TokenSource.USAGE
             if usage and isinstance(usage.get("prompt_tokens"), int):
                 record.input_tokens = usage["prompt_tokens"]
-            return
+            return None
         choices = body.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            record.error, record.error_detail = ErrorClass.PROTOCOL, "response has no choices"
-            return
+            return mismatch(f"OpenAI {self._api.value}", body, raw)
         choice = choices[0]
         record.finish_reason = choice.get("finish_reason")
         message = choice.get("message")
         content = message.get("content") if isinstance(message, dict) else None
         text = str(content or choice.get("text") or "")
-        self._answer = text
+        self.answer = text
         _apply_usage(record, usage, None, text)
+        return None
 
 
 def _apply_usage(
@@ -275,44 +220,25 @@ def _apply_usage(
         record.output_tokens_source = TokenSource.CHUNKS
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(Framing):
     """Builds raw HTTP/1.1 requests for one target once, so each request only adds its body.
 
-    The one builder of request bodies in servewise: bench, probes and coldstart all send what it builds.
-    ``model=None`` leaves the field out (the server's default model answers)."""
+    The one builder of OpenAI request bodies in servewise: bench, probes and coldstart all send what it
+    builds. ``model=None`` leaves the field out (the server's default model answers)."""
 
     def __init__(self, target: TargetSpec, model: str | None, api_key: str | None) -> None:
-        self.target = target
-        self.model = model
-        self.api = target.api
-        self.stream = target.stream and target.api is not Api.EMBEDDINGS
-        parts = urlsplit(target.url)
-        self.host, self.port = host_port(target.url)
-        self.tls = parts.scheme == "https"
-        self.path = api_base_path(target.url) + ROUTES[target.api]
-        host_header = parts.netloc.rsplit("@", 1)[-1]
-        headers = [
-            f"POST {self.path} HTTP/1.1",
-            f"Host: {host_header}",
-            "Content-Type: application/json",
-            "Accept: text/event-stream" if self.stream else "Accept: application/json",
-            "User-Agent: servewise",
-        ]
-        headers += [f"{name}: {value}" for name, value in auth_headers(api_key).items()]
-        self._head = ("\r\n".join(headers) + "\r\nContent-Length: ").encode("latin-1")
+        super().__init__(target, model, auth_headers(api_key), target.stream and target.api.streams)
         self._template = self._body_template()
 
     def body(self, request: PlannedRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {} if self.model is None else {"model": self.model}
+        body = self.model_field()
         if self.api is Api.EMBEDDINGS:
-            body["input"] = request.prompt if request.prompt is not None else _messages_text(request.messages)
+            body["input"] = request_text(request)
             return body | self.target.extra_body
         if self.api is Api.CHAT:
-            body["messages"] = request.messages or [{"role": "user", "content": request.prompt or ""}]
+            body["messages"] = request_messages(request)
         else:
-            body["prompt"] = (
-                request.prompt if request.prompt is not None else _messages_text(request.messages)
-            )
+            body["prompt"] = request_text(request)
         body["max_tokens"] = request.max_tokens
         if self.target.ignore_eos:
             body["ignore_eos"] = True
@@ -327,13 +253,8 @@ class OpenAIAdapter:
             payload = (
                 f"{before}{json.dumps(request.prompt or '')}{between}{request.max_tokens}{after}".encode()
             )
-        else:
-            payload = json.dumps(self.body(request), separators=(",", ":")).encode()
-        return self.frame(payload)
-
-    def frame(self, payload: bytes) -> bytes:
-        """The whole request around any body, even one that is not JSON (probes send malformed ones)."""
-        return self._head + str(len(payload)).encode() + b"\r\n\r\n" + payload
+            return self.frame(payload, request)
+        return self.frame_json(self.body(request), request)
 
     def _body_template(self) -> tuple[str, str, str] | None:
         """The body serialised once around two markers, so a request only pastes in its prompt and length
@@ -354,7 +275,3 @@ class OpenAIAdapter:
 
     def reader(self, collect_text: bool = False) -> ResponseReader:
         return StreamReader(collect_text) if self.stream else BodyReader(self.api)
-
-
-def _messages_text(messages: list[dict[str, str]] | None) -> str:
-    return "\n".join(str(m.get("content", "")) for m in messages or ())

@@ -7,6 +7,8 @@ are allowed and ignored.
 
 from __future__ import annotations
 
+from servewise.records import ErrorClass
+
 _FIELDS = (b"event:", b"id:", b"retry:")
 
 
@@ -20,6 +22,16 @@ def split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
         buffer = buffer.replace(b"\r\n", b"\n")
     events = buffer.split(b"\n\n")
     return events[:-1], events[-1]
+
+
+def split_payloads(buffer: bytes) -> tuple[list[bytes], bytes, tuple[ErrorClass, str] | None]:
+    """The data payloads of the complete events in ``buffer`` (data-less events dropped), the unfinished
+    rest, and the protocol error a line that is no SSE field makes of the whole stream."""
+    events, rest = split_events(buffer)
+    try:
+        return [payload for payload in map(event_data, events) if payload is not None], rest, None
+    except MalformedEvent as exc:
+        return [], b"", (ErrorClass.PROTOCOL, str(exc))
 
 
 def event_data(event: bytes) -> bytes | None:

@@ -20,6 +20,7 @@ from markupsafe import Markup
 from servewise.analysis.metrics import request_latencies
 from servewise.format import money, number, percent
 from servewise.records import Sample
+from servewise.report.terminal import outcome_rows
 from servewise.results import (
     ChecklistRecord,
     ColdstartResult,
@@ -33,6 +34,7 @@ from servewise.results import (
     SweepResult,
     SweepStep,
     TurnRow,
+    UnitPlan,
 )
 from servewise.store import RunRow, Store
 
@@ -52,7 +54,7 @@ class ReportBundle:
     tpot_ms: Sequence[float] = ()
     samples: Sequence[Sample] = ()
     diagnosis: DiagnosisResult | None = None
-    plan: PlanRecord | None = None
+    plan: PlanRecord | UnitPlan | None = None  # in tokens, or in images or reranked documents
     stage: StageRecord | None = None
     coldstart: ColdstartResult | None = None
     probes: Sequence[ProbeRecord] = ()
@@ -64,7 +66,7 @@ def bundle_from_store(
     store: Store,
     run_id: str,
     *,
-    plan: PlanRecord | None = None,
+    plan: PlanRecord | UnitPlan | None = None,
     stage: StageRecord | None = None,
     probes: Sequence[ProbeRecord] | None = None,
     coldstart: ColdstartResult | None = None,
@@ -145,23 +147,33 @@ def _summary_card(bundle: ReportBundle) -> list[dict[str, str]]:
             else "sweep with an SLO to find the knee",
         }
     )
-    fit = bundle.plan.cheapest_fit() if bundle.plan else None
-    card.append(
-        {
-            "label": "Cost per 1M output tokens",
-            "value": money(fit.cost_per_million_output_tokens) if fit else "not planned",
-            "note": f"{fit.num_gpus}× {fit.gpu} at the SLO rate" if fit else "no plan stored",
-        }
-    )
+    card.append(_cost_card(bundle.plan))
     layer = stage.next_step if stage else None
     card.append(
         {
             "label": "Next step",
-            "value": layer or (bundle.plan.recommendation if bundle.plan else None) or "–",
+            "value": layer or (bundle.plan.recommendation if isinstance(bundle.plan, PlanRecord) else None) or "–",
             "note": "the top-ranked production layer" if layer else "",
         }
     )
     return card
+
+
+def _cost_card(plan: PlanRecord | UnitPlan | None) -> dict[str, str]:
+    """The cheapest fitting tier's cost, in the plan's unit: 1M output tokens, 1,000 images, 1M documents."""
+    if isinstance(plan, UnitPlan):
+        cheapest = plan.cheapest()
+        label = plan.cost_label.replace("$ per", "Cost per")
+        if cheapest is None:
+            return {"label": label, "value": "not priced", "note": "give the GPU's price: plan --price GPU=$/hour"}
+        measured = " (measured)" if cheapest.measured else ""
+        return {"label": label, "value": money(cheapest.cost), "note": f"1× {cheapest.gpu}{measured}"}
+    fit = plan.cheapest_fit() if plan else None
+    return {
+        "label": "Cost per 1M output tokens",
+        "value": money(fit.cost_per_million_output_tokens) if fit else "not planned",
+        "note": f"{fit.num_gpus}× {fit.gpu} at the SLO rate" if fit else "no plan stored",
+    }
 
 
 def _knee(result: RunResult | None) -> float | None:
@@ -194,6 +206,7 @@ def _throughput(result: RunResult | None) -> list[tuple[str, str]]:
     return [
         ("requests ok / failed", f"{m.requests_ok} / {m.requests_failed}"),
         ("requests/s", _num(m.requests_per_s, 2)),
+        *outcome_rows(result),
         ("output tokens/s", _num(m.output_tokens_per_s)),
         ("goodput (req/s meeting the SLO)", _num(m.goodput_rps, 2)),
         ("output token counts from", m.output_tokens_source),
@@ -349,7 +362,8 @@ def render_report(bundle: ReportBundle) -> str:
     slo_targets = result.slo.targets if result else []
     sweep = _sweep(result)
     knee = _knee(result)
-    tiers = bundle.plan.tiers if bundle.plan else []
+    tiers = bundle.plan.tiers if isinstance(bundle.plan, PlanRecord) else []
+    unit_plan = bundle.plan if isinstance(bundle.plan, UnitPlan) else None
     diagnosis = bundle.diagnosis
     missing: list[str] = []
     sections = {
@@ -366,7 +380,7 @@ def render_report(bundle: ReportBundle) -> str:
         "timelines": "resource timelines: no telemetry samples stored for this run",
         "costs": "tier table and cost chart: no plan (servewise plan RUN)",
     }
-    missing += [hints[key] for key, svg in sections.items() if svg is None]
+    missing += [hints[key] for key, svg in sections.items() if svg is None and not (key == "costs" and unit_plan)]
     coldstart = _coldstart_view(bundle.coldstart)
     if coldstart is None:
         missing.append("cold start: not measured (servewise coldstart)")
@@ -408,7 +422,8 @@ def render_report(bundle: ReportBundle) -> str:
             charts=sections,
             diagnosis=diagnosis,
             tiers=tiers,
-            recommendation=bundle.plan.recommendation if bundle.plan else None,
+            recommendation=bundle.plan.recommendation if isinstance(bundle.plan, PlanRecord) else None,
+            unit_plan=unit_plan,
             coldstart=coldstart,
             stage=bundle.stage,
             stage_view=_stage_view(bundle.stage),

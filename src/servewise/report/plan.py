@@ -9,6 +9,7 @@ from rich.table import Table
 from servewise.capacity import PlanResult
 from servewise.capacity.planner import KNEE
 from servewise.format import number
+from servewise.results import UnitPlan
 
 
 def _fmt(value: float | None, spec: str, prefix: str = "", unit: str = "") -> str:
@@ -60,4 +61,18 @@ def render_plan(result: PlanResult, console: Console) -> None:
         )
     console.print(f"[bold]Recommendation:[/] {result.recommendation}")
     for note in result.notes:
+        console.print(f"[dim]{note}[/]")
+
+
+def render_unit_plan(plan: UnitPlan, console: Console) -> None:
+    """One row per GPU: seconds per image (or document), the rate, replicas for the demand, and the cost of
+    1,000 images (or 1M documents)."""
+    one = plan.unit.removesuffix("s")
+    table = _table(plan.title, ("GPU", f"s/{one}", f"{plan.unit}/s", "replicas", "$/hour", plan.cost_label))
+    for t in plan.tiers:
+        table.add_row(t.gpu + (" (measured)" if t.measured else ""), _fmt(t.seconds_each, ".3g", unit=" s"),
+                      _fmt(t.per_s, ",.2f"), _fmt(t.replicas, "d"), _fmt(t.price_per_hour, ",.2f", "$"),
+                      _fmt(t.cost, ",.3f", "$"))  # fmt: skip
+    console.print(table)
+    for note in plan.notes:
         console.print(f"[dim]{note}[/]")

@@ -59,6 +59,17 @@ def latency_table(metrics: Metrics) -> Table:
     return table
 
 
+def outcome_rows(result: RunResult) -> list[tuple[str, str]]:
+    """documents/s for a reranker; images/s and the time per image for an image server."""
+    outcome = result.outcome
+    if outcome is None:
+        return []
+    rows = [(f"{outcome.unit}/s", f"{outcome.per_s:,.2f}")]
+    if outcome.unit == "images" and outcome.ms_each_p50 is not None:
+        rows.append(("latency per image p50", f"{outcome.ms_each_p50:,.1f} ms"))
+    return rows
+
+
 def throughput_table(result: RunResult) -> Table:
     m = result.metrics
     table = Table(title="Throughput", title_justify="left", show_header=False, expand=False)
@@ -66,6 +77,8 @@ def throughput_table(result: RunResult) -> Table:
     table.add_column("value", justify="right")
     table.add_row("requests ok / failed", f"{m.requests_ok:,} / {m.requests_failed:,}")
     table.add_row("requests/s", f"{m.requests_per_s:,.2f}")
+    for what, value in outcome_rows(result):
+        table.add_row(what, value)
     table.add_row("output tokens/s", f"{m.output_tokens_per_s:,.1f}")
     table.add_row("input tokens/s", f"{m.input_tokens_per_s:,.1f}")
     table.add_row("goodput (req/s meeting SLO)", f"{m.goodput_rps:,.2f}")

@@ -30,7 +30,7 @@ from servewise.results.coldstart import (
 )
 from servewise.results.diagnosis import DiagnosisResult, FindingResult
 from servewise.results.gate import CheckRow, FingerprintDiff, GateReport, RunPointer
-from servewise.results.plan import PlanRecord, TierRecord
+from servewise.results.plan import PlanRecord, TierRecord, UnitPlan, UnitTier
 from servewise.results.release import ReleaseOutcome, ReleaseResult, ReleaseStep
 from servewise.results.run import (
     CacheOutcome,
@@ -49,6 +49,7 @@ from servewise.results.run import (
     SweepStep,
     TtftTrend,
     TurnRow,
+    UnitOutcome,
     WorkerCounts,
 )
 from servewise.results.stage import (
@@ -122,6 +123,9 @@ __all__ = [
     "TrafficRecord",
     "TtftTrend",
     "TurnRow",
+    "UnitOutcome",
+    "UnitPlan",
+    "UnitTier",
     "WarmRequests",
     "WorkerCounts",
 ]

@@ -73,6 +73,16 @@ class ReasoningOutcome(Result):
     mean_reasoning_tokens: float | None
 
 
+class UnitOutcome(Result):
+    """What a reranker or an image server delivers in its own unit: documents or images per second (requests/s
+    times what each carried) and the time one took (a request's E2E p50 over what it carried)."""
+
+    unit: Literal["documents", "images"]
+    per_request: int
+    per_s: float
+    ms_each_p50: float | None
+
+
 class Metrics(Result):
     """The glossary's metrics over the steady-state window."""
 
@@ -198,6 +208,7 @@ class RunResult(Result):
     early_stop: str | None = Field(default=None, exclude_if=lambda v: v is None)
     nodes: list[NodeCheck] | None = Field(default=None, exclude_if=lambda v: v is None)  # runs on Ray
     partial: PartialRun | None = Field(default=None, exclude_if=lambda v: v is None)
+    outcome: UnitOutcome | None = Field(default=None, exclude_if=lambda v: v is None)  # rerank, images
 
 
 class SweepStep(Result):

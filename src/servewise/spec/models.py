@@ -16,6 +16,58 @@ class Api(StrEnum):
     CHAT = "chat"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
+    ANTHROPIC = "anthropic"
+    RERANK = "rerank"
+    IMAGES = "images"
+    HTTP = "http"
+
+    @property
+    def streams(self) -> bool:
+        """Whether the API can stream its answer at all (embeddings, rerank and images answer whole)."""
+        return self not in (Api.EMBEDDINGS, Api.RERANK, Api.IMAGES)
+
+
+class ImageSpec(_Strict):
+    """What an image request asks for; ``steps`` only goes out when given (not every server takes it)."""
+
+    size: str = Field(default="512x512", pattern=r"^\d+x\d+$")
+    n: Annotated[int, Field(ge=1, le=16)] = 1
+    steps: Annotated[int, Field(ge=1)] | None = None
+
+
+class HttpSpec(_Strict):
+    """A generic JSON API: the body is a Jinja template over the request (``prompt``, ``messages``,
+    ``max_tokens``, ``model``, ``index``); the answer is read by dotted JSON paths (``choices.0.text``).
+    Streamed answers are SSE events read by the same paths, each event with text a content chunk."""
+
+    body: str = Field(description="Jinja template of the JSON body, e.g. {\"inputs\": {{ prompt|tojson }}}")
+    text_path: str = Field(description="dotted path to the output text, e.g. generated_text")
+    output_tokens_path: str | None = Field(default=None, description="dotted path to the output token count")
+    input_tokens_path: str | None = Field(default=None, description="dotted path to the prompt token count")
+
+    @field_validator("body")
+    @classmethod
+    def _body_renders_json(cls, body: str) -> str:
+        """Rendered once here with a sample request, so a broken template is refused before a run."""
+        import json
+
+        from jinja2 import Environment, StrictUndefined, TemplateError
+
+        sample = {"prompt": "hi", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "model": "m",
+                  "index": 0, "stream": True}  # fmt: skip
+        try:
+            text = Environment(undefined=StrictUndefined).from_string(body).render(sample)
+        except TemplateError as exc:
+            raise ValueError(f"the body template does not render: {exc}") from None
+        try:
+            json.loads(text)
+        except ValueError:
+            raise ValueError(f"the body template does not render to JSON: {text[:120]!r}") from None
+        return body
+
+
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
 
 
 class TargetSpec(_Strict):
@@ -30,6 +82,50 @@ class TargetSpec(_Strict):
     timeout_s: Annotated[float, Field(gt=0)] = 300.0
     ignore_eos: bool = Field(default=True, description="Send ignore_eos so outputs run to max_tokens")
     extra_body: dict[str, object] = Field(default_factory=dict)
+    route: str | None = Field(
+        default=None, description="Request path, e.g. /rerank (default: the API's own route under /v1/)"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers on every request; {session}, {tenant}, {priority} are filled"
+        " per request from the workload (a session's id, a trace or dataset line's tenant and priority)"
+    )
+    anthropic_version: str = "2023-06-01"
+    documents: Annotated[int, Field(ge=1)] = Field(
+        default=8, description="rerank: documents per request (the prompt split into a query and these)"
+    )
+    image: ImageSpec = ImageSpec()
+    http: HttpSpec | None = None
+
+    def outcome(self) -> tuple[Literal["documents", "images"], int] | None:
+        """What one request serves when it is not tokens: (unit, count), for documents/s and images/s."""
+        if self.api is Api.RERANK:
+            return "documents", self.documents
+        if self.api is Api.IMAGES:
+            return "images", self.image.n
+        return None
+
+    @field_validator("route")
+    @classmethod
+    def _route_is_a_path(cls, route: str | None) -> str | None:
+        if route is not None and not route.startswith("/"):
+            raise ValueError(f"must be a path starting with /, got {route!r}")
+        return route
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_one_line(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not name or any(c in name for c in ":\r\n ") or "\r" in value or "\n" in value:
+                raise ValueError(f"{name!r}: a header name without ':' or spaces and a one-line value")
+            if name.lower() in _SECRET_HEADERS:  # the spec is stored with every run: no key may be in it
+                raise ValueError(f"{name!r} carries a secret; give the key with api_key_env or api_key_file")
+        return headers
+
+    @model_validator(mode="after")
+    def _http_has_template(self) -> TargetSpec:
+        if self.api is Api.HTTP and self.http is None:
+            raise ValueError("api http needs target.http: a body template and a text_path")
+        return self
 
     @field_validator("url")
     @classmethod

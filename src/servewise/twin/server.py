@@ -671,7 +671,12 @@ class TwinHandle:
 
 async def start_twin(host: str = "127.0.0.1", port: int = 0, **options: Any) -> TwinHandle:
     """Start in the running loop; ``port=0`` picks a free port (see ``handle.url``)."""
-    runner = web.AppRunner(create_app(**options), access_log=None)
+    return await start_app(create_app(**options), host, port)
+
+
+async def start_app(app: web.Application, host: str, port: int) -> TwinHandle:
+    """Any twin application (language or image engine) served in the running loop."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048)
     await site.start()
@@ -681,6 +686,11 @@ async def start_twin(host: str = "127.0.0.1", port: int = 0, **options: Any) -> 
 
 def run_twin(host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
     """Serve until interrupted (uvloop when available)."""
+    serve_forever(create_app(**options), host, port)
+
+
+def serve_forever(app: web.Application, host: str, port: int) -> None:
+    """Serve any twin application until interrupted (uvloop when available)."""
     new_loop: Callable[[], asyncio.AbstractEventLoop] | None
     try:
         import uvloop
@@ -688,7 +698,6 @@ def run_twin(host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
         new_loop = None
     else:
         new_loop = uvloop.new_event_loop
-    app = create_app(**options)
     web.run_app(
         app,
         host=host,

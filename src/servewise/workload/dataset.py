@@ -9,7 +9,7 @@ when there is one), each answer's length taken from the file's reply and its tex
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from servewise.spec.errors import SpecError
@@ -23,6 +23,8 @@ class DatasetEntry:
     user_turns: tuple[str, ...] = ()  # the conversation's user messages, for session replay
     answer_tokens: tuple[int | None, ...] = ()  # the length (in words x 1.3) of the file's reply to each
     system: str | None = None
+    tenant: str | None = None  # the line's own, for per-request headers (a tenant's quota, a priority class)
+    priority: str | None = None
 
 
 def _words_as_tokens(text: object) -> int | None:
@@ -44,6 +46,21 @@ def _conversation(turns: list[tuple[str, object]]) -> tuple[tuple[str, ...], tup
 
 
 def _entry(line: dict, where: str) -> DatasetEntry:
+    """A line's request and who sends it (``tenant``, ``priority``: strings or numbers, one line each)."""
+    entry = _request(line, where)
+    tenant, priority = (_one_line(line.get(key), where, key) for key in ("tenant", "priority"))
+    return entry if tenant is None and priority is None else replace(entry, tenant=tenant, priority=priority)
+
+
+def _one_line(value: object, where: str, key: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool) or "\n" in str(value) or "\r" in str(value):
+        raise SpecError(f"{where}: {key} must be a one-line string or an integer")
+    return str(value)
+
+
+def _request(line: dict, where: str) -> DatasetEntry:
     output = line.get("output_tokens", line.get("max_tokens"))
     if output is not None and (not isinstance(output, int) or output < 1):
         raise SpecError(f"{where}: output_tokens must be a positive integer")

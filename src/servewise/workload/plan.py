@@ -36,6 +36,9 @@ class PlannedRequest:
     messages: list[dict[str, str]] | None
     input_tokens: int | None
     max_tokens: int
+    session: int | None = None  # what per-request headers carry (session affinity, tenant, priority)
+    tenant: str | None = None
+    priority: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class WorkloadPlan:
                 messages=None,
                 input_tokens=int(self.trace.input_tokens[index]),
                 max_tokens=int(self.trace.output_tokens[index]),
+                session=self.trace.session_id(index),
             )
         inputs, outputs, picks = self._lengths_block(index // BLOCK)
         slot = index % BLOCK
@@ -113,6 +117,8 @@ class WorkloadPlan:
                 messages=entry.messages,
                 input_tokens=None,
                 max_tokens=entry.output_tokens or int(outputs[slot]),
+                tenant=entry.tenant,
+                priority=entry.priority,
             )
         assert self._synth is not None
         tokens = int(inputs[slot])
