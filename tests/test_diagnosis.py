@@ -623,3 +623,34 @@ def test_loopback_retransmits_from_full_accept_queues_do_not_blame_the_network()
     run.set("host", "net_rx_bytes_per_s", run.noisy(40e6, 5e6), iface="eth0")  # now a real link carries it
     d = diagnose(summary(), run.samples())
     assert verdicts(d)[Resource.NETWORK] is Verdict.BOTTLENECK
+
+
+def test_the_findings_read_the_load_window_not_the_idle_ticks_around_it():
+    """The telemetry session starts before the workers and stops after the last answer: 5 idle ticks before the
+    load and 5 after it. Inside the window the engine held a full KV cache and a queue every tick; read whole,
+    the idle ticks halve the waiting fraction and the KV median, and the counter's rate."""
+    idle, busy = [0.0] * 5, 10
+    run = RunBuilder(ticks=20)
+    run.set("metrics", "kv_cache_usage", idle + [1.0] * busy + idle)
+    run.set("metrics", "requests_running", idle + [2.0] * busy + idle)
+    run.set("metrics", "requests_waiting", idle + [6.0] * busy + idle)
+    run.set("metrics", "preemptions_total", idle + [3.0 * (i + 1) for i in range(busy)] + [30.0] * 5)
+    run.set("client", "connect_rtt_ms", [0.2] * 5 + [40.0] * busy + [0.2] * 5)
+    window = (run.t0 + 5, run.t0 + 5 + busy - 1)
+    whole = diagnose(summary(), run.samples(), server_engine="vllm")
+    windowed = diagnose(summary(), run.samples(), server_engine="vllm", window=window)
+    kv, kv_whole = windowed.finding(Resource.KV_CAPACITY), whole.finding(Resource.KV_CAPACITY)
+    assert kv.numbers["waiting_fraction"] == 1.0 and kv_whole.numbers["waiting_fraction"] == 0.5
+    # the tick before the window is the counter's start: 30 preemptions over the 10 s from it
+    assert kv.numbers["preemptions_per_s"] == pytest.approx(3.0)
+    assert kv_whole.numbers["preemptions_per_s"] == pytest.approx(30 / 19)
+    queue = windowed.finding(Resource.ADMISSION_QUEUE)
+    assert queue.numbers["running_p50"] == 2.0
+    assert whole.finding(Resource.ADMISSION_QUEUE).numbers["running_p50"] == 1.0  # half the ticks idle
+    # the idle round trip is the probe before the load began
+    net = windowed.finding(Resource.NETWORK)
+    assert net.numbers["connect_rtt_idle_ms"] == 0.2 and net.numbers["connect_rtt_p50_ms"] == 40.0
+    assert net.verdict is Verdict.BOTTLENECK, net.evidence
+    # a window too short for three ticks is read whole
+    short = diagnose(summary(), run.samples(), server_engine="vllm", window=(run.t0 + 5, run.t0 + 6))
+    assert short.finding(Resource.KV_CAPACITY).numbers == kv_whole.numbers

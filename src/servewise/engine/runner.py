@@ -255,7 +255,9 @@ async def execute_run(
         if session is not None:
             steps = store.earlier_steps(store.get_run(run_id))  # a sweep's: the batch at other loads
             earlier = [store.samples(step, source="metrics") for step in steps]
-            diagnosis = diagnose(summary, samples, server_engine=session.engine, earlier=earlier)
+            diagnosis = diagnose(
+                summary, samples, server_engine=session.engine, earlier=earlier, window=store.load_window(run_id)
+            )
             summary = summary.model_copy(update={"diagnosis": diagnosis})
         store.finish_run(run_id, summary)
     return summary

@@ -15,4 +15,6 @@ def diagnose_stored_run(store: Store, run_id: str) -> DiagnosisResult:
     server = (measured.target if measured else {}).get("server") or run.target.get("server") or {}
     engine = server.get("engine") if isinstance(server, dict) else None
     earlier = [store.samples(step, source="metrics") for step in store.earlier_steps(run)]
-    return diagnose(measured, store.samples(run.id), server_engine=engine, earlier=earlier)
+    return diagnose(
+        measured, store.samples(run.id), server_engine=engine, earlier=earlier, window=store.load_window(run.id)
+    )

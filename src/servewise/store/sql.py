@@ -229,6 +229,13 @@ class Store:
             yield rows
             last = rows[-1][0]
 
+    def load_window(self, run_id: str) -> tuple[float, float] | None:
+        """The first and last send of a run, on its records' clock (which its samples share): the span its
+        load was on, without the workers' start before it or the last answers' drain after it."""
+        rows = self._db.execute("SELECT MIN(t_send), MAX(t_send) FROM records WHERE run_id = ?", (run_id,))
+        first, last = rows[0] if rows else (None, None)
+        return None if first is None or last is None else (float(first), float(last))
+
     def count_records(self, run_id: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM records WHERE run_id = ?", (run_id,))[0][0])
 

@@ -180,11 +180,13 @@ def diagnose(
     *,
     server_engine: str | None = None,
     earlier: Sequence[Sequence[Sample]] = (),
+    window: tuple[float, float] | None = None,
 ) -> DiagnosisResult:
     """Every resource's finding, the primary bottleneck, its confidence and next steps. ``earlier``: the
     engine's samples from other runs against the same server (a sweep's earlier steps), read only for how
-    its step time follows its batch, which one run at a pinned batch cannot show."""
-    sig = Signals(samples)
+    its step time follows its batch, which one run at a pinned batch cannot show. ``window``: the load's
+    first and last send (``Store.load_window``), the ticks every finding reads."""
+    sig = Signals(samples, window)
     engine = server_engine or infer_engine(samples)
     host = serving_host(sig)
     step = step_scaling([sig, *(Signals(run) for run in earlier)])

@@ -110,7 +110,7 @@ def network(sig: Signals) -> Finding:
     rx = sig.by_label("host", "net_rx_bytes_per_s", "iface")
     tx = sig.by_label("host", "net_tx_bytes_per_s", "iface")
     rtt = sig.series("client", "connect_rtt_ms")
-    if not rx and not tx and len(rtt.values) < 2:
+    if not rx and not tx and len(rtt.values) + (rtt.before is not None) < 2:
         return Finding(Resource.NETWORK, FindingStatus.NO_DATA, "no network counters")
 
     def busiest(s: Series) -> float:
@@ -146,11 +146,11 @@ def network(sig: Signals) -> Finding:
     numbers["tcp_retrans_ratio_p50"] = retrans_p50
     if known(retrans_p50):
         parts.append(f"TCP retransmits {retrans_p50 * 100:.2f}% of segments")
-    idle_rtt, loaded_rtt = (
-        (rtt.values[0], Series(rtt.times[1:], rtt.values[1:]).quantile(0.5))
-        if len(rtt.values) >= 2
-        else (math.nan, math.nan)
-    )
+    idle_rtt, loaded_rtt = math.nan, math.nan
+    if rtt.before is not None and rtt:
+        idle_rtt, loaded_rtt = rtt.before[1], rtt.quantile(0.5)
+    elif len(rtt.values) >= 2:  # read whole: the session's first probe went out before the load
+        idle_rtt, loaded_rtt = rtt.values[0], Series(rtt.times[1:], rtt.values[1:]).quantile(0.5)
     growth = loaded_rtt - idle_rtt
     if known(growth):
         numbers.update({"connect_rtt_idle_ms": idle_rtt, "connect_rtt_p50_ms": loaded_rtt})

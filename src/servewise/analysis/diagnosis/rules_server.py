@@ -377,8 +377,8 @@ def admission_queue(result: RunResult | None, sig: Signals, step: StepScaling | 
     )
     e2e_ms = number(result.metrics.e2e_ms.mean if result else None)
     queue_share = math.nan
-    if q_sum and q_count and q_count.values[-1] > q_count.values[0]:
-        queue_ms = 1000 * (q_sum.values[-1] - q_sum.values[0]) / (q_count.values[-1] - q_count.values[0])
+    if q_sum and q_count and q_count.increase() > 0:
+        queue_ms = 1000 * q_sum.increase() / q_count.increase()
         numbers["queue_time_ms_mean"] = queue_ms
         parts.append(f"mean queue time {ms_text(queue_ms)}")
         if known(e2e_ms) and e2e_ms > 0:

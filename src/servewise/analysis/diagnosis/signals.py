@@ -3,6 +3,7 @@ with the quantiles, rates and spreads the rules ask of them; and how the evidenc
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,10 +13,13 @@ from servewise.records import Sample
 
 @dataclass
 class Series:
-    """One signal over time, label sets merged per tick (sum or max)."""
+    """One signal over time, label sets merged per tick (sum or max). ``before``: the (time, value) of the last
+    tick before the load began, where the samples were read over a load window: a counter's starting point and
+    a probe's idle value, kept out of the quantiles so that idle ticks do not dilute them."""
 
     times: list[float]
     values: list[float]
+    before: tuple[float, float] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -39,12 +43,25 @@ class Series:
     def frac(self, predicate: Callable[[float], bool]) -> float:
         return sum(1 for v in self.values if predicate(v)) / len(self.values) if self.values else math.nan
 
+    def _counted(self) -> tuple[list[float], list[float]]:
+        """The ticks a counter's increase is read over: from the last one before the load, where known."""
+        if self.before is None:
+            return self.times, self.values
+        return [self.before[0], *self.times], [self.before[1], *self.values]
+
+    def increase(self) -> float:
+        """A cumulative counter's increase (resets skipped)."""
+        _, values = self._counted()
+        if len(values) < 2:
+            return math.nan
+        return sum(max(0.0, b - a) for a, b in itertools.pairwise(values))
+
     def rate(self) -> float:
         """Per-second increase of a cumulative counter (resets skipped)."""
-        if len(self.values) < 2 or self.times[-1] <= self.times[0]:
+        times, _ = self._counted()
+        if len(times) < 2 or times[-1] <= times[0]:
             return math.nan
-        increase = sum(max(0.0, b - a) for a, b in zip(self.values, self.values[1:], strict=False))
-        return increase / (self.times[-1] - self.times[0])
+        return self.increase() / (times[-1] - times[0])
 
     @property
     def cv(self) -> float:
@@ -54,13 +71,21 @@ class Series:
         return math.sqrt(sum((v - m) ** 2 for v in self.values) / len(self.values)) / m
 
 
-class Signals:
-    """Samples indexed by (source, name)."""
+MIN_WINDOW_TICKS = 3  # a load window with fewer sampling ticks is read whole, idle ticks and all
 
-    def __init__(self, samples: Sequence[Sample]) -> None:
+
+class Signals:
+    """Samples indexed by (source, name). With ``window`` (the load's first and last send, on the samples'
+    clock) every series holds the ticks inside it: the telemetry session runs from before the workers start
+    until after the last answer, and its idle ticks would dilute every gauge (a vLLM run at concurrency 8
+    read "running p50 0" with 8 requests in flight all along)."""
+
+    def __init__(self, samples: Sequence[Sample], window: tuple[float, float] | None = None) -> None:
         self._by: dict[tuple[str, str], list[Sample]] = {}
         for s in samples:
             self._by.setdefault((s.source, s.name), []).append(s)
+        inside = {round(s.t, 3) for s in samples if window and window[0] <= s.t <= window[1]}
+        self._window = window if len(inside) >= MIN_WINDOW_TICKS else None
 
     def has(self, source: str, name: str) -> bool:
         return (source, name) in self._by
@@ -87,9 +112,14 @@ class Signals:
             ticks: dict[float, list[float]] = {}
             for s in rows:
                 ticks.setdefault(round(s.t, 3), []).append(s.value)
-            times = sorted(ticks)
             merge = max if combine == "max" else sum
-            return Series(times, [merge(ticks[t]) for t in times])
+            merged = [(t, float(merge(ticks[t]))) for t in sorted(ticks)]
+            if self._window is None:
+                return Series([t for t, _ in merged], [v for _, v in merged])
+            start, end = self._window
+            before = [tv for tv in merged if tv[0] < start]
+            inside = [tv for tv in merged if start <= tv[0] <= end]
+            return Series([t for t, _ in inside], [v for _, v in inside], before[-1] if before else None)
         return Series([], [])
 
     def by_label(self, source: str, name: str, label: str) -> dict[str, Series]:
