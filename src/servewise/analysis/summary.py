@@ -48,7 +48,7 @@ def build_summary(
     client = client_verdict(
         accumulator.schedule_lag_ms(),
         worker_cpu_percent,
-        open_loop=spec.load.kind != "concurrency",
+        open_loop=spec.load.paced,
         loop_lag_max_ms=loop_lag_max_ms,
         e2e_p50_ms=metrics.e2e_ms.p50,
     )

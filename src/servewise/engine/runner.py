@@ -21,8 +21,6 @@ from servewise.analysis.cache import PrefixReuse, engine_hit_rate
 from servewise.analysis.diagnosis import diagnose
 from servewise.analysis.metrics import MetricsAccumulator
 from servewise.analysis.summary import build_summary
-from servewise.engine.cluster.accounting import WorkerLags, store_losses, with_nodes
-from servewise.engine.cluster.group import RayWorkerGroup
 from servewise.engine.target import TargetInfo
 from servewise.engine.worker import Job, WorkerStats
 from servewise.engine.workers import Workers
@@ -219,13 +217,11 @@ async def execute_run(
             )
             store.append_samples(run_id, from_prometheus)
         effective = spec.model_copy(update={"load": load, "duration_s": duration})
-        ray_group = context.workers if isinstance(context.workers, RayWorkerGroup) else None
-        partial = store_losses(ray_group, store, run_id, effective, started[0]) if ray_group and started else None
+        group = context.workers
+        partial = group.settle_losses(store, run_id, effective, started[0]) if started else None
         if last:
-            context.workers.close()
-        lags = WorkerLags() if ray_group else None
-        records = store.iter_records(run_id)
-        accumulator.add_all(lags.observe(records) if lags else records)
+            group.close()
+        accumulator.add_all(group.observe(store.iter_records(run_id)))
         samples = store.samples(run_id)  # read once: the cache's engine rate and the diagnosis both need them
         cache = CacheOutcome(
             theoretical_hit_rate=_theoretical_hit_rate(effective, store, run_id),
@@ -250,8 +246,7 @@ async def execute_run(
             cap_waits=sum(s.cap_waits for s in stats),
         )
         summary = summary.model_copy(update={"workers": workers})
-        if ray_group and lags:
-            summary = with_nodes(summary, ray_group, stats, lags, partial, open_loop=load.kind != "concurrency")
+        summary = group.summarise(summary, stats, partial, paced=load.paced)
         if session is not None:
             steps = store.earlier_steps(store.get_run(run_id))  # a sweep's: the batch at other loads
             earlier = [store.samples(step, source="metrics") for step in steps]

@@ -13,7 +13,7 @@ import multiprocessing
 import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter
@@ -21,6 +21,10 @@ from typing import Any
 
 from servewise.engine.worker import Job, WorkerStats, worker_main
 from servewise.errors import InternalFailure
+from servewise.records import RequestRecord
+from servewise.results import PartialRun, RunResult
+from servewise.spec.models import RunSpec
+from servewise.store import Store
 
 START_DELAY_S = 0.3
 
@@ -67,6 +71,21 @@ class Workers(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def settle_losses(self, store: Store, run_id: str, spec: RunSpec, t0: float) -> PartialRun | None:
+        """After the run: store a record for each request a lost worker took with it. Local workers are
+        never lost (a process that dies fails the run)."""
+        return None
+
+    def observe(self, records: Iterable[RequestRecord]) -> Iterable[RequestRecord]:
+        """The run's records as the runner folds them, once; a cluster reads each node's schedule lag here."""
+        return records
+
+    def summarise(
+        self, summary: RunResult, stats: list[WorkerStats], partial: PartialRun | None, *, paced: bool
+    ) -> RunResult:
+        """What the group adds to the run's summary: nothing on one machine, each node's checks on a cluster."""
+        return summary
 
     def _deliver(self, index: int, message: tuple) -> None:
         """From a reader thread: hand one message to the event loop (dropped between runs)."""

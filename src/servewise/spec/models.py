@@ -250,6 +250,12 @@ class LoadSpec(_Strict):
             raise ValueError("concurrency load needs a number of concurrent requests, e.g. concurrency:8")
         return self
 
+    @property
+    def paced(self) -> bool:
+        """Its sends fall due at set times (arrivals, a trace, a session's think time), so schedule lag says
+        whether the client kept up; a closed loop at a fixed concurrency sends on each answer instead."""
+        return self.kind != "concurrency"
+
     def describe(self) -> str:
         match self.kind:
             case "concurrency":

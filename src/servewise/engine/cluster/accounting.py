@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from servewise.analysis.client import client_verdict
 from servewise.analysis.metrics import distribution
-from servewise.engine.cluster.group import RayWorkerGroup
 from servewise.engine.worker import Job, WorkerStats, send_offsets
 from servewise.engine.workers import Loss
 from servewise.records import ErrorClass, Phase, RequestRecord, record_to_row
@@ -24,6 +24,9 @@ from servewise.results import ClientCheck, LostWorker, NodeCheck, PartialRun, Ru
 from servewise.spec.models import LoadSpec, RunSpec
 from servewise.store import Store
 from servewise.workload.plan import WorkloadPlan
+
+if TYPE_CHECKING:  # the group calls these; they read its places, clocks and losses
+    from servewise.engine.cluster.group import RayWorkerGroup
 
 CLOSED_LOOP = ("concurrency", "sessions")
 

@@ -11,16 +11,21 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from time import perf_counter
 from types import ModuleType
 from typing import Any
 
+from servewise.engine.cluster.accounting import WorkerLags, store_losses, with_nodes
 from servewise.engine.cluster.actor import LoadActor, Place
-from servewise.engine.worker import Job
+from servewise.engine.worker import Job, WorkerStats
 from servewise.engine.workers import Workers
 from servewise.errors import UnreachableError, UsageError
+from servewise.records import RequestRecord
+from servewise.results import PartialRun, RunResult
+from servewise.spec.models import RunSpec
+from servewise.store import Store
 
 INSTALL_HINT = "--ray needs Ray: pip install 'servewise[ray]'"
 PLACEMENT_TIMEOUT_S = 30.0
@@ -113,6 +118,7 @@ class RayWorkerGroup(Workers):
         self.clocks: list[Clock] = []
         self.heard: list[float] = []  # when each worker's last message came, on the run clock
         self.in_flight: list[int] = []  # each worker's in-flight count, as it last reported it
+        self._lags = WorkerLags()
         try:
             self._place_actors(count)
         except BaseException:
@@ -191,6 +197,18 @@ class RayWorkerGroup(Workers):
         for i, (actor, clock) in enumerate(zip(self._actors, self.clocks, strict=True)):
             if i not in gone:
                 actor.go.remote(t0_wall + clock.offset_s, t0)
+
+    def settle_losses(self, store: Store, run_id: str, spec: RunSpec, t0: float) -> PartialRun | None:
+        return store_losses(self, store, run_id, spec, t0)
+
+    def observe(self, records: Iterable[RequestRecord]) -> Iterable[RequestRecord]:
+        self._lags = WorkerLags()
+        return self._lags.observe(records)
+
+    def summarise(
+        self, summary: RunResult, stats: list[WorkerStats], partial: PartialRun | None, *, paced: bool
+    ) -> RunResult:
+        return with_nodes(summary, self, stats, self._lags, partial, open_loop=paced)
 
     def stop(self) -> None:
         gone = {loss.worker for loss in self.losses}
