@@ -44,9 +44,10 @@ def _target(api: str, **extra: object) -> TargetSpec:
 
 
 def _planned(
-    prompt: str | None = "one two three four five six seven eight nine", messages=None
+    prompt: str | None = "one two three four five six seven eight nine", messages=None, session: int | None = None
 ) -> PlannedRequest:
-    return PlannedRequest(index=0, prompt=prompt, messages=messages, input_tokens=None, max_tokens=5)
+    return PlannedRequest(index=0, prompt=prompt, messages=messages, input_tokens=None, max_tokens=5,
+                          session=session)  # fmt: skip
 
 
 def _read(api: str, pieces: list[bytes], *, split: int | None = None, collect: bool = False, **extra: object):
@@ -110,19 +111,24 @@ def test_responses_stream(split):
 def test_responses_later_turn_sends_previous_response_id_and_only_the_new_message():
     adapter = adapter_for(_target("responses"), "m", None)
     first = [{"role": "user", "content": "q1"}]
-    _, body = _head_and_body(adapter.request_bytes(_planned(None, first)))
+    _, body = _head_and_body(adapter.request_bytes(_planned(None, first, session=7)))
     assert body["input"] == first and "previous_response_id" not in body
-    reader = adapter.reader(collect_text=True)
-    for t, piece in enumerate(RESPONSES):
-        reader.feed(piece, float(t))
-    reader.finish(RequestRecord(index=0, t_sched=0.0, t_end=9.0))
+    for session, response_id in ((7, "resp_1"), (8, "resp_8")):  # two conversations, the same answer text
+        reader = adapter.reader(collect_text=True)
+        for t, piece in enumerate(RESPONSES):
+            reader.feed(piece.replace(b"resp_1", response_id.encode()), float(t))
+        reader.finish(RequestRecord(index=0, t_sched=0.0, t_end=9.0, session=session, turn=1))
     second = [*first, {"role": "assistant", "content": "Hi there"}, {"role": "user", "content": "q2"}]
-    _, body = _head_and_body(adapter.request_bytes(_planned(None, second)))
+    _, body = _head_and_body(adapter.request_bytes(_planned(None, second, session=7)))
     assert body["previous_response_id"] == "resp_1" and body["input"] == [second[-1]]
-    # an answer it does not know (another run's, a failed turn): the whole history goes out instead
+    _, body = _head_and_body(adapter.request_bytes(_planned(None, second, session=8)))
+    assert body["previous_response_id"] == "resp_8"
+    # a history that does not end with the conversation's last answer (a trace's own assistant text, a turn
+    # already chained): the whole history goes out instead
     other = [*first, {"role": "assistant", "content": "unknown"}, {"role": "user", "content": "q2"}]
-    _, body = _head_and_body(adapter.request_bytes(_planned(None, other)))
-    assert "previous_response_id" not in body and body["input"] == other
+    for session in (7, 9):
+        _, body = _head_and_body(adapter.request_bytes(_planned(None, other, session=session)))
+        assert "previous_response_id" not in body and body["input"] == other
 
 
 def test_rerank_request_and_answer():

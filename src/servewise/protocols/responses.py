@@ -4,8 +4,10 @@ reasoning, ``response.completed`` (or ``.incomplete``) carries usage.
 
 A conversation's later turns go out the way Responses clients send them: ``previous_response_id`` of the
 answer the history ends with and only the new user message, so the server holds the history (vLLM needs
-``VLLM_ENABLE_RESPONSES_API_STORE=1``). The adapter remembers each collected answer's response id by its
-text; a turn whose last answer it does not know sends the whole history instead.
+``VLLM_ENABLE_RESPONSES_API_STORE=1``). The adapter remembers each conversation's latest answer and its
+response id; a turn whose history does not end with that answer (a trace's own assistant text, an answer
+without an id) sends the whole history instead. Keyed by conversation, not by text: a tiny model at
+temperature 0 gives two conversations the same answer, and one would chain onto the other's history.
 """
 
 from __future__ import annotations
@@ -37,26 +39,27 @@ TIMING = (
 _ANSWER = "response.output_text.delta"
 _REASONING = ("response.reasoning_text.delta", "response.reasoning_summary_text.delta")
 _DONE = ("response.completed", "response.incomplete")
-Remember = Callable[[str, str], None]  # an answer's text and its response id, kept for the next turn
-_CHAINS_KEPT = 65_536  # answers of conversations still going; one that ended leaves its entry behind
+Remember = Callable[[int, str, str], None]  # a conversation, its answer's text and response id
+_CHAINS_KEPT = 65_536  # conversations still going; one that ended leaves its entry behind
 
 
 class ResponsesAdapter(Framing):
     def __init__(self, target: TargetSpec, model: str | None, api_key: str | None) -> None:
         super().__init__(target, model, auth_headers(api_key), target.stream)
-        self._ids: OrderedDict[str, str] = OrderedDict()  # an answer's text -> its response id
+        self._latest: OrderedDict[int, tuple[str, str]] = OrderedDict()  # conversation -> (answer, its id)
 
-    def remember(self, answer: str, response_id: str) -> None:
-        self._ids[answer] = response_id
-        if len(self._ids) > _CHAINS_KEPT:
-            self._ids.popitem(last=False)
+    def remember(self, session: int, answer: str, response_id: str) -> None:
+        self._latest[session] = (answer, response_id)
+        if len(self._latest) > _CHAINS_KEPT:
+            self._latest.popitem(last=False)
 
     def body(self, request: PlannedRequest) -> dict[str, Any]:
         body = self.model_field()
         messages = request.messages
         previous = None
-        if messages and len(messages) >= 2 and messages[-2].get("role") == "assistant":
-            previous = self._ids.pop(messages[-2].get("content", ""), None)
+        if messages and len(messages) >= 2 and messages[-2].get("role") == "assistant" and request.session is not None:
+            answer, response_id = self._latest.pop(request.session, ("", ""))
+            previous = response_id if response_id and answer == messages[-2].get("content") else None
         if previous is not None:
             body["previous_response_id"] = previous
             body["input"] = [request_messages(request)[-1]]
@@ -131,8 +134,8 @@ class ResponsesStreamReader(EventStreamReader):
     def finish(self, record: RequestRecord) -> None:
         super().finish(record)
         text = self.text
-        if self._remember is not None and record.ok and text and self.response_id:
-            self._remember(text, self.response_id)
+        if self._remember is not None and record.ok and text and self.response_id and record.session is not None:
+            self._remember(record.session, text, self.response_id)
 
 
 class ResponseBodyReader(JsonBodyReader):
@@ -151,6 +154,6 @@ class ResponseBodyReader(JsonBodyReader):
         tokens = Tokens()
         record.finish_reason = _read_response(body, tokens)
         tokens.apply(record, 0, text)
-        if self._remember is not None and text and isinstance(body.get("id"), str):
-            self._remember(text, body["id"])
+        if self._remember is not None and text and isinstance(body.get("id"), str) and record.session is not None:
+            self._remember(record.session, text, body["id"])
         return None
