@@ -499,3 +499,20 @@ def test_https_endpoint_verified_against_the_teams_own_ca(self_signed, store_pat
     metrics = trusted.json()["metrics"]
     assert metrics["requests_ok"] == 6 and metrics["requests_failed"] == 0
     assert 50 <= metrics["ttft_ms"]["p50"] < 90 and metrics["mean_output_tokens"] == 8
+
+
+def test_the_stored_diagnosis_reads_the_load_window_bench_read(timing_url, store_path):
+    """bench keeps the span its load was on (first to last send) with the run; `diagnose RUN` reads the same
+    ticks, so it prints what bench printed, and the window lies inside the run's own records."""
+    result = bench(timing_url, store_path, "--load", "poisson:10", "--duration", "4", "--sample-interval", "0.25s")
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    first, last = summary["load_window"]
+    with RunStore(store_path) as store:
+        sends = [r.t_send for r in store.iter_records(summary["run_id"])]
+        ticks = {s.t for s in store.samples(summary["run_id"])}
+    assert (first, last) == (min(sends), max(sends)) and last - first >= 3.0
+    assert min(ticks) < first  # the session sampled before the load began: those ticks are not read
+    again = servewise("diagnose", summary["run_id"], "--json", store=store_path)
+    assert again.code in (0, 3), again.stderr
+    assert again.json() == summary["diagnosis"]

@@ -245,13 +245,13 @@ async def execute_run(
             connections_opened=sum(s.connections_opened for s in stats),
             cap_waits=sum(s.cap_waits for s in stats),
         )
-        summary = summary.model_copy(update={"workers": workers})
+        summary = summary.model_copy(update={"workers": workers, "load_window": store.load_window(run_id)})
         summary = group.summarise(summary, stats, partial, paced=load.paced)
         if session is not None:
             steps = store.earlier_steps(store.get_run(run_id))  # a sweep's: the batch at other loads
             earlier = [store.samples(step, source="metrics") for step in steps]
             diagnosis = diagnose(
-                summary, samples, server_engine=session.engine, earlier=earlier, window=store.load_window(run_id)
+                summary, samples, server_engine=session.engine, earlier=earlier, window=summary.load_window
             )
             summary = summary.model_copy(update={"diagnosis": diagnosis})
         store.finish_run(run_id, summary)

@@ -9,12 +9,11 @@ from servewise.store import Store
 
 def diagnose_stored_run(store: Store, run_id: str) -> DiagnosisResult:
     """Exactly what bench computed at the end of the run, from what it stored (a sweep step's earlier steps
-    included, for the engine's step time against its batch)."""
+    included, for the engine's step time against its batch; the load window it read, where it kept one)."""
     run = store.get_run(run_id)
     measured = run.measured
     server = (measured.target if measured else {}).get("server") or run.target.get("server") or {}
     engine = server.get("engine") if isinstance(server, dict) else None
     earlier = [store.samples(step, source="metrics") for step in store.earlier_steps(run)]
-    return diagnose(
-        measured, store.samples(run.id), server_engine=engine, earlier=earlier, window=store.load_window(run.id)
-    )
+    window = measured.load_window if measured else None
+    return diagnose(measured, store.samples(run.id), server_engine=engine, earlier=earlier, window=window)

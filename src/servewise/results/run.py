@@ -209,6 +209,9 @@ class RunResult(Result):
     nodes: list[NodeCheck] | None = Field(default=None, exclude_if=lambda v: v is None)  # runs on Ray
     partial: PartialRun | None = Field(default=None, exclude_if=lambda v: v is None)
     outcome: UnitOutcome | None = Field(default=None, exclude_if=lambda v: v is None)  # rerank, images
+    # the first and last send on the run's clock (its records' and samples'): the ticks its diagnosis read.
+    # Absent in runs stored before it was kept, whose diagnosis read every tick and still does.
+    load_window: tuple[float, float] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class SweepStep(Result):

@@ -185,7 +185,7 @@ def diagnose(
     """Every resource's finding, the primary bottleneck, its confidence and next steps. ``earlier``: the
     engine's samples from other runs against the same server (a sweep's earlier steps), read only for how
     its step time follows its batch, which one run at a pinned batch cannot show. ``window``: the load's
-    first and last send (``Store.load_window``), the ticks every finding reads."""
+    first and last send (``RunResult.load_window``), the ticks every finding reads."""
     sig = Signals(samples, window)
     engine = server_engine or infer_engine(samples)
     host = serving_host(sig)
