@@ -55,9 +55,11 @@ def _traffic(
     outage_day: int | None = None,
     end: float | None = None,
     seed: int = 3,
+    read_days: int | None = None,
 ) -> TrafficEvidence:
     """15-minute request rates shaped like production: a daily cycle peaking at 15:00, quieter weekends,
-    exponential growth per week, idle days, noise, an outage day with no samples at all."""
+    exponential growth per week, idle days, noise, an outage day with no samples at all; read over
+    ``read_days`` (default: the ``days`` that hold points)."""
     rng = np.random.default_rng(seed)
     end = end if end is not None else T0 + 60 * DAY
     start = end - days * DAY
@@ -76,8 +78,9 @@ def _traffic(
         volume.append((t, rate))
         size.append((t, 500.0 * (1 + drift * (t - start) / (days * DAY))))
         failed.append((t, rate * errors))
+    read_from = end - (read_days or days) * DAY
     return traffic_evidence(
-        volume, step_s=STEP, start=start, end=end, errors=failed, size=size, source="test"
+        volume, step_s=STEP, start=read_from, end=end, errors=failed, size=size, source="test"
     )
 
 
@@ -429,6 +432,22 @@ def test_trend_recovers_growth_through_weekends_noise_and_an_outage():
     assert traffic.error_share == pytest.approx(0.01, rel=0.01)
     flat = _traffic(42, noise=0.3, cycle=0.0, seed=9)
     assert flat.daily_cycle is not None and flat.daily_cycle < 0.2
+
+
+def test_a_short_window_keeps_weekends_out_of_the_trend():
+    """Ten days hold one or two weekends; wherever they fall in the window, they are a level apart, not a
+    slope (read as one level, a weekend at the window's end took 10% growth for 0% or 25%)."""
+    for weekday in range(7):
+        trend = _traffic(10, growth=0.10, end=T0 + (60 + weekday) * DAY).trend
+        assert trend is not None and trend.growth_per_week == pytest.approx(0.10, abs=0.03), weekday
+
+
+def test_days_before_prometheus_holds_data_are_not_idle_days():
+    """Asked for 28 days of a Prometheus that keeps 15 (its default retention): 15 days seen, every one with
+    traffic, not 13 idle days that would say nobody depends on the service."""
+    traffic = _traffic(15, read_days=28)
+    assert (traffic.observed_days, traffic.active_days) == (15, 15)
+    assert traffic.trend is not None and traffic.trend.days == 15
 
 
 def test_forecast_dates_and_their_edges():

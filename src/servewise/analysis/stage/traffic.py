@@ -267,8 +267,9 @@ def _outages(days: Sequence[DayTraffic]) -> set[int]:
 
 
 def fit_trend(days: Sequence[DayTraffic], peak_factor: float = 1.0) -> Trend | None:
-    """OLS of log(day's mean rate) on day, with a weekend level apart once two weeks are seen; the peak
-    is the busier level times the daily profile's ``peak_factor``. Needs 7 full days."""
+    """OLS of log(day's mean rate) on day, with a weekend level apart once two weekend days and two weekdays
+    are seen (a weekend near either end of a short window would otherwise read as a trend); the peak is the
+    busier level times the daily profile's ``peak_factor``. Needs 7 full days."""
     outages = _outages(days)
     keep = [d for i, d in enumerate(days) if i not in outages and d.requests > 0 and d.coverage >= FULL_DAY]
     if len(keep) < 7:
@@ -276,7 +277,8 @@ def fit_trend(days: Sequence[DayTraffic], peak_factor: float = 1.0) -> Trend | N
     at = keep[-1].start + DAY_S / 2  # a day's mean rate is its level at mid-day
     x = np.array([(d.start + DAY_S / 2 - at) / DAY_S for d in keep])
     y = np.log([_mean_rps(d) for d in keep])
-    groups = sorted({_weekend(d) for d in keep}) if len(keep) >= 14 else [None]
+    kinds = [_weekend(d) for d in keep]
+    groups = [False, True] if min(kinds.count(False), kinds.count(True)) >= 2 else [None]
     columns = [x] + [np.array([1.0 if g is None or _weekend(d) == g else 0.0 for d in keep]) for g in groups]
     design = np.column_stack(columns)
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
@@ -323,7 +325,12 @@ def traffic_evidence(
     latency: Sequence[LatencyHistogram] = (),
     source: str = "",
 ) -> TrafficEvidence:
-    """Fold request-rate points (req/s at ``step_s``, sorted) between ``start`` and ``end`` into evidence."""
+    """Fold request-rate points (req/s at ``step_s``, sorted) between ``start`` and ``end`` into evidence.
+
+    The window begins no earlier than the first point's step: days before Prometheus's data starts (its
+    retention, 15 days by default, or the server's first scrape) were not seen, so they are not idle days."""
+    if volume:
+        start = max(start, volume[0][0] - step_s)
     days = _days(volume, errors, step_s, start, end)
     profile = daily_profile(volume, step_s)
     full = [d for d in days if d.whole]
