@@ -230,6 +230,31 @@ def test_kv_capacity_on_vllm_gives_the_vllm_advice_with_the_numbers():
     )
 
 
+@pytest.mark.parametrize(("kv_used", "named"), [(0.64, Resource.KV_CAPACITY), (0.30, Resource.SERVER_CPU)])
+def test_requests_held_back_for_kv_without_preempting(kv_used, named):
+    """vLLM's full-prompt admission gate, as a real vLLM CPU run showed it (1 running / 7 waiting / KV 64% of 11
+    blocks, no preemption, its CPU saturated): the free 36% cannot hold a second request of the running one's
+    64%, so the KV cache is what holds the queue. With the running request at 30%, room for three, the same
+    queue is not the KV cache's doing, and the busy CPU stays the answer."""
+    run = RunBuilder()
+    run.set("process", "cpu_percent", run.noisy(188, 6)).set("host", "cpu_percent_total", run.noisy(98, 1))
+    run.set("metrics", "kv_cache_usage", [kv_used if i % 5 else 0.0 for i in range(run.ticks)])
+    run.set("metrics", "requests_running", [1.0 if i % 5 else 0.0 for i in range(run.ticks)])
+    run.set("metrics", "requests_waiting", [7.0 if i % 5 else 0.0 for i in range(run.ticks)])
+    run.set("metrics", "preemptions_total", 12.0)
+    d = diagnose(summary(), run.samples(), server_engine="vllm")
+    kv = d.finding(Resource.KV_CAPACITY)
+    assert kv.numbers["preemptions_per_s"] == 0.0 and kv.numbers["waiting_fraction"] == pytest.approx(0.8)
+    assert kv.numbers["kv_room_requests"] == pytest.approx(1 / kv_used)
+    assert d.primary == named, kv.evidence
+    if named == Resource.KV_CAPACITY:
+        assert kv.numbers["waiting_held_for_kv"] == 1.0
+        assert "free KV under one running request's share in 100% of the waiting ticks" in kv.evidence
+        assert "max_model_len" in d.next_steps[0]
+    else:
+        assert kv.numbers["waiting_held_for_kv"] == 0.0 and kv.verdict is not Verdict.BOTTLENECK
+
+
 def test_admission_queue_capped_slots_with_idle_hardware():
     run = RunBuilder()
     run.set("metrics", "requests_running", 4).set("metrics", "requests_waiting", run.noisy(9, 5))

@@ -1,5 +1,5 @@
 """KV capacity named on a real engine: vLLM (CPU) with a KV cache of 384 tokens, room for under two requests,
-so requests wait and are preempted; the diagnosis names ``vram_kv`` from the engine's own counters."""
+so requests wait, held back or preempted; the diagnosis names ``vram_kv`` from the engine's own counters."""
 
 from __future__ import annotations
 
@@ -36,10 +36,16 @@ def test_vllm_with_a_small_kv_cache_is_named_kv_bound(small_kv_vllm, store_path)
     print({f["resource"]: (f["verdict"], f["evidence"]) for f in diagnosis["findings"]})
     assert diagnosis["engine"] == "vllm"
     assert diagnosis["primary"] == "vram_kv", diagnosis
-    # the engine's own evidence is its preemption counter: it preempts only when its KV cache ran out. The
-    # usage gauge, sampled every 0.25 s, catches the full cache or not (p90 0.62-1.0, max 0.73-1.0 in runs here)
-    assert kv["numbers"]["preemptions_per_s"] >= 0.5, kv
+    # the engine's own evidence: it preempts only when its KV cache ran out, and its full-prompt admission gate
+    # holds requests back while the free KV cannot take one (a run here: 1 running, 7 waiting, KV 64% of 11
+    # blocks, no preemption at all). Which one a run shows is timing; one of them it must show. The usage
+    # gauge, sampled every 0.25 s, catches the full cache or not (p90 0.57-1.0, max 0.64-1.0 in runs here)
+    assert kv["numbers"]["preemptions_per_s"] >= 0.5 or kv["numbers"].get("waiting_held_for_kv", 0) >= 0.5, kv
     assert kv["read_on"] == "server" and kv["source"] == "the engine's /metrics"
-    assert kv["numbers"]["waiting_fraction"] >= 0.2, kv
     queue = next(f for f in diagnosis["findings"] if f["resource"] == "admission_queue")
     assert queue["verdict"] != "bottleneck", queue
+    # that requests queued is read from the engine's queue-time counter, not from the waiting gauge: on two
+    # cores vLLM's frontend answers /metrics late while it streams (gaps of 6 s between scrapes here), so the
+    # ticks it answers lean to idle moments and the gauge read 8-86% waiting; the counter read 16-44% of each
+    # request's time in the queue, where a KV cache with room for all eight reads none
+    assert queue["numbers"]["queue_share_of_e2e"] >= 0.1, queue
