@@ -260,6 +260,30 @@ def test_a_dataset_lines_tenant_and_priority_reach_the_headers(tmp_path):
         plan('{"prompt": "c", "tenant": true}\n')
 
 
+@pytest.mark.parametrize("kind", ["jsonl", "mooncake", "csv"])
+def test_a_trace_lines_tenant_and_priority_reach_the_headers(tmp_path, kind):
+    """A replayed trace carries who sent each request as a dataset does: a tenant's quota or a priority class
+    is part of what production's gateway sees, so the replay sends it too."""
+    body = {
+        "jsonl": '{"timestamp": 0, "input_tokens": 8, "output_tokens": 2, "tenant": "acme", "priority": 2}\n'
+        '{"timestamp": 0.5, "input_tokens": 8, "output_tokens": 2}\n',
+        "mooncake": '{"timestamp": 0, "input_length": 8, "output_length": 2, "hash_ids": [1], "tenant": "acme",'
+        ' "priority": 2}\n{"timestamp": 500, "input_length": 8, "output_length": 2, "hash_ids": [2]}\n',
+        "csv": "timestamp,input_tokens,output_tokens,tenant,priority\n0,8,2, acme ,2\n0.5,8,2,,\n",
+    }[kind]
+    path = tmp_path / f"t.{'csv' if kind == 'csv' else 'jsonl'}"
+    path.write_text(body)
+    plan = WorkloadPlan(WorkloadSpec(trace={"path": str(path)}))
+    adapter = adapter_for(_target("chat", headers={"x-tenant": "{tenant}", "x-priority": "{priority}"}), "m", None)
+    first, _ = _head_and_body(adapter.request_bytes(plan.request(0)))
+    second, _ = _head_and_body(adapter.request_bytes(plan.request(1)))
+    assert "\r\nx-tenant: acme\r\nx-priority: 2\r\n" in first and "x-tenant" not in second
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"timestamp": 0, "input_tokens": 8, "output_tokens": 2, "priority": 1.5}\n')
+    with pytest.raises(SpecError, match=r"bad.jsonl, line 1: priority must be a one-line string or an integer$"):
+        WorkloadPlan(WorkloadSpec(trace={"path": str(bad)}))
+
+
 def test_an_event_of_no_known_api_is_let_pass():
     """A newer event type of the same API (or a keep-alive) is not another API's answer: it is skipped."""
     extra = b'data: {"type":"keepalive"}\n\n'

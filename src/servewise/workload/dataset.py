@@ -48,11 +48,12 @@ def _conversation(turns: list[tuple[str, object]]) -> tuple[tuple[str, ...], tup
 def _entry(line: dict, where: str) -> DatasetEntry:
     """A line's request and who sends it (``tenant``, ``priority``: strings or numbers, one line each)."""
     entry = _request(line, where)
-    tenant, priority = (_one_line(line.get(key), where, key) for key in ("tenant", "priority"))
+    tenant, priority = (one_line(line.get(key), where, key) for key in ("tenant", "priority"))
     return entry if tenant is None and priority is None else replace(entry, tenant=tenant, priority=priority)
 
 
-def _one_line(value: object, where: str, key: str) -> str | None:
+def one_line(value: object, where: str, key: str) -> str | None:
+    """A line's ``tenant`` or ``priority`` as the header value it fills (a dataset's or a trace's)."""
     if value is None:
         return None
     if not isinstance(value, str | int) or isinstance(value, bool) or "\n" in str(value) or "\r" in str(value):

@@ -106,6 +106,8 @@ class WorkloadPlan:
                 input_tokens=int(self.trace.input_tokens[index]),
                 max_tokens=int(self.trace.output_tokens[index]),
                 session=self.trace.session_id(index),
+                tenant=self.trace.tenant(index),
+                priority=self.trace.priority(index),
             )
         inputs, outputs, picks = self._lengths_block(index // BLOCK)
         slot = index % BLOCK

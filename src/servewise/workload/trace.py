@@ -9,6 +9,9 @@ Two formats, told apart per file:
 * **Plain traces**, JSONL or CSV with a header: ``timestamp`` in seconds, ``input_tokens``,
   ``output_tokens`` and an optional ``session_id``.
 
+Either may give a line's ``tenant`` and ``priority`` (a one-line string or an integer), which fill the
+``{tenant}`` and ``{priority}`` of the target's headers for that request.
+
 Every line is checked; the first bad one stops the load with one line naming the file, the line number and
 the field (a ``SpecError``, exit 2). The trace is kept in numpy arrays (hash ids flat, with row starts), so
 a million requests cost tens of megabytes, not gigabytes of Python objects.
@@ -28,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from servewise.spec.errors import SpecError
+from servewise.workload.dataset import one_line
 from servewise.workload.prompts import PromptSynthesizer
 
 TraceFormat = Literal["mooncake", "plain"]
@@ -35,7 +39,7 @@ DEFAULT_BLOCK_SIZE = 512
 
 _MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
 _PLAIN_FIELDS = ("timestamp", "input_tokens", "output_tokens")
-_CSV_COLUMNS = frozenset({*_PLAIN_FIELDS, "session_id"})
+_CSV_COLUMNS = frozenset({*_PLAIN_FIELDS, "session_id", "tenant", "priority"})
 _INT32_MAX = 2**31 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _M64 = (1 << 64) - 1
@@ -48,7 +52,8 @@ class Trace:
     """A loaded trace: request i arrives ``offsets_s[i]`` seconds after the first (already time-scaled).
 
     ``hash_values[hash_starts[i]:hash_starts[i + 1]]`` are request i's block ids (none in plain traces);
-    ``session_ids[i]`` is a dense int per distinct session id of the file, -1 for none.
+    ``session_ids[i]`` is a dense int per distinct session id of the file, -1 for none; ``tenant_ids[i]`` and
+    ``priority_ids[i]`` index ``labels`` (-1: none), so a million lines hold a few distinct strings once.
     """
 
     path: str
@@ -60,6 +65,9 @@ class Trace:
     hash_values: npt.NDArray[np.int64]
     hash_starts: npt.NDArray[np.int64]
     session_ids: npt.NDArray[np.int32]
+    tenant_ids: npt.NDArray[np.int32]
+    priority_ids: npt.NDArray[np.int32]
+    labels: tuple[str, ...]
 
     def __len__(self) -> int:
         return len(self.offsets_s)
@@ -71,6 +79,15 @@ class Trace:
     def session_id(self, i: int) -> int | None:
         value = int(self.session_ids[i])
         return None if value < 0 else value
+
+    def tenant(self, i: int) -> str | None:
+        return self._label(self.tenant_ids[i])
+
+    def priority(self, i: int) -> str | None:
+        return self._label(self.priority_ids[i])
+
+    def _label(self, index: np.int32) -> str | None:
+        return None if index < 0 else self.labels[int(index)]
 
     @property
     def duration_s(self) -> float:
@@ -165,11 +182,22 @@ class _Builder:
         self.hash_starts = array("q", [0])
         self.sessions = array("q")
         self._session_index: dict[str, int] = {}
+        self.tenants: dict[int, int] = {}  # row -> label index, for the rows that give one (most traces: none)
+        self.priorities: dict[int, int] = {}
+        self._labels: dict[str, int] = {}
         self._last_ts = -math.inf
         self._names = _PLAIN_FIELDS[1:]
 
     def add(
-        self, number: int, timestamp: Any, inputs: Any, outputs: Any, hash_ids: Any, session: Any
+        self,
+        number: int,
+        timestamp: Any,
+        inputs: Any,
+        outputs: Any,
+        hash_ids: Any,
+        session: Any,
+        tenant: Any = None,
+        priority: Any = None,
     ) -> None:
         # the common case (JSON numbers of the right kind) is checked inline: a million lines load in seconds
         if type(timestamp) is float and math.isfinite(timestamp):
@@ -191,7 +219,21 @@ class _Builder:
         self.outputs.append(outputs)
         self.hash_starts.append(len(self.hash_values))
         self.sessions.append(-1 if session is None else self._session(number, session))
+        if tenant is not None:
+            self.tenants[len(self.sessions) - 1] = self._label(number, "tenant", tenant)
+        if priority is not None:
+            self.priorities[len(self.sessions) - 1] = self._label(number, "priority", priority)
         self._last_ts = ts
+
+    def _label(self, number: int, field: str, value: Any) -> int:
+        """An index into the trace's labels; -1 for a blank CSV cell."""
+        text = one_line(value.strip() if isinstance(value, str) else value, f"trace {self.path}, line {number}", field)
+        if not text:
+            return -1
+        index = self._labels.get(text)
+        if index is None:
+            index = self._labels[text] = len(self._labels)
+        return index
 
     def _add_hash_ids(self, number: int, hash_ids: Any, n_in: int) -> None:
         where = _where(self.path, number, "hash_ids")
@@ -239,7 +281,8 @@ class _Builder:
                 ts, n_in, n_out = obj[ts_key], obj[in_key], obj[out_key]
             except KeyError as exc:
                 raise SpecError(f"{_where(path, n, str(exc.args[0]))}: missing") from None
-            add(n, ts, n_in, n_out, obj.get("hash_ids") if mooncake else None, obj.get("session_id"))
+            hash_ids = obj.get("hash_ids") if mooncake else None
+            add(n, ts, n_in, n_out, hash_ids, obj.get("session_id"), obj.get("tenant"), obj.get("priority"))
 
         row(number, first)
         for n, line in enumerate(rest, start=number + 1):
@@ -270,13 +313,15 @@ class _Builder:
             if column not in _CSV_COLUMNS:
                 raise SpecError(
                     f"{_where(self.path, header_line, repr(column))}: unknown CSV column (a plain trace has "
-                    "timestamp, input_tokens, output_tokens and optionally session_id)"
+                    "timestamp, input_tokens, output_tokens and optionally session_id, tenant, priority)"
                 )
         for field in _PLAIN_FIELDS:
             if field not in header:
                 raise SpecError(f"{_where(self.path, header_line, field)}: missing CSV column")
         ts_at, in_at, out_at = (header.index(f) for f in _PLAIN_FIELDS)
-        session_at = header.index("session_id") if "session_id" in header else None
+        session_at, tenant_at, priority_at = (
+            header.index(name) if name in header else None for name in ("session_id", "tenant", "priority")
+        )
         width = len(header)
         for row in reader:
             if not row or not any(cell.strip() for cell in row):
@@ -293,7 +338,14 @@ class _Builder:
                 row[out_at],
                 None,
                 row[session_at] if session_at is not None else None,
+                row[tenant_at] if tenant_at is not None else None,
+                row[priority_at] if priority_at is not None else None,
             )
+
+    def _label_ids(self, rows: dict[int, int]) -> npt.NDArray[np.int32]:
+        ids = np.full(len(self.timestamps), -1, dtype=np.int32)
+        ids[list(rows)] = list(rows.values())
+        return ids
 
     def build(self, time_scale: float) -> Trace:
         if not self.timestamps:
@@ -311,6 +363,9 @@ class _Builder:
             hash_values=_frozen(np.frombuffer(self.hash_values, dtype=np.int64)),
             hash_starts=_frozen(np.frombuffer(self.hash_starts, dtype=np.int64)),
             session_ids=_frozen(np.frombuffer(self.sessions, dtype=np.int64).astype(np.int32)),
+            tenant_ids=_frozen(self._label_ids(self.tenants)),
+            priority_ids=_frozen(self._label_ids(self.priorities)),
+            labels=tuple(self._labels),
         )
 
 
