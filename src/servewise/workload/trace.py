@@ -228,12 +228,7 @@ class _Builder:
     def _label(self, number: int, field: str, value: Any) -> int:
         """An index into the trace's labels; -1 for a blank CSV cell."""
         text = one_line(value.strip() if isinstance(value, str) else value, f"trace {self.path}, line {number}", field)
-        if not text:
-            return -1
-        index = self._labels.get(text)
-        if index is None:
-            index = self._labels[text] = len(self._labels)
-        return index
+        return _dense(self._labels, text or "")
 
     def _add_hash_ids(self, number: int, hash_ids: Any, n_in: int) -> None:
         where = _where(self.path, number, "hash_ids")
@@ -253,13 +248,7 @@ class _Builder:
         """A dense int per distinct session id (``"7"`` and ``7`` are one); -1 for none or a blank cell."""
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise SpecError(f"{_where(self.path, number, 'session_id')}: must be a string or an integer")
-        key = value.strip() if isinstance(value, str) else str(value)
-        if not key:
-            return -1
-        index = self._session_index.get(key)
-        if index is None:
-            index = self._session_index[key] = len(self._session_index)
-        return index
+        return _dense(self._session_index, value.strip() if isinstance(value, str) else str(value))
 
     def read_jsonl(self, number: int, line: str, rest: TextIO) -> None:
         first = self._object(number, line)
@@ -367,6 +356,16 @@ class _Builder:
             priority_ids=_frozen(self._label_ids(self.priorities)),
             labels=tuple(self._labels),
         )
+
+
+def _dense(index: dict[str, int], key: str) -> int:
+    """``key``'s number in the order keys were first seen; -1 for a blank one."""
+    if not key:
+        return -1
+    number = index.get(key)
+    if number is None:
+        number = index[key] = len(index)
+    return number
 
 
 def _frozen(values: Any) -> Any:
