@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.gateway import running_gateway
 from servewise.store import RunStore
 
 from cli_runner import servewise
@@ -193,3 +194,23 @@ def test_http_template_on_llama_servers_own_completion_route(keyed_llama, store_
     assert m["mean_input_tokens"] > 20
     if stream:
         assert m["itl_ms"]["count"] >= 6 * 8 and m["ttft_ms"]["p50"] < m["e2e_ms"]["p50"]
+
+
+def test_a_traces_tenant_and_priority_reach_a_gateway_in_front_of_llama_server(keyed_llama, store_path, tmp_path):
+    """A replayed trace's tenant and priority, sent as the headers the spec names, arrive at the gateway in front
+    of a real engine request by request, and the engine answers every one."""
+    lines = [(0.0, "acme", 1), (0.05, "globex", 2), (0.1, None, None), (0.15, "acme", None), (0.2, 7, 3)]
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_tokens": 16, "output_tokens": 4, "session_id": i}
+                                        | ({"tenant": who} if who is not None else {})
+                                        | ({"priority": rank} if rank is not None else {})) + "\n"
+                             for i, (t, who, rank) in enumerate(lines)))  # fmt: skip
+    with running_gateway(keyed_llama.base_url, tmp_path / "gw.log", log_headers=("x-tenant", "x-priority")) as url:
+        spec = _spec(tmp_path, url, headers={"x-tenant": "{tenant}", "x-priority": "{priority}", "x-team": "ml"})
+        summary = _bench(url, store_path, "--spec", spec, "--trace", str(trace))
+        logged = [line.split()[1:] for line in (tmp_path / "gw.log").read_text().splitlines()]
+    seen = [fields[2:] for fields in logged if fields[:2] == ["POST", "/v1/chat/completions"]]  # not the probes
+    assert summary["metrics"]["requests_failed"] == 0 and summary["metrics"]["requests_ok"] == len(lines)
+    expected = [[f"x-tenant={who if who is not None else '-'}", f"x-priority={rank if rank is not None else '-'}"]
+                for _, who, rank in lines]  # fmt: skip
+    assert sorted(seen) == sorted(expected), seen
