@@ -92,7 +92,6 @@ def workload_shape(spec: Mapping[str, Any]) -> dict[str, str]:
     return flat
 
 
-
 def diff_fingerprints(
     baseline: Mapping[str, str], candidate: Mapping[str, str]
 ) -> list[FingerprintDifference]:

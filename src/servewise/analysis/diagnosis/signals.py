@@ -51,17 +51,14 @@ class Series:
 
     def increase(self) -> float:
         """A cumulative counter's increase (resets skipped)."""
-        _, values = self._counted()
-        if len(values) < 2:
-            return math.nan
-        return sum(max(0.0, b - a) for a, b in itertools.pairwise(values))
+        return _increase(self._counted()[1])
 
     def rate(self) -> float:
         """Per-second increase of a cumulative counter (resets skipped)."""
-        times, _ = self._counted()
+        times, values = self._counted()
         if len(times) < 2 or times[-1] <= times[0]:
             return math.nan
-        return self.increase() / (times[-1] - times[0])
+        return _increase(values) / (times[-1] - times[0])
 
     @property
     def cv(self) -> float:
@@ -69,6 +66,12 @@ class Series:
         if not self.values or m <= 0:
             return math.nan
         return math.sqrt(sum((v - m) ** 2 for v in self.values) / len(self.values)) / m
+
+
+def _increase(values: list[float]) -> float:
+    if len(values) < 2:
+        return math.nan
+    return sum(max(0.0, b - a) for a, b in itertools.pairwise(values))
 
 
 MIN_WINDOW_TICKS = 3  # a load window with fewer sampling ticks is read whole, idle ticks and all
