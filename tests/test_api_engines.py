@@ -2,7 +2,7 @@
 (with an API key, sent the way each API sends it) and on vLLM, Responses sessions chained by
 previous_response_id on vLLM, rerank on llama-server and infinity (the tiny reranker) with its cost per 1M
 documents, a generic JSON template on llama-server's native route, and a real server answering another API's
-shape (one line naming the mismatch). No image engine runs here: tests/test_api_twin.py covers images."""
+shape (one line naming the mismatch). Images on a real engine (sd-server): tests/test_images_engine.py."""
 
 from __future__ import annotations
 

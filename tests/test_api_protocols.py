@@ -163,6 +163,10 @@ def test_images_request_and_answer():
     record, _ = _read("images", [json.dumps(two).encode()], image={"n": 3})
     assert record.error is ErrorClass.PROTOCOL and "2 of the 3 images" in record.error_detail
     assert "steps" not in adapter_for(_target("images"), "m", None).body(_planned())  # only when given
+    sd_cpp = adapter_for(_target("images", image={"steps": 4, "steps_as": "sd_cpp_extra_args"}), "m", None)
+    body = sd_cpp.body(_planned("a red fox"))  # sd-server reads steps only from the prompt, and strips them
+    assert "steps" not in body
+    assert body["prompt"] == 'a red fox <sd_cpp_extra_args>{"sample_params": {"sample_steps": 4}}</sd_cpp_extra_args>'
 
 
 HTTP = {"body": '{"inputs": {{ prompt|tojson }}, "parameters": {"max_new_tokens": {{ max_tokens }}}}',

@@ -11,6 +11,8 @@
 #   infinity  SERVEWISE_SKIP_INFINITY=1  $CACHE/infinity-0.0.78/venv
 #   model     SERVEWISE_SKIP_MODEL=1     $CACHE/tiny-llama-v1/          (needs tools)
 #   reranker  SERVEWISE_SKIP_RERANKER=1  $CACHE/tiny-reranker-v1/       (needs tools; < 1 s)
+#   sdcpp     SERVEWISE_SKIP_SDCPP=1     $CACHE/sd.cpp-0.4.7/sd-server  (stable-diffusion.cpp's image server)
+#   sdmodel   SERVEWISE_SKIP_SDMODEL=1   $CACHE/tiny-sd-v1/             (needs tools; about 15 s, 883 MB)
 # Cache root: ${SERVEWISE_ENGINE_CACHE:-$HOME/.cache/servewise-engines}
 # Python used for the venvs: ${SERVEWISE_PYTHON:-python3.11}
 set -euo pipefail
@@ -26,6 +28,8 @@ TORCH_VERSION="2.13.0"
 INFINITY_VERSION="0.0.78"
 TINY_MODEL_VERSION="v1"
 TINY_RERANKER_VERSION="v1"
+SD_CPP_PY_VERSION="0.4.7"
+TINY_SD_VERSION="v1"
 
 mkdir -p "$CACHE"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -83,43 +87,59 @@ install_tools() {
 }
 
 # ----------------------------------------------------------------------------------------------
-# llama.cpp llama-server, built from the tree vendored in the llama-cpp-python sdist
+# C++ servers built from the trees vendored in their Python bindings' sdists
 # ----------------------------------------------------------------------------------------------
-install_llama() {
-  local dir="$CACHE/llama.cpp-$LLAMA_CPP_PY_VERSION"
-  if [ -f "$dir/.ok" ] && [ -x "$dir/llama-server" ]; then log "llama: cached ($dir/llama-server)"; return; fi
-  local t0; t0=$(now)
+# cmake_from_sdist DIR PACKAGE VERSION TREE TARGET [CMAKE ARGS...]: download PACKAGE==VERSION's sdist into
+# DIR (kept there for the next build), build TARGET from its vendored TREE and leave the binary as DIR/TARGET
+cmake_from_sdist() {
+  local dir="$1" package="$2" version="$3" subtree="$4" target="$5"; shift 5
   ensure_cmd cmake cmake; ensure_cmd g++ g++; ensure_cmd make make
   apt_install_missing
   mkdir -p "$dir"
   rm -f "$dir/.ok"
-  local sdist
-  sdist=$(ls "$dir"/llama_cpp_python-"$LLAMA_CPP_PY_VERSION".tar.gz 2>/dev/null || true)
-  if [ -z "$sdist" ]; then
-    log "llama: downloading llama-cpp-python==$LLAMA_CPP_PY_VERSION sdist"
-    "$PY" -m pip download -q --no-deps --no-binary :all: -d "$dir" "llama-cpp-python==$LLAMA_CPP_PY_VERSION"
-    sdist=$(ls "$dir"/llama_cpp_python-"$LLAMA_CPP_PY_VERSION".tar.gz)
+  local sdist="$dir/${package//-/_}-$version.tar.gz"
+  if [ ! -f "$sdist" ]; then
+    log "$target: downloading $package==$version sdist"
+    "$PY" -m pip download -q --no-deps --no-binary :all: -d "$dir" "$package==$version"
   fi
   rm -rf "$dir/src" "$dir/build"
   mkdir -p "$dir/src"
   tar -xzf "$sdist" -C "$dir/src" --strip-components=1
-  local tree="$dir/src/vendor/llama.cpp"
-  [ -f "$tree/CMakeLists.txt" ] || { log "llama: no vendored llama.cpp tree in $sdist"; exit 1; }
-  log "llama: configuring"
-  cmake -S "$tree" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
+  local tree="$dir/src/$subtree"
+  [ -f "$tree/CMakeLists.txt" ] || { log "$target: no vendored $subtree in $sdist"; exit 1; }
+  log "$target: configuring"
+  cmake -S "$tree" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF "$@" \
     > "$dir/cmake-configure.log" 2>&1 || { tail -40 "$dir/cmake-configure.log"; exit 1; }
-  log "llama: building llama-server with -j$JOBS (about 4-5 minutes on 2 cores)"
-  cmake --build "$dir/build" --target llama-server -j "$JOBS" > "$dir/cmake-build.log" 2>&1 \
+  log "$target: building with -j$JOBS (about 4-5 minutes on 2 cores)"
+  cmake --build "$dir/build" --target "$target" -j "$JOBS" > "$dir/cmake-build.log" 2>&1 \
     || { tail -40 "$dir/cmake-build.log"; exit 1; }
-  cp "$dir/build/bin/llama-server" "$dir/llama-server.tmp"
-  mv "$dir/llama-server.tmp" "$dir/llama-server"
-  "$dir/llama-server" --version > "$dir/version.txt" 2>&1 || true
+  cp "$dir/build/bin/$target" "$dir/$target.tmp"
+  mv "$dir/$target.tmp" "$dir/$target"
   rm -rf "$dir/build" "$dir/src"
+}
+
+# llama.cpp's llama-server, from llama-cpp-python
+install_llama() {
+  local dir="$CACHE/llama.cpp-$LLAMA_CPP_PY_VERSION"
+  if [ -f "$dir/.ok" ] && [ -x "$dir/llama-server" ]; then log "llama: cached ($dir/llama-server)"; return; fi
+  local t0; t0=$(now)
+  cmake_from_sdist "$dir" llama-cpp-python "$LLAMA_CPP_PY_VERSION" vendor/llama.cpp llama-server \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON
+  "$dir/llama-server" --version > "$dir/version.txt" 2>&1 || true
   touch "$dir/.ok"
   log "llama: done in $(( $(now) - t0 ))s ($(head -1 "$dir/version.txt"))"
+}
+
+# stable-diffusion.cpp's sd-server (OpenAI /v1/images/generations), from stable-diffusion-cpp-python
+install_sdcpp() {
+  local dir="$CACHE/sd.cpp-$SD_CPP_PY_VERSION"
+  if [ -f "$dir/.ok" ] && [ -x "$dir/sd-server" ]; then log "sdcpp: cached ($dir/sd-server)"; return; fi
+  local t0; t0=$(now)
+  cmake_from_sdist "$dir" stable-diffusion-cpp-python "$SD_CPP_PY_VERSION" vendor/stable-diffusion.cpp \
+    sd-server -DSD_BUILD_EXAMPLES=ON -DSD_SERVER_BUILD_FRONTEND=OFF -DSD_WEBP=OFF -DSD_WEBM=OFF
+  touch "$dir/.ok"
+  log "sdcpp: done in $(( $(now) - t0 ))s"
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -168,30 +188,31 @@ EOF
 }
 
 # ----------------------------------------------------------------------------------------------
-# the tiny Llama (HF dir + GGUF), built deterministically by build_tiny_model.py
+# tiny random-weight models, each built deterministically by its builder in the tools venv
 # ----------------------------------------------------------------------------------------------
-install_model() {
-  local dir="$CACHE/tiny-llama-$TINY_MODEL_VERSION"
-  # the stamp holds the builder's sha256: editing build_tiny_model.py rebuilds the model
-  local want; want=$(sha256sum "$HERE/build_tiny_model.py" | cut -d' ' -f1)
-  if [ -f "$dir/.ok" ] && [ "$(cat "$dir/.ok")" = "$want" ]; then log "model: cached ($dir)"; return; fi
-  [ -f "$CACHE/tools-venv/.ok" ] || { log "model: needs the tools venv (unset SERVEWISE_SKIP_TOOLS)"; exit 1; }
+# build_model NAME DIR BUILDER.py [INPUT...]: run the builder with --out DIR unless DIR's stamp holds the
+# sha256 of the builder and its inputs (editing either rebuilds). The builders write a temporary file or
+# folder and rename it into place, so a running engine never sees half a model.
+build_model() {
+  local name="$1" dir="$2"; shift 2
+  local want; want=$(cat "$@" | sha256sum | cut -d' ' -f1)
+  if [ -f "$dir/.ok" ] && [ "$(cat "$dir/.ok")" = "$want" ]; then log "$name: cached ($dir)"; return; fi
+  [ -f "$CACHE/tools-venv/.ok" ] || { log "$name: needs the tools venv (unset SERVEWISE_SKIP_TOOLS)"; exit 1; }
   local t0; t0=$(now)
-  # the builder writes DIR.tmp and renames it over DIR, so a running engine never sees half a model
-  "$CACHE/tools-venv/bin/python" "$HERE/build_tiny_model.py" --out "$dir" > /dev/null
+  "$CACHE/tools-venv/bin/python" "$1" --out "$dir" > /dev/null
   echo "$want" > "$dir/.ok"
-  log "model: done in $(( $(now) - t0 ))s"
+  log "$name: done in $(( $(now) - t0 ))s"
 }
 
+# the tiny Llama (HF dir + GGUF)
+install_model() { build_model model "$CACHE/tiny-llama-$TINY_MODEL_VERSION" "$HERE/build_tiny_model.py"; }
+
 # the tiny BERT cross-encoder (HF dir for infinity + GGUF for llama-server --reranking)
-install_reranker() {
-  local dir="$CACHE/tiny-reranker-$TINY_RERANKER_VERSION"
-  local want; want=$(sha256sum "$HERE/build_tiny_reranker.py" | cut -d' ' -f1)
-  if [ -f "$dir/.ok" ] && [ "$(cat "$dir/.ok")" = "$want" ]; then log "reranker: cached ($dir)"; return; fi
-  [ -f "$CACHE/tools-venv/.ok" ] || { log "reranker: needs the tools venv (unset SERVEWISE_SKIP_TOOLS)"; exit 1; }
-  "$CACHE/tools-venv/bin/python" "$HERE/build_tiny_reranker.py" --out "$dir" > /dev/null
-  echo "$want" > "$dir/.ok"
-  log "reranker: built ($dir)"
+install_reranker() { build_model reranker "$CACHE/tiny-reranker-$TINY_RERANKER_VERSION" "$HERE/build_tiny_reranker.py"; }
+
+# the random-weight SDXS image model, from the tensor list sd-server itself asked for
+install_sdmodel() {
+  build_model sdmodel "$CACHE/tiny-sd-$TINY_SD_VERSION" "$HERE/build_tiny_sd.py" "$HERE/sdxs_tensors.json"
 }
 
 T0=$(now)
@@ -201,4 +222,6 @@ T0=$(now)
 [ "${SERVEWISE_SKIP_LLAMA:-0}" = 1 ] || with_lock llama install_llama
 [ "${SERVEWISE_SKIP_VLLM:-0}" = 1 ] || with_lock vllm install_vllm
 [ "${SERVEWISE_SKIP_INFINITY:-0}" = 1 ] || with_lock infinity install_infinity
+[ "${SERVEWISE_SKIP_SDMODEL:-0}" = 1 ] || with_lock sdmodel install_sdmodel
+[ "${SERVEWISE_SKIP_SDCPP:-0}" = 1 ] || with_lock sdcpp install_sdcpp
 log "all done in $(( $(now) - T0 ))s; cache: $CACHE"

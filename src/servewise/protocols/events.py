@@ -142,3 +142,9 @@ class CountedBodyReader(JsonBodyReader):
     def __init__(self, wanted: int) -> None:
         super().__init__()
         self.wanted = wanted
+
+    @staticmethod
+    def no_text(record: RequestRecord) -> None:
+        """The answer is scores or images: no tokens were asked for and none made, so the run's output tokens
+        are a known zero and no request "stopped before max_tokens"."""
+        record.output_tokens, record.output_tokens_source, record.max_tokens = 0, TokenSource.USAGE, None

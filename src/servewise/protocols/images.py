@@ -4,12 +4,13 @@ request's; latency per image and images/s divide by ``n``."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from servewise.protocols.base import Failure, Framing, ResponseReader, mismatch, request_text
 from servewise.protocols.endpoint import auth_headers
 from servewise.protocols.events import CountedBodyReader
-from servewise.records import ErrorClass, RequestRecord, TokenSource
+from servewise.records import ErrorClass, RequestRecord
 from servewise.spec.models import TargetSpec
 from servewise.workload.plan import PlannedRequest
 
@@ -24,12 +25,16 @@ class ImagesAdapter(Framing):
         super().__init__(target, model, auth_headers(api_key), stream=False)
         image = target.image
         self._fixed: dict[str, Any] = {"size": image.size, "n": image.n, "response_format": "b64_json"}
-        if image.steps is not None:
+        self._in_prompt = ""
+        if image.steps is not None and image.steps_as == "sd_cpp_extra_args":
+            extra = json.dumps({"sample_params": {"sample_steps": image.steps}})
+            self._in_prompt = f" <sd_cpp_extra_args>{extra}</sd_cpp_extra_args>"  # sd-server strips it out
+        elif image.steps is not None:
             self._fixed["steps"] = image.steps
 
     def body(self, request: PlannedRequest) -> dict[str, Any]:
         body = self.model_field()
-        return body | {"prompt": request_text(request)} | self._fixed | self.target.extra_body
+        return body | {"prompt": request_text(request) + self._in_prompt} | self._fixed | self.target.extra_body
 
     def request_bytes(self, request: PlannedRequest) -> bytes:
         return self.frame_json(self.body(request), request)
@@ -54,5 +59,5 @@ class ImagesReader(CountedBodyReader):
                 ErrorClass.PROTOCOL,
                 f"images answer has {len(images)} of the {self.wanted} images asked for",
             )
-        record.output_tokens, record.output_tokens_source = 0, TokenSource.USAGE
+        self.no_text(record)
         return None

@@ -13,7 +13,7 @@ from typing import Any
 from servewise.protocols.base import Failure, Framing, ResponseReader, int_at, mismatch, request_text
 from servewise.protocols.endpoint import auth_headers
 from servewise.protocols.events import CountedBodyReader
-from servewise.records import ErrorClass, RequestRecord, TokenSource
+from servewise.records import ErrorClass, RequestRecord
 from servewise.spec.models import TargetSpec
 from servewise.workload.plan import PlannedRequest
 
@@ -64,5 +64,5 @@ class RerankReader(CountedBodyReader):
             return ErrorClass.PROTOCOL, f"rerank answer scored {len(scored)} of {self.wanted} documents"
         usage = body.get("usage")
         record.input_tokens = int_at(usage, "prompt_tokens") or int_at(usage, "total_tokens")
-        record.output_tokens, record.output_tokens_source = 0, TokenSource.USAGE
+        self.no_text(record)
         return None

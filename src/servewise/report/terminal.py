@@ -79,14 +79,18 @@ def throughput_table(result: RunResult) -> Table:
     table.add_row("requests/s", f"{m.requests_per_s:,.2f}")
     for what, value in outcome_rows(result):
         table.add_row(what, value)
-    table.add_row("output tokens/s", f"{m.output_tokens_per_s:,.1f}")
-    table.add_row("input tokens/s", f"{m.input_tokens_per_s:,.1f}")
+    writes = result.outcome is None  # a reranker or an image server makes no tokens: no rows of zeros
+    if writes:
+        table.add_row("output tokens/s", f"{m.output_tokens_per_s:,.1f}")
+    if writes or m.input_tokens_per_s > 0:
+        table.add_row("input tokens/s", f"{m.input_tokens_per_s:,.1f}")
     table.add_row("goodput (req/s meeting SLO)", f"{m.goodput_rps:,.2f}")
     table.add_row("mean concurrency", f"{m.concurrency_mean:,.1f}")
-    source = m.output_tokens_source
-    note = "" if source == "usage" else f" (estimate: {source})"
-    tokens = m.mean_output_tokens
-    table.add_row("mean output tokens", f"{tokens:,.1f}{note}" if tokens is not None else "-")
+    if writes:
+        source = m.output_tokens_source
+        note = "" if source == "usage" else f" (estimate: {source})"
+        tokens = m.mean_output_tokens
+        table.add_row("mean output tokens", f"{tokens:,.1f}{note}" if tokens is not None else "-")
     if m.mean_input_tokens is not None:
         table.add_row("mean input tokens (server count)", f"{m.mean_input_tokens:,.1f}")
     table.add_row("steady window", f"{result.steady_s:,.1f} s")

@@ -29,11 +29,17 @@ class Api(StrEnum):
 
 
 class ImageSpec(_Strict):
-    """What an image request asks for; ``steps`` only goes out when given (not every server takes it)."""
+    """What an image request asks for; ``steps`` only goes out when given (not every server takes it), as a
+    ``steps`` field or, for stable-diffusion.cpp's sd-server, inside the prompt the way it reads them."""
 
     size: str = Field(default="512x512", pattern=r"^\d+x\d+$")
     n: Annotated[int, Field(ge=1, le=16)] = 1
     steps: Annotated[int, Field(ge=1)] | None = None
+    steps_as: Literal["field", "sd_cpp_extra_args"] = Field(
+        default="field",
+        description="how steps reach the server: a top-level steps field, or sd-server's"
+        " <sd_cpp_extra_args> in the prompt (it takes no steps field)",
+    )
 
 
 class HttpSpec(_Strict):
