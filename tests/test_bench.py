@@ -273,6 +273,20 @@ def test_odd_but_valid_streams_are_not_errors(timing_url, store_path):
     assert m["mean_output_tokens"] == 8 and m["itl_ms"]["count"] == 5  # 2 chunks of 4 tokens per request
 
 
+def test_a_stream_that_arrives_whole_is_named(timing_url, store_path):
+    """A buffering proxy hands over the stream at its end: TTFT then reads as E2E, and the summary says so."""
+    result = bench(timing_url, store_path, "--model", "fault:buffered", "--load", "concurrency:2", "--requests", "6",
+                   "--output-tokens", "8")  # fmt: skip
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    m = summary["metrics"]
+    assert m["arrived_whole"] == 6 and m["ttft_ms"]["p50"] == m["e2e_ms"]["p50"]
+    shown = servewise("runs", "show", summary["run_id"], store=store_path)
+    assert "6 of 6 streamed answers arrived whole" in " ".join(shown.stdout.split())
+    plain = bench(timing_url, store_path, "--load", "concurrency:2", "--requests", "6", "--output-tokens", "8")
+    assert "arrived_whole" not in plain.json()["metrics"]  # 10 ms apart, every chunk is read on its own
+
+
 def test_non_streaming_and_completions_and_embeddings(timing_url, store_path):
     result = bench(
         timing_url,

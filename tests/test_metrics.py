@@ -36,6 +36,11 @@ def test_glossary_definitions():
     assert slo["met"] is False and [t["met"] for t in slo["targets"]] == [False, False]
 
 
+def test_streams_that_arrive_in_one_read_are_counted():
+    whole, streamed, unstreamed = record(0, 1.0, [1.3] * 4, 4), record(1, 1.0, [1.1, 1.2], 2), record(2, 1.0, [1.4], 4)
+    assert MetricsAccumulator().add_all([whole, streamed, unstreamed]).result().arrived_whole == 1
+
+
 def test_empty_run_has_counts_but_no_statistics():
     metrics = MetricsAccumulator().result()
     m = metrics.to_json()

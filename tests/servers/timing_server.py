@@ -138,6 +138,7 @@ class TimingServer:
         step = 4 if fault == "multi-token" else 1
         sent = 0
         streamed = ""
+        held = b""
         deadline = received + self.ttft
         while sent < tokens:
             await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
@@ -164,8 +165,13 @@ class TimingServer:
             on_finish = fault == "usage-on-finish" and last
             field = "reasoning_content" if fault == "reasoning" and sent <= 3 else "content"
             data = _chunk(content, finish=finish, usage=usage if on_finish else None, field=field)
-            await response.write(data.replace(b"\n", b"\r\n") if fault == "crlf" else data)
+            if fault == "buffered":  # a proxy that holds the stream until it ends (nginx proxy_buffering)
+                held += data
+            else:
+                await response.write(data.replace(b"\n", b"\r\n") if fault == "crlf" else data)
             deadline += self.itl
+        if held:
+            await response.write(held)
         self.seen.add(hash((*contents, streamed)))
         if include_usage and fault not in ("no-usage", "usage-on-finish"):
             await response.write(_usage_only(prompt_tokens, tokens, cached))

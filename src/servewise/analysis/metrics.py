@@ -192,6 +192,7 @@ class MetricsAccumulator:
         self.input_tokens = 0
         self.input_counted = 0
         self.stopped_early = 0
+        self.arrived_whole = 0
         self.busy_s = 0.0
         self.first_send: float | None = None
         self.last_end: float | None = None
@@ -239,6 +240,9 @@ class MetricsAccumulator:
             and record.output_tokens_source is TokenSource.USAGE
         ):
             self.stopped_early += 1
+        times = record.chunk_times
+        if len(times) > 1 and times[-1] == times[0]:
+            self.arrived_whole += 1
         if meets_request_slo(record, self._request_targets):
             self.good += 1
         if record.cached_tokens is not None and record.input_tokens:
@@ -327,6 +331,7 @@ class MetricsAccumulator:
             mean_output_tokens=self.output_tokens / self.ok if self.ok else None,
             mean_input_tokens=self.input_tokens / self.input_counted if self.input_counted else None,
             stopped_early=self.stopped_early,
+            arrived_whole=self.arrived_whole,
             concurrency_mean=self.busy_s / window if window > 0 else 0.0,
             window_s=window,
             ttft_trend_ms=self.ttft_trend(),

@@ -160,6 +160,15 @@ def summary_view(result: RunResult) -> Group:
                 style="yellow",
             )
         )
+    if m.arrived_whole:
+        parts.append(
+            Text(
+                f"{m.arrived_whole:,} of {m.requests_ok:,} streamed answers arrived whole, in one read: their "
+                "TTFT is their end-to-end time and their token gaps read zero. A proxy that buffers the "
+                "stream does this, or a load generator starved by a server on the same cores.",
+                style="yellow",
+            )
+        )
     if result.slo.targets:
         table = Table(title="SLO", title_justify="left", expand=False)
         for column in ("target", "limit", "measured", "met"):

@@ -113,6 +113,8 @@ class Metrics(Result):
     by_turn: list[TurnRow] | None = Field(default=None, exclude_if=lambda v: v is None)
     reasoning: ReasoningOutcome | None = Field(default=None, exclude_if=lambda v: v is None)
     rate: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    # streamed answers whose every chunk came in one read: their TTFT is their end, their gaps zero
+    arrived_whole: int = Field(default=0, exclude_if=lambda v: v == 0)
 
     def distribution(self, metric: str) -> Distribution:
         """``ttft`` | ``tpot`` | ``itl`` | ``e2e`` -> its distribution."""
