@@ -31,7 +31,10 @@ def test_llama_server_all_apis(llama_server, store_path, api, stream):
     assert summary["target"]["model"] == llama_server.model
     assert m["e2e_ms"]["p50"] > 0 and m["ttft_ms"]["p50"] <= m["e2e_ms"]["p50"]
     if stream == "--stream":
-        assert m["tpot_ms"]["count"] == 12 and m["itl_ms"]["count"] >= 12 * 20
+        # every answer's pace is measured, or the answer is named as one that arrived whole (llama-server's two
+        # ggml threads spin on both cores and can keep the client from reading until the answer has ended)
+        paced = 12 - m.get("arrived_whole", 0)
+        assert paced >= 1 and m["tpot_ms"]["count"] == paced and m["itl_ms"]["count"] >= paced * 20
 
 
 def test_llama_server_open_loop_with_slo_and_records(llama_server, store_path):
@@ -61,7 +64,7 @@ def test_vllm_chat_and_completions_streamed(vllm_server, store_path):
         summary = bench(vllm_server, store_path, "--api", api, "--load", "concurrency:4", "--requests", "12", "--input-tokens", "64", "--output-tokens", "32")
         m = summary["metrics"]
         assert m["requests_ok"] == 12 and m["mean_output_tokens"] == 32 and m["output_tokens_source"] == "usage"
-        assert m["itl_ms"]["count"] >= 12 * 25
+        assert m["itl_ms"]["count"] >= (12 - m.get("arrived_whole", 0)) * 25, m.get("arrived_whole")
 
 
 def test_vllm_not_streamed(vllm_server, store_path):

@@ -38,7 +38,14 @@ def test_glossary_definitions():
 
 def test_streams_that_arrive_in_one_read_are_counted():
     whole, streamed, unstreamed = record(0, 1.0, [1.3] * 4, 4), record(1, 1.0, [1.1, 1.2], 2), record(2, 1.0, [1.4], 4)
-    assert MetricsAccumulator().add_all([whole, streamed, unstreamed]).result().arrived_whole == 1
+    metrics = MetricsAccumulator().add_all([whole, streamed, unstreamed]).result()
+    assert metrics.arrived_whole == 1
+    # the whole answer's TTFT is real (300 ms); its pace was not seen, so it gives no TPOT of 0 nor zero gaps,
+    # and neither does the unstreamed answer (one chunk at its end)
+    assert metrics.ttft_ms.max == pytest.approx(400.0) and metrics.ttft_ms.count == 3
+    assert tpot_ms(whole) is None and tpot_ms(unstreamed) is None
+    assert metrics.tpot_ms.count == 1 and metrics.tpot_ms.min == pytest.approx(100.0)
+    assert metrics.itl_ms.count == 1 and metrics.itl_ms.min == pytest.approx(100.0, rel=1e-3)
 
 
 def test_empty_run_has_counts_but_no_statistics():

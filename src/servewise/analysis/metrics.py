@@ -60,15 +60,28 @@ def e2e_ms(record: RequestRecord) -> float | None:
     return None if record.t_end is None else (record.t_end - record.t_send) * 1000
 
 
+def arrived_whole(record: RequestRecord) -> bool:
+    """Every chunk of the answer came in one read: its first token is timed at its end, and the pace of its
+    tokens was not seen at all (a buffering proxy; a server or client starved of CPU)."""
+    times = record.chunk_times
+    return len(times) > 1 and times[-1] == times[0]
+
+
 def tpot_ms(record: RequestRecord) -> float | None:
+    """None where the pace was not seen (too few tokens, or an answer that arrived whole), never a zero that
+    a log-ratio or a median would take for a fast server."""
     if record.t_first is None or record.t_end is None or not record.output_tokens or record.output_tokens < 2:
+        return None
+    if record.t_end == record.t_first:
         return None
     return (record.t_end - record.t_first) * 1000 / (record.output_tokens - 1)
 
 
 def itl_gaps_ms(record: RequestRecord) -> list[float]:
+    """The gaps between chunks; none from an answer that arrived whole (two chunks in one read of a stream
+    that was otherwise seen are a real zero gap, kept)."""
     times = record.chunk_times
-    if len(times) < 2:
+    if len(times) < 2 or arrived_whole(record):
         return []
     tokens = record.chunk_tokens
     if tokens and len(tokens) == len(times):
@@ -240,8 +253,7 @@ class MetricsAccumulator:
             and record.output_tokens_source is TokenSource.USAGE
         ):
             self.stopped_early += 1
-        times = record.chunk_times
-        if len(times) > 1 and times[-1] == times[0]:
+        if arrived_whole(record):
             self.arrived_whole += 1
         if meets_request_slo(record, self._request_targets):
             self.good += 1

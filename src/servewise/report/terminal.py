@@ -164,8 +164,8 @@ def summary_view(result: RunResult) -> Group:
         parts.append(
             Text(
                 f"{m.arrived_whole:,} of {m.requests_ok:,} streamed answers arrived whole, in one read: their "
-                "TTFT is their end-to-end time and their token gaps read zero. A proxy that buffers the "
-                "stream does this, or a load generator starved by a server on the same cores.",
+                "TTFT is their end-to-end time, and TPOT and ITL leave them out (their pace was not seen). "
+                "A proxy that buffers the stream does this, or a server or load generator starved of CPU.",
                 style="yellow",
             )
         )
