@@ -21,7 +21,8 @@ other verdicts, with the default gate policy. Nothing is tuned here: the policy'
 Closed loop by default: a slower delivery also unloads the engine (a request the gateway still holds has
 left its slot), so the client sees less than the stretch: 1.45 gives +32% E2E p50 on llama-server here (the
 "30% regression" of benchmarks/RESULTS.md), 1.3 gives +17%. An open loop at 20 req/s made the load
-generator itself client-limited on two cores.
+generator itself client-limited on two cores. At ``--load concurrency:1`` a stretch does not unload the engine,
+so its size is known (1.3 gave +34% E2E p50 on vLLM CPU).
 """
 
 from __future__ import annotations
