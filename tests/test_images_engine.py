@@ -70,19 +70,26 @@ def test_sd_server_images_per_second_and_their_cost(sd_server, store_path, tmp_p
 
 
 def test_steps_reach_sd_server_inside_the_prompt(sd_server, store_path, tmp_path) -> None:
-    """sd-server takes no steps field; given as its <sd_cpp_extra_args>, four steps run the UNet four times
-    where the server's own --steps 1 runs it once (one step is about a fifth of an image's time here)."""
+    """sd-server takes no steps field; given as its <sd_cpp_extra_args>, eight steps run the UNet eight times
+    where the server's own --steps 1 runs it once (one step is about a fifth of an image's time here).
 
-    def e2e_p50(steps: int) -> float:
+    Runs of one and eight steps alternate, and each side keeps its fastest image: a busy host only adds time,
+    and in one CI run the text encoder alone took 1.0-2.0 s (0.4 s quiet) for three images in a row."""
+
+    def fastest(steps: int) -> float:
         image = {"size": "64x64", "n": 1, "steps": steps, "steps_as": "sd_cpp_extra_args"}
         spec = _spec(tmp_path, sd_server.base_url, api="images", image=image)
-        run = servewise("bench", "--spec", spec, "--load", "concurrency:1", "--requests", "3", "--quiet", "--json",
+        run = servewise("bench", "--spec", spec, "--load", "concurrency:1", "--requests", "1", "--quiet", "--json",
                         "-", store=store_path, timeout=300)  # fmt: skip
         assert run.code == 0, run.stdout[-2000:] + run.stderr[-2000:]
-        return run.json()["metrics"]["e2e_ms"]["p50"]
+        return run.json()["metrics"]["e2e_ms"]["min"]
 
-    one, four = e2e_p50(1), e2e_p50(4)
-    assert four > 1.3 * one, (one, four)
+    times: dict[int, list[float]] = {1: [], 8: []}
+    for _ in range(3):
+        for steps in times:
+            times[steps].append(fastest(steps))
+    one, eight = min(times[1]), min(times[8])
+    assert eight > 1.3 * one, times
 
 
 def test_sd_servers_images_answer_to_a_rerank_request_is_named(sd_server, store_path, tmp_path) -> None:
