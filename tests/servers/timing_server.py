@@ -170,13 +170,12 @@ class TimingServer:
             else:
                 await response.write(data.replace(b"\n", b"\r\n") if fault == "crlf" else data)
             deadline += self.itl
-        if held:
-            await response.write(held)
         self.seen.add(hash((*contents, streamed)))
         if include_usage and fault not in ("no-usage", "usage-on-finish"):
-            await response.write(_usage_only(prompt_tokens, tokens, cached))
+            held += _usage_only(prompt_tokens, tokens, cached)
         if fault != "no-done":
-            await response.write(b"data: [DONE]\n\n")
+            held += b"data: [DONE]\n\n"
+        await response.write(held)  # the whole response in one write when buffered, else its tail
         await response.write_eof()
         return response
 
