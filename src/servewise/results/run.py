@@ -113,7 +113,7 @@ class Metrics(Result):
     by_turn: list[TurnRow] | None = Field(default=None, exclude_if=lambda v: v is None)
     reasoning: ReasoningOutcome | None = Field(default=None, exclude_if=lambda v: v is None)
     rate: float | None = Field(default=None, exclude_if=lambda v: v is None)
-    # streamed answers whose every chunk came in one read: their TTFT is their end, their gaps zero
+    # streamed answers whose every chunk came in one read: their TTFT is their end; no TPOT, no gaps from them
     arrived_whole: int = Field(default=0, exclude_if=lambda v: v == 0)
 
     def distribution(self, metric: str) -> Distribution:
